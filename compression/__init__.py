@@ -1,0 +1,1 @@
+"""Compressed embedding variants: quantization, row pruning, distillation, and their measurement."""

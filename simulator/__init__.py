@@ -1,0 +1,1 @@
+"""Click simulator: a ground-truth world that real model variants serve, with latency-aware users."""
