@@ -1,0 +1,1 @@
+"""Evaluation metrics: CTR metrics (`recsys.metrics.ctr`) and full-catalogue retrieval metrics (`recsys.metrics.retrieval`)."""
