@@ -1,0 +1,104 @@
+"""The `[data]` section of a config: which source, where its files are, how rows are split.
+
+Split fractions are shared by every source: `test_fraction` of the rows go to test,
+`val_fraction` (of all rows) is carved from what would otherwise be train.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from recsys.data.packaged import DEFAULT_CACHE
+from recsys.errors import require
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """A generated world of users and items and click logs drawn from it (ground truth known)."""
+
+    num_users: int = 2_000
+    num_items: int = 1_000
+    num_rows: int = 200_000  # all splits together
+    latent_dim: int = 16
+    user_zipf: float = 0.8  # exponent of user activity ~ 1 / rank^a
+    item_zipf: float = 1.0  # exponent of item impressions ~ 1 / rank^a
+    base_ctr: float = 0.1  # mean true click probability over logged impressions
+    preference_scale: float = 1.5  # std of the user-item affinity term of the click logit
+    num_segments: int = 8
+    num_categories: int = 16
+    num_user_tags: int = 32
+    max_user_tags: int = 4
+    num_item_tags: int = 64
+    max_item_tags: int = 4
+    num_devices: int = 4
+    chunk_rows: int = 100_000  # rows generated at once when streaming
+    max_in_memory_rows: int = 2_000_000  # larger logs are streamed; retrieval needs in-memory
+
+    def __post_init__(self) -> None:
+        for name in ("num_users", "num_items", "num_rows", "latent_dim", "num_segments",
+                     "num_categories", "num_user_tags", "max_user_tags", "num_item_tags",
+                     "max_item_tags", "num_devices", "chunk_rows"):
+            require(getattr(self, name) >= 1, name, "must be >= 1")
+        require(self.max_in_memory_rows >= 0, "max_in_memory_rows", "must be >= 0")
+        require(self.max_user_tags <= self.num_user_tags, "max_user_tags", "must be <= num_user_tags")
+        require(self.max_item_tags <= self.num_item_tags, "max_item_tags", "must be <= num_item_tags")
+        require(0.0 < self.base_ctr < 1.0, "base_ctr", "must be in (0, 1)")
+        require(self.user_zipf >= 0.0, "user_zipf", "must be >= 0")
+        require(self.item_zipf >= 0.0, "item_zipf", "must be >= 0")
+        require(self.preference_scale >= 0.0, "preference_scale", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class MovieLensConfig:
+    """MovieLens-100k; rating >= 4 is a click."""
+
+    path: Optional[str] = None  # folder with RecBole ml-100k.* or GroupLens u.* files; None: fetch
+    rating3: Literal["negative", "drop"] = "negative"
+    split: Literal["random", "temporal"] = "random"  # temporal: the latest ratings are test
+
+    def __post_init__(self) -> None:
+        require(self.path is None or self.path.strip() != "", "path", "must not be empty")
+
+
+@dataclass(frozen=True)
+class CriteoConfig:
+    """Criteo-format TSV files (label, 13 integer, 26 categorical columns), plain or .gz.
+
+    A split with no files of its own is carved from `train_paths` lines by a seeded hash
+    of the line position, with the split's fraction.
+    """
+
+    train_paths: tuple[str, ...] = ()
+    val_paths: tuple[str, ...] = ()
+    test_paths: tuple[str, ...] = ()
+    num_embeddings: tuple[int, ...] = (100_000,)  # one size for all 26 features, or 26 sizes
+    chunk_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        require(len(self.num_embeddings) in (1, 26), "num_embeddings", "give 1 or 26 table sizes")
+        require(all(n >= 1 for n in self.num_embeddings), "num_embeddings", "sizes must be >= 1")
+        require(self.chunk_rows >= 1, "chunk_rows", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["synthetic", "movielens", "criteo"] = "synthetic"
+    cache_dir: str = str(DEFAULT_CACHE)
+    val_fraction: float = 0.05
+    test_fraction: float = 0.25
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    movielens: MovieLensConfig = field(default_factory=MovieLensConfig)
+    criteo: CriteoConfig = field(default_factory=CriteoConfig)
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+        require(0.0 <= self.test_fraction < 1.0, "test_fraction", "must be in [0, 1)")
+        require(self.val_fraction + self.test_fraction < 1.0, "val_fraction",
+                "val_fraction + test_fraction must be < 1 (train needs rows)")
+        require(self.source != "criteo" or bool(self.criteo.train_paths), "criteo.train_paths",
+                "required when source = 'criteo'")
+
+    def fractions(self) -> dict[str, float]:
+        """Share of rows per split."""
+        return {"train": 1.0 - self.val_fraction - self.test_fraction,
+                "val": self.val_fraction, "test": self.test_fraction}
