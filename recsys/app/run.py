@@ -1,0 +1,94 @@
+"""The main job: train and evaluate DLRM, two-tower and the baselines of one config; write the run.
+
+Writes into runs/<name>/: config.toml (resolved), metrics.json, report.md, curves.png and one
+folder per trained model with its checkpoints and per-epoch metrics.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tomli_w
+import torch
+import torch.distributed as dist
+
+from recsys.app.config import ExperimentConfig
+from recsys.app.report import write_report
+from recsys.data.sources import load_dataset
+from recsys.metrics.ctr import ctr_metrics
+from recsys.metrics.retrieval import retrieval_metrics
+from recsys.models.dlrm import DLRMRanker
+from recsys.models.logistic import LogisticRegression
+from recsys.models.popularity import Popularity
+from recsys.models.two_tower import TwoTower
+from recsys.provenance import provenance
+from recsys.train.distributed import DistEnv, init_distributed
+from recsys.train.loop import TrainResult, train
+from recsys.train.tasks import ClickTask, RetrievalTask, predict
+
+
+def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
+    """Train everything the config enables; returns what metrics.json holds."""
+    env = init_distributed(config.train.device)
+    _set_threads(config.train.threads)
+    dataset = load_dataset(config.data, config.seed)
+    run_dir = config.run_dir
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
+    models: dict[str, dict] = {}
+    item_key = next(iter(dataset.schema.keys("item")), None)
+    if config.dlrm.enabled:
+        task = ClickTask("dlrm", dataset, lambda d: DLRMRanker(dataset.schema, config.dlrm.model, d))
+        models["dlrm"] = _trained(task, config.dlrm.optim, config, env, "dlrm", resume)
+    if config.dlrm.enabled and config.baselines.logistic:
+        task = ClickTask("logistic", dataset, lambda d: LogisticRegression(dataset.schema, d))
+        models["logistic"] = _trained(task, config.baselines.logistic_optim, config, env,
+                                      "baselines.logistic_optim", resume)
+    popularity = Popularity.fit(dataset, item_key) if item_key and config.baselines.popularity else None
+    if config.dlrm.enabled and popularity is not None:
+        logits, labels = predict(popularity, dataset, "test", config.train.eval_batch_size)
+        models["popularity"] = {"kind": "ranking", "test": ctr_metrics(labels, logits, from_logits=True).to_dict()}
+    if config.two_tower.enabled:
+        popularity_q = dataset.item_popularity()
+        task = RetrievalTask("two_tower", dataset, ks=config.two_tower.ks, factory=lambda d: TwoTower(
+            dataset.schema, config.two_tower.model, popularity_q, d))
+        models["two_tower"] = _trained(task, config.two_tower.optim, config, env, "two_tower", resume)
+        if popularity is not None:
+            models["popularity_retrieval"] = _popularity_retrieval(popularity, dataset, config.two_tower.ks)
+    results = {"name": config.name, "seed": config.seed, "config": config.to_dict(),
+               "provenance": provenance(env.device, env.world_size), "models": models}
+    if env.is_main:
+        _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
+        write_report(results, run_dir)
+    dist.barrier()
+    return results
+
+
+def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, resume: bool) -> dict:
+    out = config.run_dir / task.name
+    result: TrainResult = train(task, task.dataset, optim, config.train, env, out,
+                                config.fingerprint(section, "train.sharding"), config.seed, resume)
+    return {"kind": "ranking" if isinstance(task, ClickTask) else "retrieval", "primary": task.primary,
+            "test": result.test, "history": result.history,
+            "placements": {k: [kind, ranks] for k, (kind, ranks) in result.placements.items()}}
+
+
+def _popularity_retrieval(popularity: Popularity, dataset, ks: tuple[int, ...]) -> dict:
+    data = dataset.retrieval("test")
+    users = torch.ones(len(data.users), 1)
+    found = retrieval_metrics(users, popularity.item_embeddings(), data.positives, data.exclude, ks=ks)
+    test = {f"{name}@{k}": getattr(m, name) for k, m in found.items() for name in ("recall", "ndcg")}
+    return {"kind": "retrieval", "test": test}
+
+
+def _set_threads(threads: int) -> None:
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Ranking and retrieval models whose embeddings live in TorchRec EmbeddingBagCollections."""

@@ -1,0 +1,30 @@
+"""Logistic regression over the same features as DLRM: one weight per id plus a linear dense term.
+
+A baseline that must be beaten; its id weights live in an EmbeddingBagCollection of dimension 1
+so it trains, shards and checkpoints exactly like the deep models.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.datasets.utils import Batch
+
+from recsys.data.schema import Schema
+from recsys.models.dlrm import TaskOutput
+from recsys.models.tables import embedding_bag_collection
+
+
+class LogisticRegression(nn.Module):
+    def __init__(self, schema: Schema, device: torch.device) -> None:
+        super().__init__()
+        self.ebc = embedding_bag_collection(schema, 1, device)
+        self.dense = nn.Linear(len(schema.dense), 1, device=device)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        return self.ebc(batch.sparse_features).values().sum(-1) + self.dense(batch.dense_features).squeeze(-1)
+
+    def forward(self, batch: Batch) -> TaskOutput:
+        logits = self.score(batch)
+        loss = self.loss_fn(logits, batch.labels.float())
+        return loss, (loss.detach(), logits.detach(), batch.labels.detach())

@@ -1,0 +1,1 @@
+"""Training with sharded embeddings: process groups, sharding plans, the loop, checkpoints."""

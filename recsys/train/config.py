@@ -1,0 +1,36 @@
+"""Training settings: shared ones ([train]) and each model's optimisation ([<model>.optim])."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from recsys.errors import require
+from recsys.train.sharding import ShardingConfig
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    batch_size: int = 512  # per process; the global batch is batch_size x processes
+    epochs: int = 3
+    lr_dense: float = 1e-3  # Adam, data-parallel MLPs
+    lr_sparse: float = 0.05  # fused row-wise Adagrad, sharded embedding tables
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.epochs >= 1, "epochs", "must be >= 1")
+        require(self.lr_dense > 0, "lr_dense", "must be > 0")
+        require(self.lr_sparse > 0, "lr_sparse", "must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch ends
+    eval_batch_size: int = 4096
+    threads: int = 0  # torch threads per process; 0 = cores / local processes
+
+    def __post_init__(self) -> None:
+        require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        require(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+        require(self.threads >= 0, "threads", "must be >= 0")
