@@ -1,0 +1,23 @@
+"""Adaptive traffic allocation among variants: batched bandit policies, guardrails, stopping, OPE."""
+from bandit.allocation import Allocation
+from bandit.errors import BanditInputError, BanditStateError
+from bandit.ledger import DecisionLedger, Feedback
+from bandit.memory import Discounted, SlidingWindow, Stationary
+from bandit.ope import Estimate, LoggedBandit, evaluate
+from bandit.policies import (
+    UCB1, KLUCB, EXP3, EpsilonGreedy, LinTS, LinUCB, Policy, Selection, Softmax, ThompsonSampling,
+    TopTwoTS,
+)
+from bandit.posterior import BetaBernoulli, LogNormalLatency, NormalInverseGamma
+from bandit.state import from_json, to_json
+from bandit.stopping import StoppingResult, StoppingRule, check_stopping
+from bandit.tradeoff import Constrained, LatencySLO, NonInferiority, Scalarised, TradeoffTS, pareto_front
+
+__all__ = [
+    "Allocation", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback", "Discounted",
+    "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "evaluate", "UCB1", "KLUCB", "EXP3",
+    "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
+    "TopTwoTS", "BetaBernoulli", "LogNormalLatency", "NormalInverseGamma", "from_json", "to_json",
+    "StoppingResult", "StoppingRule", "check_stopping", "Constrained", "LatencySLO",
+    "NonInferiority", "Scalarised", "TradeoffTS", "pareto_front",
+]

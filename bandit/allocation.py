@@ -1,0 +1,77 @@
+"""Allocation controls as A/B platforms apply them on top of any policy's preferred split.
+
+Order: equal split until the warm-up is done (total and per-arm minimums), then the policy's
+probabilities; a fixed control share is carved out first, and the additive floor
+p' = floor + (1 - m * floor) * p is applied over the m arms that share the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit.checks import in_range, positive_int
+from bandit.errors import BanditInputError
+from bandit.state import serializable
+
+
+@serializable
+@dataclass(frozen=True)
+class Allocation:
+    """How a policy's preferences become traffic shares.
+
+    warmup: total observations served by equal split before any reweighting.
+    min_per_arm: every arm needs this many observations before reweighting starts.
+    reweight_every: recompute the split only after this many new observations (context-free).
+    floor: additive minimum probability for every non-control arm.
+    control: arm id of the control (e.g. the fp32 model), or None.
+    control_share: fixed traffic share of the control arm.
+    """
+
+    warmup: int = 0
+    min_per_arm: int = 0
+    reweight_every: int = 1
+    floor: float = 0.0
+    control: int | None = None
+    control_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive_int(self.warmup, "allocation.warmup", 0)
+        positive_int(self.min_per_arm, "allocation.min_per_arm", 0)
+        positive_int(self.reweight_every, "allocation.reweight_every")
+        in_range(self.floor, "allocation.floor", 0.0, 1.0)
+        in_range(self.control_share, "allocation.control_share", 0.0, 1.0)
+        if self.control is None and self.control_share > 0:
+            raise BanditInputError("allocation.control_share", "needs allocation.control")
+        if self.control is not None:
+            positive_int(self.control, "allocation.control", 0)
+
+    def check_arms(self, n_arms: int) -> None:
+        """Reject controls that cannot be met with `n_arms` arms."""
+        shared = n_arms - (self.control is not None)
+        if self.control is not None and self.control >= n_arms:
+            raise BanditInputError("allocation.control", f"arm {self.control} not in 0..{n_arms - 1}")
+        if shared < 1 and self.control_share < 1:
+            raise BanditInputError("allocation.control_share", "no other arm to take the rest")
+        if self.floor * shared > 1 + 1e-12:
+            raise BanditInputError("allocation.floor", f"{self.floor} x {shared} arms exceeds 1")
+
+    def warming_up(self, pulls: np.ndarray) -> bool:
+        """True while the equal-split warm-up still applies."""
+        return pulls.sum() < self.warmup or pulls.min() < self.min_per_arm
+
+    def apply(self, preferred: np.ndarray) -> np.ndarray:
+        """Final selection probabilities from preferred ones, shape (..., n_arms)."""
+        p = np.array(preferred, dtype=np.float64)
+        k = p.shape[-1]
+        share = np.ones(k, dtype=bool)
+        if self.control is not None:
+            share[self.control] = False
+            p[..., self.control] = 0.0
+        total = p.sum(-1, keepdims=True)
+        p = np.where(total > 0, p / np.where(total > 0, total, 1), share / share.sum())
+        p = self.floor * share + (1 - self.floor * share.sum()) * p
+        if self.control is not None:
+            p = (1 - self.control_share) * p
+            p[..., self.control] = self.control_share
+        return p

@@ -1,0 +1,14 @@
+"""Errors raised on bad input; each message is one line that starts with the offending field."""
+from __future__ import annotations
+
+
+class BanditInputError(ValueError):
+    """An argument, batch or config value is invalid; the policy state was not changed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class BanditStateError(BanditInputError):
+    """A saved state is corrupt, from another version, or for another policy or config."""

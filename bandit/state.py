@@ -1,0 +1,127 @@
+"""Versioned, checksummed JSON state: policies and ledgers save and restore exactly (RNG included)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from bandit.errors import BanditStateError
+
+FORMAT = "bandit-state"
+VERSION = 1
+_DATACLASSES: dict[str, type] = {}
+
+
+def serializable(cls: type) -> type:
+    """Register a config dataclass so that it can be rebuilt from its JSON form."""
+    _DATACLASSES[cls.__name__] = cls
+    return cls
+
+
+def encode(value: Any) -> Any:
+    """Turn configs (dataclasses, tuples, numpy scalars) into plain JSON values."""
+    if dataclasses.is_dataclass(value):
+        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"type": type(value).__name__, "fields": fields}
+    if isinstance(value, dict):
+        return {k: encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def decode(value: Any) -> Any:
+    """Inverse of `encode`; unknown dataclass names are a state error."""
+    if isinstance(value, dict) and set(value) == {"type", "fields"}:
+        cls = _DATACLASSES.get(value["type"])
+        if cls is None:
+            raise BanditStateError("config", f"unknown config type {value['type']!r}")
+        return cls(**{k: decode(v) for k, v in value["fields"].items()})
+    if isinstance(value, dict):
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(decode(v) for v in value)
+    return value
+
+
+def _checksum(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(kind: str, payload: dict) -> dict:
+    """Wrap a JSON-able payload with format, version, kind and a checksum."""
+    return {"format": FORMAT, "version": VERSION, "kind": kind, "checksum": _checksum(payload),
+            "payload": payload}
+
+
+def unseal(state: Any, kind: str) -> dict:
+    """Check format, version, kind and checksum; return the payload."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise BanditStateError("format", f"not a {FORMAT} document")
+    if state.get("version") != VERSION:
+        raise BanditStateError("version", f"state version {state.get('version')!r}, this code reads {VERSION}")
+    if state.get("kind") != kind:
+        raise BanditStateError("kind", f"state is for {state.get('kind')!r}, not {kind!r}")
+    payload = state.get("payload")
+    try:
+        ok = isinstance(payload, dict) and _checksum(payload) == state.get("checksum")
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BanditStateError("checksum", "state is corrupt (checksum mismatch)")
+    return payload
+
+
+def load_arrays(saved: Any, current: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rebuild saved arrays with the dtypes and shapes of `current`; reject any mismatch."""
+    if not isinstance(saved, dict) or set(saved) != set(current):
+        raise BanditStateError("arrays", f"expected keys {sorted(current)}")
+    out = {}
+    for name, cur in current.items():
+        try:
+            arr = np.asarray(saved[name], dtype=cur.dtype)
+        except (TypeError, ValueError):
+            raise BanditStateError(f"arrays.{name}", "not numeric") from None
+        if arr.shape != cur.shape:
+            raise BanditStateError(f"arrays.{name}", f"shape {arr.shape}, expected {cur.shape}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise BanditStateError(f"arrays.{name}", "non-finite value")
+        out[name] = arr
+    return out
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """The JSON-able state of a PCG64 generator."""
+    return rng.bit_generator.state
+
+
+def restore_rng(state: Any) -> np.random.Generator:
+    """A new PCG64 generator at exactly `state`."""
+    rng = np.random.Generator(np.random.PCG64())
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError):
+        raise BanditStateError("rng", "invalid PCG64 state") from None
+    return rng
+
+
+def to_json(obj: Any) -> str:
+    """Serialise a policy or ledger (anything with state_dict) to a JSON string."""
+    return json.dumps(obj.state_dict(), allow_nan=False)
+
+
+def from_json(text: str) -> Any:
+    """Rebuild a policy from `to_json` output, whatever its class."""
+    from bandit.policies.base import Policy
+
+    try:
+        state = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise BanditStateError("json", f"not valid JSON ({exc.__class__.__name__})") from None
+    return Policy.from_state_dict(state)
