@@ -69,6 +69,8 @@ def _terms(name: str, log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray |
     w = target[rows, log.arms] / log.propensities
     ess = float(w.sum() ** 2 / max((w * w).sum(), 1e-300))
     if name == "replay":
+        if not np.allclose(log.propensities, log.propensities[0]):
+            raise BanditInputError("estimators", "replay needs a log from a uniformly random policy")
         cdf = np.cumsum(target, axis=1)
         draw = (cdf <= rng.random(len(log))[:, None] * cdf[:, -1:]).sum(axis=1)
         match = (draw == log.arms).astype(np.float64)
@@ -86,17 +88,19 @@ def _terms(name: str, log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray |
 
 
 def evaluate(log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray | None = None,
-             estimators: tuple[str, ...] = ESTIMATORS, n_boot: int = 2000, alpha: float = 0.05,
+             estimators: tuple[str, ...] | None = None, n_boot: int = 2000, alpha: float = 0.05,
              rng: np.random.Generator | int | None = None) -> dict[str, Estimate]:
     """Estimate the mean reward of a target policy given as P(arm | logged row), shape (n, K).
 
-    q_hat (n, K) is the reward model for DR (e.g. `cross_fitted_means`); omitted, DR is skipped.
+    q_hat (n, K) is the reward model for DR (e.g. `cross_fitted_means`). By default every
+    applicable estimator runs: replay only on uniformly random logs, DR only with q_hat.
     """
     target = _check_target(log, target, "target")
-    if q_hat is not None:
-        q_hat = _check_target(log, q_hat, "q_hat")
-    elif "dr" in estimators:
-        estimators = tuple(e for e in estimators if e != "dr")
+    q_hat = None if q_hat is None else _check_target(log, q_hat, "q_hat")
+    if estimators is None:
+        uniform = np.allclose(log.propensities, log.propensities[0])
+        estimators = tuple(e for e in ESTIMATORS
+                           if (e != "replay" or uniform) and (e != "dr" or q_hat is not None))
     checks.positive_int(n_boot, "n_boot")
     checks.in_range(alpha, "alpha", 1e-6, 0.5)
     rng = np.random.default_rng(rng)

@@ -120,12 +120,14 @@ class LogNormalLatency:
                           rng: np.random.Generator) -> np.ndarray:
         """(n_draws, n_arms) posterior draws of the q-quantile of latency."""
         mu, var = self.prior.sample_params(log_stats, n_draws, rng)
-        return np.exp(mu + np.sqrt(var) * stats.norm.ppf(q))
+        with np.errstate(over="ignore"):
+            return np.exp(mu + np.sqrt(var) * stats.norm.ppf(q))
 
     def sample_mean(self, log_stats: ArmStats, n_draws: int, rng: np.random.Generator) -> np.ndarray:
         """(n_draws, n_arms) posterior draws of mean latency exp(mu + var / 2)."""
         mu, var = self.prior.sample_params(log_stats, n_draws, rng)
-        return np.exp(mu + var / 2)
+        with np.errstate(over="ignore"):
+            return np.exp(mu + var / 2)
 
     def percentile(self, log_stats: ArmStats, q: float) -> np.ndarray:
         """Plug-in estimate of the q-quantile of latency per arm (posterior means)."""

@@ -1,0 +1,56 @@
+"""Bad input: one-line error naming the field, and the policy state unchanged."""
+import numpy as np
+import pytest
+
+from bandit import (EXP3, Allocation, BanditInputError, DecisionLedger, LinUCB, ThompsonSampling,
+                    TradeoffTS, Constrained, LatencySLO, to_json)
+
+
+@pytest.mark.parametrize("make, kwargs, field", [
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1], rewards=[1.0, np.nan]), "rewards"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1], rewards=[1.0, np.inf]), "rewards"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1], rewards=[1.0, 2.0]), "rewards"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 3], rewards=[1.0, 0.0]), "arms"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, -1], rewards=[1.0, 0.0]), "arms"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1, 2], rewards=[1.0, 0.0]), "rewards"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1], rewards=[1, 0], latencies=[5.0, -1.0]), "latencies"),
+    (lambda: ThompsonSampling(3), dict(arms=[0, 1], rewards=[1, 0], latencies=[5.0]), "latencies"),
+    (lambda: TradeoffTS(3, Constrained(LatencySLO(10.0))), dict(arms=[0], rewards=[1]), "latencies"),
+    (lambda: EXP3(3), dict(arms=[0], rewards=[1]), "propensities"),
+    (lambda: EXP3(3), dict(arms=[0], rewards=[1], propensities=[0.0]), "propensities"),
+    (lambda: LinUCB(3, dim=2), dict(arms=[0], rewards=[1], context=[[1.0, np.nan]]), "context"),
+    (lambda: LinUCB(3, dim=2), dict(arms=[0], rewards=[1], context=[[1.0, 2.0, 3.0]]), "context"),
+])
+def test_bad_batch_raises_naming_field_and_changes_nothing(make, kwargs, field):
+    policy = make()
+    good = dict(arms=[0, 1], rewards=[1.0, 0.0], latencies=[10.0, 20.0], propensities=[0.5, 0.5])
+    if policy.contextual:
+        good["context"] = np.ones((2, 2))
+    policy.update(**good)
+    before = to_json(policy)
+    with pytest.raises(BanditInputError, match=f"^{field}: ") as info:
+        policy.update(**kwargs)
+    assert "\n" not in str(info.value)
+    assert to_json(policy) == before
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: ThompsonSampling(0), "n_arms"),
+    (lambda: ThompsonSampling(3, allocation=Allocation(floor=0.5)), "allocation.floor"),
+    (lambda: Allocation(control_share=0.2), "allocation.control_share"),
+    (lambda: ThompsonSampling(3, allocation=Allocation(control=5, control_share=0.1)), "allocation.control"),
+    (lambda: ThompsonSampling(3).select(0), "n"),
+])
+def test_bad_config_names_field(build, field):
+    with pytest.raises(BanditInputError, match=f"^{field}: "):
+        build()
+
+
+def test_ledger_rejects_unknown_ids_without_closing_others():
+    ledger = DecisionLedger()
+    ledger.record(["x", "y"], ThompsonSampling(2, seed=0).select(2))
+    with pytest.raises(BanditInputError, match="^decision_ids: "):
+        ledger.resolve(["x", "zzz"], [1.0, 0.0])
+    with pytest.raises(BanditInputError, match="^rewards: "):
+        ledger.resolve(["x"], [np.nan])
+    assert len(ledger) == 2

@@ -1,0 +1,148 @@
+"""Policy behaviour: propensities are real, allocations follow their definitions, TS learns."""
+import numpy as np
+import pytest
+
+from bandit import (EXP3, KLUCB, UCB1, Allocation, Discounted, EpsilonGreedy, LinTS, LinUCB,
+                    SlidingWindow, Softmax, ThompsonSampling, TopTwoTS)
+from bandit.policies.ucb import bernoulli_kl
+
+MU = np.array([0.04, 0.0425, 0.045, 0.0475, 0.05])
+
+
+def _run(policy, steps, batch, seed=0, mu=MU):
+    env = np.random.default_rng([seed, 2024])
+    regret = 0.0
+    for _ in range(steps // batch):
+        s = policy.select(batch)
+        r = (env.random(batch) < mu[s.arms]).astype(float)
+        policy.update(s.arms, r, propensities=s.propensities)
+        regret += (mu.max() - mu[s.arms]).sum()
+    return regret
+
+
+def test_selection_frequency_matches_propensities():
+    p = ThompsonSampling(5, seed=3)
+    p.update([0, 1, 2, 3, 4] * 40, np.tile([0, 1, 0, 1, 1], 40) * (np.arange(200) % 3 == 0))
+    s = p.select(200_000)
+    freq = np.bincount(s.arms, minlength=5) / len(s)
+    probs = p.probabilities()
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / len(s)))
+    np.testing.assert_allclose(s.propensities, probs[s.arms])
+
+
+def test_ts_allocation_equals_thompson_draw_frequency():
+    p = ThompsonSampling(3, seed=0)
+    p.update([0] * 30 + [1] * 30 + [2] * 30, [1] * 10 + [0] * 20 + [1] * 14 + [0] * 16 + [1] * 12 + [0] * 18)
+    a = np.array([11, 15, 13.0])
+    draws = np.random.default_rng(9).beta(a, 32 - a, size=(400_000, 3))
+    freq = np.bincount(draws.argmax(1), minlength=3) / len(draws)
+    np.testing.assert_allclose(p.probabilities(), freq, atol=3e-3)
+
+
+def test_top_two_allocation_matches_resampling_simulation():
+    p = TopTwoTS(3, beta=0.5, seed=0)
+    p.update([0] * 20 + [1] * 20 + [2] * 20, [1] * 5 + [0] * 15 + [1] * 8 + [0] * 12 + [1] * 9 + [0] * 11)
+    a = np.array([6, 9, 10.0]); b = 22 - a
+    rng = np.random.default_rng(1)
+    leader = rng.beta(a, b, size=(100_000, 3)).argmax(1)
+    picks = []
+    for lead in leader[:20_000]:
+        if rng.random() < 0.5:
+            picks.append(lead)
+            continue
+        while (c := rng.beta(a, b).argmax()) == lead:
+            pass
+        picks.append(c)
+    freq = np.bincount(picks, minlength=3) / len(picks)
+    np.testing.assert_allclose(p.probabilities(), freq, atol=0.015)
+
+
+def test_epsilon_greedy_closed_form_and_decay():
+    p = EpsilonGreedy(4, epsilon=0.2, decay=0.01, seed=0)
+    p.update([0, 1, 2, 3] * 25, [0, 1, 0, 0] * 25)
+    eps = 0.2 / (1 + 0.01 * 100)
+    np.testing.assert_allclose(p.probabilities(), [eps / 4, eps / 4 + 1 - eps, eps / 4, eps / 4])
+
+
+def test_softmax_and_exp3_closed_form():
+    p = Softmax(2, temperature=0.5)
+    p.update([0, 1, 1], [1.0, 0.0, 1.0])
+    e = np.exp(np.array([1.0, 0.5]) / 0.5)
+    np.testing.assert_allclose(p.probabilities(), e / e.sum())
+    x = EXP3(2, gamma=0.1)
+    x.update([1, 1], [1.0, 1.0], propensities=[0.5, 0.5])
+    w = np.exp(np.array([0.0, 0.1 * 4 / 2]))
+    np.testing.assert_allclose(x.probabilities(), 0.9 * w / w.sum() + 0.05)
+
+
+def test_ucb1_index_and_klucb_index_solve_their_equations():
+    u = UCB1(2)
+    u.update([0] * 10 + [1] * 30, [1] * 5 + [0] * 5 + [1] * 20 + [0] * 10)
+    np.testing.assert_allclose(u.indices(), [0.5 + np.sqrt(2 * np.log(40) / 10), 2 / 3 + np.sqrt(2 * np.log(40) / 30)])
+    k = KLUCB(2)
+    k.update([0] * 10 + [1] * 30, [1] * 5 + [0] * 5 + [1] * 20 + [0] * 10)
+    q = k.indices()
+    np.testing.assert_allclose(np.array([10, 30]) * bernoulli_kl(np.array([0.5, 2 / 3]), q), np.log(40), rtol=1e-6)
+
+
+def test_thompson_beats_uniform_regret():
+    ts = _run(ThompsonSampling(5, seed=1), 50_000, 500, mu=MU * 4)
+    uniform = 50_000 * 4 * (MU.max() - MU.mean())
+    assert ts < 0.4 * uniform
+
+
+def test_forgetting_memories_track_a_change_that_stationary_ts_misses():
+    mu = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    leaders = {}
+    for name, memory in (("discounted", Discounted(0.99)), ("window", SlidingWindow(500)), ("stationary", None)):
+        p = ThompsonSampling(5, seed=0) if memory is None else ThompsonSampling(5, memory=memory, seed=0)
+        _run(p, 20_000, 50, mu=mu)
+        _run(p, 2_000, 50, seed=1, mu=mu[::-1])
+        leaders[name] = int(np.argmax(p.probabilities()))
+    assert leaders == {"discounted": 0, "window": 0, "stationary": 4}
+
+
+def test_allocation_floor_control_share_and_warmup():
+    alloc = Allocation(warmup=100, min_per_arm=10, floor=0.05, control=0, control_share=0.3)
+    p = ThompsonSampling(4, allocation=alloc, seed=0)
+    np.testing.assert_allclose(p.probabilities(), [0.3, 0.7 / 3, 0.7 / 3, 0.7 / 3])
+    p.update([1, 2, 3, 0] * 30, [1, 0, 0, 0] * 30)
+    probs = p.probabilities()
+    assert probs[0] == pytest.approx(0.3)
+    assert probs[1:].min() >= 0.7 * 0.05 - 1e-12
+    core = p.prob_best()[1:] / p.prob_best()[1:].sum()
+    np.testing.assert_allclose(probs[1:], 0.7 * (0.05 + (1 - 3 * 0.05) * core))
+
+
+def test_reweighting_in_batches_holds_the_split():
+    p = ThompsonSampling(2, allocation=Allocation(reweight_every=50), seed=0)
+    p.update([0, 1] * 5, [1, 0] * 5)
+    first = p.probabilities()
+    p.update([0, 1] * 20, [0, 1] * 20)
+    np.testing.assert_array_equal(p.probabilities(), first)
+    p.update([0, 1] * 5, [0, 1] * 5)
+    assert not np.array_equal(p.probabilities(), first)
+
+
+def test_linear_policies_learn_context_dependence():
+    rng = np.random.default_rng(0)
+    theta = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    for policy in (LinTS(2, dim=2, v=0.2, seed=0), LinUCB(2, dim=2, alpha=0.5, seed=0)):
+        for _ in range(40):
+            x = rng.normal(size=(50, 2))
+            s = policy.select(50, context=x)
+            policy.update(s.arms, (x * theta[s.arms]).sum(1) + rng.normal(0, 0.1, 50), context=x)
+        x = np.array([[2.0, -2.0], [-2.0, 2.0]])
+        assert np.argmax(policy.probabilities(x), axis=1).tolist() == [0, 1]
+
+
+def test_lints_propensities_match_cholesky_draw_frequency():
+    p = LinTS(3, dim=2, v=1.0, seed=0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 2))
+    p.update(rng.integers(0, 3, 60), rng.normal(size=60), context=x)
+    ctx = np.array([[0.3, -0.2]])
+    mean, spread = p.score_moments(ctx)
+    draws = mean + np.sqrt(spread) * rng.standard_normal((200_000, 3))
+    freq = np.bincount(draws.argmax(1), minlength=3) / len(draws)
+    np.testing.assert_allclose(p.probabilities(ctx)[0], freq, atol=4e-3)
