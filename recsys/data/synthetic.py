@@ -161,7 +161,8 @@ class SyntheticDataset:
         self._sizes = _split_sizes(self.config.num_rows, fractions)
         self._memory = None
         if self.config.num_rows <= self.config.max_in_memory_rows:
-            splits = {s: _concat([log for log, _ in self._segments(s, 0, False, False)])
+            empty = sample_log(world, np.random.default_rng(0), 0, self._tables)
+            splits = {s: _concat([empty] + [log for log, _ in self._segments(s, 0, False, False)])
                       for s in self._sizes}
             self._memory = InMemoryDataset("synthetic", self.schema, splits, seed)
 
@@ -219,8 +220,6 @@ def _split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[str, int]:
 
 
 def _concat(logs: list[ClickLog]) -> ClickLog:
-    if not logs:
-        return ClickLog(np.zeros(0, np.float32), np.zeros((0, len(DENSE)), np.float32))
     first = logs[0]
     return ClickLog(np.concatenate([g.labels for g in logs]),
                     np.concatenate([g.dense for g in logs]),
