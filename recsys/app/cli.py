@@ -99,9 +99,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _quiet_libraries() -> None:
     """TorchRec and FBGEMM log and warn at length about things users cannot act on."""
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torchrec.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch.distributed.*")
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch(rec)?\..*")
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     for name in ("torchrec", "fbgemm_gpu", "root", ""):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -21,6 +21,7 @@ from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.dlrm import DLRMRanker
 from recsys.models.logistic import LogisticRegression
 from recsys.models.popularity import Popularity
+from recsys.models.tables import table_name
 from recsys.models.two_tower import TwoTower
 from recsys.provenance import provenance
 from recsys.train.distributed import DistEnv, init_distributed
@@ -33,6 +34,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     env = init_distributed(config.train.device)
     _set_threads(config.train.threads)
     dataset = load_dataset(config.data, config.seed)
+    config.train.sharding.constraints([table_name(f) for f in dataset.schema.keys()], env.device)
     run_dir = config.run_dir
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,10 @@ class Popularity(nn.Module):
         items = dataset.schema.feature(item_key).num_embeddings
         clicks, shown = np.zeros(items), np.zeros(items)
         for batch in dataset.batches("train", batch_size):
-            ids = batch.sparse_features[item_key].values().numpy()
-            np.add.at(shown, ids, 1.0)
-            np.add.at(clicks, ids, batch.labels.numpy())
+            ids, labels = batch.sparse_features[item_key].values().numpy(), batch.labels.numpy()
+            real = labels >= 0  # drop the padding rows of the last batch
+            np.add.at(shown, ids[real], 1.0)
+            np.add.at(clicks, ids[real], labels[real])
         return cls(clicks, shown, item_key)
 
     def score(self, batch: Batch) -> torch.Tensor:

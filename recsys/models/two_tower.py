@@ -73,7 +73,8 @@ class TwoTower(nn.Module):
         self.user_tower = Tower(schema, "user", config, device)
         self.item_tower = Tower(schema, "item", config, device)
         q = torch.as_tensor(item_popularity, dtype=torch.float64) + 1.0
-        self.register_buffer("log_q", torch.log(q / q.sum()).float().to(device), persistent=False)
+        # Not a meta tensor: DMP materialises meta buffers uninitialised. Moved on first use.
+        self.register_buffer("log_q", torch.log(q / q.sum()).float(), persistent=False)
         self.catalogue: KeyedJaggedTensor | None = None
 
     def set_catalogue(self, item_features: KeyedJaggedTensor) -> None:
@@ -88,6 +89,8 @@ class TwoTower(nn.Module):
         user_kjt, item_kjt = self.split(batch.sparse_features)
         users, items = self.user_tower(user_kjt), self.item_tower(item_kjt)
         item_ids = item_kjt[self.item_key].values()
+        if self.log_q.device != item_ids.device:
+            self.log_q = self.log_q.to(item_ids.device)
         if self.config.loss == "in_batch":
             loss, pos = self._in_batch_loss(users, items, item_ids)
         else:

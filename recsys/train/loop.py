@@ -81,7 +81,7 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
         opt.step()
         opt.zero_grad()
         state.batch, state.step = i + 1, state.step + 1
-        state.loss_sum, state.loss_count = state.loss_sum + float(loss), state.loss_count + 1
+        state.loss_sum, state.loss_count = state.loss_sum + float(loss.detach()), state.loss_count + 1
         state.samples += global_batch
         progress.update(1)
         progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")

@@ -35,19 +35,17 @@ class ShardingConfig:
     default: ShardingType = "auto"
     tables: dict[str, ShardingType] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        for name, kind in [("default", self.default), *self.tables.items()]:
-            require(kind in ShardingType.__args__, name, f"unknown sharding type {kind!r}")
-
     def constraints(self, table_names: list[str], device: torch.device) -> dict[str, ParameterConstraints]:
+        """Planner constraints; checked against the model's tables and the device (keys as in the config)."""
         unknown = sorted(set(self.tables) - set(table_names))
-        require(not unknown, f"tables.{unknown[0] if unknown else ''}",
+        require(not unknown, f"train.sharding.tables.{unknown[0] if unknown else ''}",
                 f"no such table (tables: {', '.join(table_names)})")
         out = {}
         for name in table_names:
             kind = self.tables.get(name, self.default)
-            require(device.type == "cuda" or kind not in CUDA_ONLY, f"tables.{name}" if name in self.tables
-                    else "default", f"{kind} sharding is CUDA-only in TorchRec 1.8; use table_wise or column_wise")
+            key = f"train.sharding.tables.{name}" if name in self.tables else "train.sharding.default"
+            require(device.type == "cuda" or kind not in CUDA_ONLY, key,
+                    f"{kind} sharding is CUDA-only in TorchRec 1.8; use table_wise or column_wise on CPU")
             if kind != "auto":
                 out[name] = ParameterConstraints(sharding_types=[kind])
         return out
