@@ -144,7 +144,6 @@ def prob_best(marginal, eligible: np.ndarray | None = None) -> np.ndarray:
     shape = lo_hi.shape[1:]
     if eligible is not None:
         lo_hi = np.where(eligible, lo_hi, np.nan)
-    k = shape[-1]
     edges = np.sort(np.moveaxis(lo_hi, 0, -1).reshape(shape[:-1] + (-1,)), axis=-1)
     edges = np.where(np.isnan(edges), np.nanmax(edges, axis=-1, keepdims=True), edges)
     left, right = edges[..., :-1, None], edges[..., 1:, None]

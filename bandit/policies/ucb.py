@@ -14,12 +14,26 @@ from bandit.checks import in_range
 from bandit.policies.base import Policy, ties_split
 
 
-class UCB1(Policy):
+class _IndexPolicy(Policy):
+    """Send the batch to the arm with the highest index; `c` scales the exploration term."""
+
+    default_c: float = 0.0
+
+    def __init__(self, n_arms: int, c: float | None = None, **kwargs: Any) -> None:
+        self.c = in_range(self.default_c if c is None else c, "c", 0.0, np.inf)
+        super().__init__(n_arms, c=self.c, **kwargs)
+
+    def indices(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _preferred(self, context: None) -> np.ndarray:
+        return ties_split(self.indices())
+
+
+class UCB1(_IndexPolicy):
     """Index mean + sqrt(c * ln N / n_k) (Auer et al. 2002 with c = 2)."""
 
-    def __init__(self, n_arms: int, c: float = 2.0, **kwargs: Any) -> None:
-        self.c = in_range(c, "c", 0.0, np.inf)
-        super().__init__(n_arms, c=c, **kwargs)
+    default_c = 2.0
 
     def indices(self) -> np.ndarray:
         """Upper confidence bound per arm (inf for arms with no data)."""
@@ -29,9 +43,6 @@ class UCB1(Policy):
             bonus = np.sqrt(self.c * np.log(total) / n)
         return np.where(n > 0, self._rewards.mean() + bonus, np.inf)
 
-    def _preferred(self, context: None) -> np.ndarray:
-        return ties_split(self.indices())
-
 
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(Bernoulli(p) || Bernoulli(q)), elementwise, with 0 log 0 = 0."""
@@ -40,12 +51,8 @@ def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
 
 
-class KLUCB(Policy):
+class KLUCB(_IndexPolicy):
     """Largest q with n_k * KL(mean_k, q) <= ln N + c ln ln N (Garivier & Cappe 2011)."""
-
-    def __init__(self, n_arms: int, c: float = 0.0, **kwargs: Any) -> None:
-        self.c = in_range(c, "c", 0.0, np.inf)
-        super().__init__(n_arms, c=c, **kwargs)
 
     def indices(self) -> np.ndarray:
         """KL upper confidence bound per arm by 50 bisection steps (inf for arms with no data)."""
@@ -59,6 +66,3 @@ class KLUCB(Policy):
             inside = bernoulli_kl(mean, mid) <= budget
             lo, hi = np.where(inside, mid, lo), np.where(inside, hi, mid)
         return np.where(n > 0, lo, np.inf)
-
-    def _preferred(self, context: None) -> np.ndarray:
-        return ties_split(self.indices())

@@ -63,7 +63,6 @@ def test_dr_is_unbiased_with_a_wrong_reward_model():
     assert abs(res["dr"].value - TARGET @ MU) < 0.01
 
 
-@pytest.mark.slow
 def test_obd_bernoulli_ts_relative_ctr_reproduces_obp_quickstart():
     obd = pytest.importorskip("recsys.data.obd")
     try:
