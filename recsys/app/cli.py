@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         results = run_experiment(config, resume=not args.fresh)
     finally:
         shutdown()
-    if results is not None:
+    if results["is_main"]:
         print(f"wrote {config.run_dir}/ (report.md, metrics.json, curves.png)")
         for name, m in results["models"].items():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k != "users")

@@ -65,7 +65,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
         _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
         write_report(results, run_dir)
     dist.barrier()
-    return results
+    return {**results, "is_main": env.is_main}
 
 
 def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, resume: bool) -> dict:

@@ -30,10 +30,18 @@ CUDA_ONLY = {"row_wise", "table_row_wise"}
 
 @dataclass(frozen=True)
 class ShardingConfig:
-    """`default` applies to every table; `tables` overrides it per table (table name -> type)."""
+    """`default` applies to every table; `tables` overrides it per table (table name -> type).
+
+    `column_shard_dim` is the narrowest column-wise shard (TorchRec's default is 128, so narrower
+    tables would stay in one piece); 0 keeps TorchRec's default.
+    """
 
     default: ShardingType = "auto"
     tables: dict[str, ShardingType] = field(default_factory=dict)
+    column_shard_dim: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.column_shard_dim >= 0, "column_shard_dim", "must be >= 0")
 
     def constraints(self, table_names: list[str], device: torch.device) -> dict[str, ParameterConstraints]:
         """Planner constraints; checked against the model's tables and the device (keys as in the config)."""
@@ -47,7 +55,8 @@ class ShardingConfig:
             require(device.type == "cuda" or kind not in CUDA_ONLY, key,
                     f"{kind} sharding is CUDA-only in TorchRec 1.8; use table_wise or column_wise on CPU")
             if kind != "auto":
-                out[name] = ParameterConstraints(sharding_types=[kind])
+                out[name] = ParameterConstraints(sharding_types=[kind],
+                                                 min_partition=self.column_shard_dim or None)
         return out
 
 
