@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from recsys.app.config import ExperimentConfig
 from recsys.app.report import write_report
+from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
@@ -24,6 +25,7 @@ from recsys.models.popularity import Popularity
 from recsys.models.tables import table_name
 from recsys.models.two_tower import TwoTower
 from recsys.provenance import provenance
+from recsys.serving.export import export_model
 from recsys.train.distributed import DistEnv, init_distributed
 from recsys.train.loop import TrainResult, train
 from recsys.train.tasks import ClickTask, RetrievalTask, predict
@@ -43,11 +45,12 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     item_key = next(iter(dataset.schema.keys("item")), None)
     if config.dlrm.enabled:
         task = ClickTask("dlrm", dataset, lambda d: DLRMRanker(dataset.schema, config.dlrm.model, d))
-        models["dlrm"] = _trained(task, config.dlrm.optim, config, env, "dlrm", resume)
+        models["dlrm"] = _trained(task, config.dlrm.optim, config, env, "dlrm",
+                                  to_dict(config.dlrm.model), resume)
     if config.dlrm.enabled and config.baselines.logistic:
         task = ClickTask("logistic", dataset, lambda d: LogisticRegression(dataset.schema, d))
         models["logistic"] = _trained(task, config.baselines.logistic_optim, config, env,
-                                      "baselines.logistic_optim", resume)
+                                      "baselines.logistic_optim", {}, resume)
     popularity = Popularity.fit(dataset, item_key) if item_key and config.baselines.popularity else None
     if config.dlrm.enabled and popularity is not None:
         logits, labels = predict(popularity, dataset, "test", config.train.eval_batch_size)
@@ -56,7 +59,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
         popularity_q = dataset.item_popularity()
         task = RetrievalTask("two_tower", dataset, ks=config.two_tower.ks, factory=lambda d: TwoTower(
             dataset.schema, config.two_tower.model, popularity_q, d))
-        models["two_tower"] = _trained(task, config.two_tower.optim, config, env, "two_tower", resume)
+        models["two_tower"] = _trained(task, config.two_tower.optim, config, env, "two_tower",
+                                       to_dict(config.two_tower.model), resume)
         if popularity is not None:
             models["popularity_retrieval"] = _popularity_retrieval(popularity, dataset, config.two_tower.ks)
     results = {"name": config.name, "seed": config.seed, "config": config.to_dict(),
@@ -68,10 +72,14 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     return {**results, "is_main": env.is_main}
 
 
-def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, resume: bool) -> dict:
+def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, model_config: dict,
+             resume: bool) -> dict:
     out = config.run_dir / task.name
     result: TrainResult = train(task, task.dataset, optim, config.train, env, out,
                                 config.fingerprint(section, "train.sharding"), config.seed, resume)
+    export_model(result.model, task.name, task.dataset.schema, model_config, out / "model",
+                 {"test": result.test, "provenance": provenance(env.device, env.world_size),
+                  "experiment": config.to_dict()})
     return {"kind": "ranking" if isinstance(task, ClickTask) else "retrieval", "primary": task.primary,
             "test": result.test, "history": result.history,
             "placements": {k: [kind, ranks] for k, (kind, ranks) in result.placements.items()}}

@@ -1,0 +1,1 @@
+"""Serving: trained models exported unsharded, and the scorer interface every variant implements."""
