@@ -67,9 +67,10 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
                  optim: OptimConfig, config: TrainConfig, env: DistEnv, state: LoopState,
                  ckpt_dir: Path, fingerprint: str) -> LoopState:
     global_batch = optim.batch_size * env.world_size
-    total = None if task.positives_only else dataset.num_rows("train") // global_batch
-    progress = bar(total, f"{task.name} epoch {state.epoch + 1}/{optim.epochs}", enabled=env.is_main)
-    progress.update(state.batch)
+    total = None if task.positives_only else dataset.num_rows("train") // global_batch * global_batch
+    progress = bar(total, f"{task.name} epoch {state.epoch + 1}/{optim.epochs}", enabled=env.is_main,
+                   unit="sample")
+    progress.update(state.batch * global_batch)
     batches = dataset.batches("train", optim.batch_size, epoch=state.epoch, shuffle=True, rank=env.rank,
                               world_size=env.world_size, drop_last=True, positives_only=task.positives_only)
     start = time.perf_counter()
@@ -83,7 +84,7 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
         state.batch, state.step = i + 1, state.step + 1
         state.loss_sum, state.loss_count = state.loss_sum + float(loss.detach()), state.loss_count + 1
         state.samples += global_batch
-        progress.update(1)
+        progress.update(global_batch)
         progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
         if config.checkpoint_every and state.step % config.checkpoint_every == 0:
             state.seconds += time.perf_counter() - start
