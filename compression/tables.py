@@ -1,0 +1,96 @@
+"""Embedding tables as the TBE stores them (`PackedTable`), read from a float model and packed.
+
+A `PackedTable` is the unit every step works on and the store saves: the bytes of its rows,
+their fp16 scale/bias, and (after pruning) the remap from logical id to stored row (-1: pruned).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
+
+from compression.quantize import check_precision, decode, encode
+
+
+@dataclass(frozen=True)
+class FloatTable:
+    """One fp32 table of a model: where its EBC sits, its config and weights (rows may be pruned)."""
+
+    module: str  # dotted path of the EBC inside the model
+    name: str
+    feature_names: tuple[str, ...]
+    pooling: str
+    num_embeddings: int  # logical ids, before pruning
+    weight: torch.Tensor  # fp32 [stored rows, dim]
+    remap: torch.Tensor | None = None  # int32 [num_embeddings]: stored row or -1
+
+    @property
+    def dim(self) -> int:
+        return self.weight.shape[1]
+
+
+@dataclass(frozen=True)
+class PackedTable:
+    """One table in FBGEMM's inference layout at one precision."""
+
+    module: str
+    name: str
+    feature_names: tuple[str, ...]
+    pooling: str
+    num_embeddings: int
+    dim: int
+    precision: str
+    weight: torch.Tensor  # uint8 [stored rows, packed row bytes]
+    scale_bias: torch.Tensor | None  # uint8 [stored rows, 4] (fp16 scale, fp16 bias); None for fp32/fp16
+    remap: torch.Tensor | None
+
+    @property
+    def rows(self) -> int:
+        return self.weight.shape[0]
+
+    def config(self) -> EmbeddingBagConfig:
+        """The TorchRec config of this table, pruned row count included."""
+        from torchrec.modules.embedding_configs import DataType
+
+        return EmbeddingBagConfig(
+            name=self.name, embedding_dim=self.dim, num_embeddings=self.num_embeddings,
+            feature_names=list(self.feature_names), pooling=PoolingType[self.pooling],
+            data_type=DataType[self.precision.upper()],
+            num_embeddings_post_pruning=self.rows if self.remap is not None else None)
+
+
+def ebc_paths(model: nn.Module) -> dict[str, EmbeddingBagCollection]:
+    """The model's float EBCs by dotted path (DLRM has one, two-tower one per tower)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, EmbeddingBagCollection)}
+
+
+def float_tables(model: nn.Module) -> dict[str, FloatTable]:
+    """Every embedding table of a float model, by table name, in EBC order."""
+    out = {}
+    for path, ebc in ebc_paths(model).items():
+        for cfg in ebc.embedding_bag_configs():
+            weight = ebc.embedding_bags[cfg.name].weight.detach().float()
+            out[cfg.name] = FloatTable(path, cfg.name, tuple(cfg.feature_names), cfg.pooling.name,
+                                       cfg.num_embeddings, weight)
+    return out
+
+
+def pack(table: FloatTable, precision: str, clip_search: bool = True) -> PackedTable:
+    """Quantize (or cast) a float table to `precision`; ConfigError if the dim cannot pack."""
+    check_precision(f"quantize.tables.{table.name}", precision, table.dim)
+    weight, scale_bias = encode(table.weight, precision, clip_search)
+    return PackedTable(table.module, table.name, table.feature_names, table.pooling, table.num_embeddings,
+                       table.dim, precision, weight, scale_bias, table.remap)
+
+
+def unpack(table: PackedTable) -> FloatTable:
+    """The fp32 rows a lookup of `table` returns (for error checks and further steps)."""
+    weight = decode(table.weight, table.scale_bias, table.precision)
+    return FloatTable(table.module, table.name, table.feature_names, table.pooling, table.num_embeddings,
+                      weight, table.remap)
+
+
+def with_weight(table: FloatTable, weight: torch.Tensor, remap: torch.Tensor | None) -> FloatTable:
+    return replace(table, weight=weight, remap=remap)
