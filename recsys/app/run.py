@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import tomli_w
@@ -17,6 +18,7 @@ from recsys.app.config import ExperimentConfig
 from recsys.app.report import write_report
 from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
+from recsys.errors import UserError
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.dlrm import DLRMRanker
@@ -38,9 +40,24 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     dataset = load_dataset(config.data, config.seed)
     config.train.sharding.constraints([table_name(f) for f in dataset.schema.keys()], env.device)
     run_dir = config.run_dir
+    fresh = not run_dir.exists()
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
+    try:
+        results = _train_all(config, dataset, env, resume)
+    except UserError:
+        if env.is_main and fresh and not any(run_dir.glob("*/checkpoints/step-*")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed first attempt leaves nothing behind
+        raise
+    if env.is_main:
+        _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
+        write_report(results, run_dir)
+    dist.barrier()
+    return {**results, "is_main": env.is_main}
+
+
+def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:
     models: dict[str, dict] = {}
     item_key = next(iter(dataset.schema.keys("item")), None)
     if config.dlrm.enabled:
@@ -63,13 +80,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
                                        to_dict(config.two_tower.model), resume)
         if popularity is not None:
             models["popularity_retrieval"] = _popularity_retrieval(popularity, dataset, config.two_tower.ks)
-    results = {"name": config.name, "seed": config.seed, "config": config.to_dict(),
-               "provenance": provenance(env.device, env.world_size), "models": models}
-    if env.is_main:
-        _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
-        write_report(results, run_dir)
-    dist.barrier()
-    return {**results, "is_main": env.is_main}
+    return {"name": config.name, "seed": config.seed, "config": config.to_dict(),
+            "provenance": provenance(env.device, env.world_size), "models": models}
 
 
 def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, model_config: dict,

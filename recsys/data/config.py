@@ -50,14 +50,22 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class MovieLensConfig:
-    """MovieLens-100k; rating >= 4 is a click."""
+    """MovieLens-100k; rating >= click_threshold (4) is a click.
+
+    click_threshold = 1 makes every rating a click: the implicit-feedback protocol of the
+    published BPR figures on ML-100k.
+    """
 
     path: Optional[str] = None  # folder with RecBole ml-100k.* or GroupLens u.* files; None: fetch
+    click_threshold: int = 4
     rating3: Literal["negative", "drop"] = "negative"
     split: Literal["random", "temporal"] = "random"  # temporal: the latest ratings are test
 
     def __post_init__(self) -> None:
         require(self.path is None or self.path.strip() != "", "path", "must not be empty")
+        require(1 <= self.click_threshold <= 5, "click_threshold", "must be a rating from 1 to 5")
+        require(self.rating3 == "negative" or self.click_threshold == 4, "rating3",
+                "'drop' only applies with click_threshold = 4")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""MovieLens-100k as a click log: rating >= 4 is a click, rating 3 is a negative or dropped.
+"""MovieLens-100k as a click log: rating >= 4 (configurable) is a click, rating 3 a negative or dropped.
 
 Reads either RecBole atomic files (ml-100k.inter/.user/.item, what `fetch` downloads from
 PyPI) or the original GroupLens files (u.data, u.user, u.item); both give the same rows.
@@ -86,7 +86,7 @@ def load_movielens(config: DataConfig, seed: int) -> InMemoryDataset:
     keep = np.flatnonzero(ratings.rating != 3) if config.movielens.rating3 == "drop" \
         else np.arange(len(user))
     user, item, timestamp = user[keep], item[keep], ratings.timestamp[keep]
-    labels = (ratings.rating[keep] >= 4).astype(np.float32)
+    labels = (ratings.rating[keep] >= config.movielens.click_threshold).astype(np.float32)
     split = _assign_splits(timestamp, config, seed)
     dense = _dense(user, item, timestamp, items.year, split == 0, len(users.id), len(items.id))
     user_table, item_table = _user_table(users), _item_table(items)
