@@ -1,0 +1,105 @@
+"""Everything a run draws requests from, built from the config: the world, the click model, the
+latency effects, the candidate source, the open sessions and the random streams."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys.data.config import SyntheticConfig
+from simulator.calibration import Calibration, calibrate_obd
+from simulator.candidates import Retriever, make_candidates
+from simulator.click_models import examination_vector, make_click_model
+from simulator.config import SimulatorConfig
+from simulator.effects import LatencyEffects
+from simulator.errors import SimulationError
+from simulator.latency import LatencyModel
+from simulator.serving import CandidateBatches, Variant, fit_latency
+from simulator.sessions import Sessions, request_context
+from simulator.step import Draws, Requests, Simulator
+from simulator.streams import Streams
+from simulator.world import SimWorld
+
+
+@dataclass(eq=False)
+class Environment:
+    config: SimulatorConfig
+    world: SimWorld
+    simulator: Simulator
+    source: Retriever
+    batches: CandidateBatches
+    sessions: Sessions
+    streams: Streams
+    calibration: Calibration | None = None
+    t: int = 0  # requests sent so far
+
+    @staticmethod
+    def build(config: SimulatorConfig, world_config: SyntheticConfig, seed: int,
+              retrieval_model: torch.nn.Module | None = None,
+              obd_folder: Path | str | None = None) -> Environment:
+        """The environment of a run; `world_config` and `seed` are those the variants trained on."""
+        streams = Streams.from_seed(seed)
+        click = config.click
+        calibration = calibrate_obd(folder=obd_folder) if click.calibrate == "obd" else None
+        world = SimWorld.build(world_config, seed, config.users.drift_requests, streams.world,
+                               calibration.base_ctr if calibration else None)
+        examination = (calibration.examination_for(config.slate_size) if calibration else
+                       examination_vector(click.examination, click.examination_decay, config.slate_size))
+        model = make_click_model(click.model, examination, click.continuation, click.no_click_weight)
+        simulator = Simulator(world, model, LatencyEffects.from_config(config.latency),
+                              config.slate_size, config.reward)
+        source = make_candidates(config.candidate_source, world.world, streams.candidates, retrieval_model)
+        sessions = Sessions.start(world.world, config.batch_requests,
+                                  config.users.session_mean_requests, streams.sessions)
+        return Environment(config, world, simulator, source, CandidateBatches(world.world), sessions,
+                           streams, calibration)
+
+    def requests(self) -> tuple[Requests, Draws]:
+        """The next step: one request per open session, and the users' shared draws."""
+        s, n = self.sessions, len(self.sessions.users)
+        users = s.users.copy()
+        dense = request_context(self.world.world, users, self.streams.context)
+        t = self.t + np.arange(n)
+        self.t += n
+        requests = Requests(users, s.device.copy(), dense, t, s.patience.copy(),
+                            self.source.candidates(users, self.config.candidates))
+        return requests, Draws.draw(self.streams.users, n, self.config.slate_size)
+
+    def advance(self, latency_ms: np.ndarray, abandoned: np.ndarray) -> None:
+        """Close the step: erode patience, end sessions, open new ones."""
+        ended = self.sessions.advance(latency_ms, abandoned, self.simulator.effects.patience_ms)
+        self.sessions.renew(self.world.world, ended, self.config.users.session_mean_requests,
+                            self.streams.sessions)
+
+    def latency(self, variant: Variant, draws: Draws, measured_ms: np.ndarray) -> np.ndarray:
+        """The variant's latency for each request: measured, or its model at the shared quantile."""
+        if self.config.latency.source == "measured":
+            return measured_ms
+        return variant.latency.quantile(draws.latency)
+
+    def prepare_latency(self, variants: list[Variant]) -> None:
+        """Fitted mode: give each variant its latency model, from the config's p50/p99 or fitted
+        to timed single-request calls (on requests from the latency stream, so the run's other
+        draws do not depend on it)."""
+        lat = self.config.latency
+        if lat.source == "measured":
+            return
+        if lat.p50_ms:
+            if len(lat.p50_ms) != len(variants):
+                raise SimulationError(f"latency.p50_ms: {len(lat.p50_ms)} values for {len(variants)} variants")
+            for v, p50, p99 in zip(variants, lat.p50_ms, lat.p99_ms):
+                v.latency = LatencyModel.from_quantiles(p50, p99)
+            return
+        rng = self.streams.latency
+        users = rng.integers(0, self.world.num_users, lat.fit_samples)
+        source = make_candidates(self.config.candidate_source, self.world.world, rng, None) \
+            if self.config.candidate_source != "retrieval" else self.source
+        requests = Requests(users, rng.integers(0, self.world.world.config.num_devices, len(users)),
+                            request_context(self.world.world, users, rng), np.zeros(len(users), np.int64),
+                            np.ones(len(users)), source.candidates(users, self.config.candidates))
+        batches = self.batches.batches(requests, 1)
+        for v in variants:
+            if v.latency is None:
+                v.latency = fit_latency(v, batches)
