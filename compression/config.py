@@ -1,0 +1,131 @@
+"""The `[compress]` config section: which variants to build and how each is measured.
+
+Checks that need no model happen here (values, names, step order); checks that need the
+teacher's tables (unknown table, dim the dtype cannot pack, unreachable budget) happen when the
+recipe runs, with the same one-line ConfigError naming the key.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from recsys.errors import require
+
+Step = Literal["distill", "prune", "quantize"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_precision_name(key: str, precision: str) -> None:
+    from compression.quantize import check_precision
+
+    check_precision(key, precision, dim=8)  # 8 packs every precision: only the name is checked here
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Per-table precision: `default` for every table, `tables` overrides; or a byte budget."""
+
+    default: str = "int8"
+    tables: dict[str, str] = field(default_factory=dict)
+    clip_search: bool = True  # search int4/int2 row ranges for least reconstruction error
+    budget_ratio: Optional[float] = None  # mixed precision: at least this many times fewer bytes than fp32
+    candidates: tuple[str, ...] = ("fp16", "int8", "int4", "int2")  # precisions mixed precision may pick
+    sensitivity_batches: int = 20  # validation batches per sensitivity probe
+
+    def __post_init__(self) -> None:
+        _check_precision_name("default", self.default)
+        for name, precision in self.tables.items():
+            _check_precision_name(f"tables.{name}", precision)
+        for precision in self.candidates:
+            _check_precision_name("candidates", precision)
+        require(len(self.candidates) > 0, "candidates", "must list at least one precision")
+        require(self.budget_ratio is None or self.budget_ratio >= 1.0, "budget_ratio", "must be >= 1")
+        require(self.sensitivity_batches >= 1, "sensitivity_batches", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Drop the `ratio` least important rows, per table (`tables` overrides) or globally."""
+
+    method: Literal["frequency", "l2", "loss"] = "frequency"
+    ratio: float = 0.5
+    scope: Literal["table", "global"] = "table"
+    tables: dict[str, float] = field(default_factory=dict)
+    max_batches: int = 100  # train batches for the loss-based importance
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.ratio < 1.0, "ratio", f"must be in [0, 1), got {self.ratio}")
+        for name, ratio in self.tables.items():
+            require(0.0 <= ratio < 1.0, f"tables.{name}", f"must be in [0, 1), got {ratio}")
+        require(not self.tables or self.scope == "table", "tables", "per-table ratios need scope = 'table'")
+        require(self.max_batches >= 1, "max_batches", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Train a smaller student on alpha * BCE(labels) + (1 - alpha) * soft loss at temperature T."""
+
+    student: dict[str, Any] = field(default_factory=dict)  # overrides of the teacher's model config
+    alpha: float = 0.5
+    temperature: float = 2.0
+    epochs: int = 3
+    batch_size: int = 512
+    lr_dense: float = 0.001
+    lr_sparse: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+        require(self.temperature > 0, "temperature", "must be > 0")
+        require(self.epochs >= 1 and self.batch_size >= 2, "epochs", "epochs >= 1 and batch_size >= 2")
+        require(self.lr_dense > 0 and self.lr_sparse > 0, "lr_dense", "learning rates must be > 0")
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """One variant: steps run in the order given (distill first if present, quantize last)."""
+
+    name: str
+    steps: tuple[Step, ...] = ("quantize",)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def __post_init__(self) -> None:
+        require(bool(_NAME.match(self.name)) and self.name != "fp32", "name",
+                f"{self.name!r} must be a plain folder name (letters, digits, _ . -) other than 'fp32'")
+        require(len(set(self.steps)) == len(self.steps), "steps", "a step may appear once")
+        require("distill" not in self.steps or self.steps[0] == "distill", "steps",
+                "distill must come first (it trains a new model)")
+        require("quantize" not in self.steps or self.steps[-1] == "quantize", "steps",
+                "quantize must come last (it produces the stored bytes)")
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    batch_sizes: tuple[int, ...] = (1, 64, 512, 4096)
+    repeats: int = 5  # rounds over all variants; each reports its median
+    iters: int = 20  # timed batches per variant per round
+    warmup: int = 5
+    threads: Optional[int] = None  # torch threads; None keeps the current setting
+
+    def __post_init__(self) -> None:
+        require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1, "batch_sizes", "must be >= 1")
+        require(self.repeats >= 1 and self.iters >= 1 and self.warmup >= 0, "repeats",
+                "repeats and iters must be >= 1, warmup >= 0")
+        require(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    variants: tuple[VariantConfig, ...] = ()
+    eval_batch_size: int = 4096
+    ks: tuple[int, ...] = (10, 20)  # recall/NDCG cut-offs for two-tower
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        require(len(set(names)) == len(names), "variants", "variant names must be unique")
+        require(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+        require(len(self.ks) > 0 and min(self.ks) >= 1, "ks", "must be >= 1")

@@ -1,0 +1,53 @@
+"""Accuracy of a model (float or compressed) on a split, through the project's one metric code.
+
+DLRM: AUC, NE, log loss (recsys.metrics.ctr). Two-tower: recall@K and NDCG@K over the full
+catalogue (recsys.metrics.retrieval). Also the mean training loss on a few validation batches,
+the cheap signal mixed precision ranks tables by.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from compression.scorer import model_logits
+from recsys.data.dataset import ClickDataset, Split
+from recsys.metrics.ctr import ctr_metrics
+from recsys.metrics.retrieval import retrieval_metrics
+
+
+@torch.no_grad()
+def evaluate(kind: str, model: nn.Module, dataset: ClickDataset, split: Split = "test",
+             batch_size: int = 4096, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+    """The split's metrics of `model` (an nn.Module with float or quantized EBCs)."""
+    model.eval()
+    if kind == "two_tower":
+        data = dataset.retrieval(split)
+        users = model.embed(data.user_features, "user", batch_size)
+        items = model.embed(data.item_features, "item", batch_size)
+        found = retrieval_metrics(users, items, data.positives, data.exclude, ks=ks)
+        return {name: value for k, m in found.items()
+                for name, value in ((f"recall@{k}", m.recall), (f"ndcg@{k}", m.ndcg))}
+    parts = [(model_logits(kind, model, b), b.labels) for b in dataset.batches(split, batch_size)]
+    logits = torch.cat([p[0].float() for p in parts])
+    labels = torch.cat([p[1].float() for p in parts])
+    m = ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True)
+    return {"auc": m.auc, "ne": m.ne, "log_loss": m.log_loss}
+
+
+@torch.no_grad()
+def mean_loss(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
+              split: Split = "val") -> float:
+    """Mean training loss over the first `batches` full batches of `split` (same batches every call)."""
+    model.eval()
+    stream = dataset.batches(split, batch_size, drop_last=True, positives_only=kind == "two_tower")
+    losses = [float(model(b)[0]) for _, b in zip(range(batches), stream)]
+    return sum(losses) / max(len(losses), 1)
+
+
+def primary_metric(kind: str, ks: tuple[int, ...] = (10, 20)) -> str:
+    return f"recall@{ks[0]}" if kind == "two_tower" else "auc"
+
+
+def with_deltas(metrics: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """Metrics plus `delta_<name>` = metric - baseline's for each name both have."""
+    return {**metrics, **{f"delta_{k}": v - baseline[k] for k, v in metrics.items() if k in baseline}}

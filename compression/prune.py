@@ -1,0 +1,119 @@
+"""Row pruning: drop the least important rows of each table; pruned ids then look up a zero vector.
+
+Importance is train-data access frequency, row L2 norm, or a loss-based first-order estimate
+|sum over train batches of grad . w| (the loss change when a row is zeroed). The budget is a
+fraction of rows per table, or one global threshold over all tables' rows. Kept rows are
+compacted in their original order and a remap (logical id -> stored row, -1 if pruned) goes to
+the TBE (`set_index_remappings`), so a lookup stays one kernel.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from compression.config import PruneConfig
+from compression.tables import FloatTable, ebc_paths
+from recsys.data.dataset import ClickDataset
+from recsys.errors import ConfigError
+
+
+def access_counts(dataset: ClickDataset, tables: dict[str, FloatTable], batch_size: int = 4096,
+                  positives_only: bool = False) -> dict[str, torch.Tensor]:
+    """How often each id of each table occurs in the train split."""
+    feature_table = {f: name for name, t in tables.items() for f in t.feature_names}
+    counts = {name: torch.zeros(t.num_embeddings, dtype=torch.float64) for name, t in tables.items()}
+    for batch in dataset.batches("train", batch_size, drop_last=False, positives_only=positives_only):
+        keep = batch.labels >= 0
+        for key, jt in batch.sparse_features.to_dict().items():
+            if key in feature_table:
+                rows = torch.repeat_interleave(keep, jt.lengths().long())
+                counts[feature_table[key]].index_add_(0, jt.values()[rows].long(),
+                                                      torch.ones(int(rows.sum()), dtype=torch.float64))
+    return counts
+
+
+def loss_importance(kind: str, model: nn.Module, dataset: ClickDataset, batch_size: int,
+                    max_batches: int) -> dict[str, torch.Tensor]:
+    """Per row |sum_b grad_b . w|: first-order loss change of zeroing the row, over train batches."""
+    model = copy.deepcopy(model).train()
+    weights = {c.name: ebc.embedding_bags[c.name].weight for ebc in ebc_paths(model).values()
+               for c in ebc.embedding_bag_configs()}
+    grads = {name: torch.zeros_like(w) for name, w in weights.items()}
+    batches = dataset.batches("train", batch_size, drop_last=True, positives_only=kind == "two_tower")
+    for _, batch in zip(range(max_batches), batches):
+        model.zero_grad()
+        model(batch)[0].backward()
+        for name, w in weights.items():
+            grads[name] += w.grad
+    return {name: (grads[name] * weights[name].detach()).sum(1).abs().double() for name in weights}
+
+
+def importance(config: PruneConfig, kind: str, model: nn.Module, tables: dict[str, FloatTable],
+               dataset: ClickDataset | None, batch_size: int = 4096) -> dict[str, torch.Tensor]:
+    """Row scores by the configured method (higher = keep), on logical ids."""
+    if config.method == "l2":
+        return {name: _logical(t, t.weight.norm(dim=1).double()) for name, t in tables.items()}
+    if dataset is None:
+        raise ConfigError(f"prune.method: {config.method!r} needs the training data")
+    if config.method == "frequency":
+        return access_counts(dataset, tables, batch_size, positives_only=kind == "two_tower")
+    return loss_importance(kind, model, dataset, batch_size, config.max_batches)
+
+
+def _logical(table: FloatTable, stored_scores: torch.Tensor) -> torch.Tensor:
+    """Scores per logical id from scores per stored row (already-pruned ids score -inf)."""
+    if table.remap is None:
+        return stored_scores
+    out = torch.full((table.num_embeddings,), float("-inf"), dtype=torch.float64)
+    kept = table.remap >= 0
+    out[kept] = stored_scores[table.remap[kept].long()]
+    return out
+
+
+def keep_masks(config: PruneConfig, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Which logical ids survive: per-table top fraction, or one global score threshold."""
+    unknown = sorted(set(config.tables) - set(scores))
+    if unknown:
+        raise ConfigError(f"prune.tables.{unknown[0]}: no such table (tables: {', '.join(scores)})")
+    if config.scope == "global":
+        return _global_masks(config.ratio, scores)
+    return {name: _top_mask(s, config.tables.get(name, config.ratio)) for name, s in scores.items()}
+
+
+def _top_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    keep = max(1, scores.numel() - int(np.floor(ratio * scores.numel())))
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[torch.argsort(scores, descending=True, stable=True)[:keep]] = True
+    return mask
+
+
+def _global_masks(ratio: float, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    everything = torch.cat(list(scores.values()))
+    drop = int(np.floor(ratio * everything.numel()))
+    if drop == 0:
+        return {name: torch.ones(s.numel(), dtype=torch.bool) for name, s in scores.items()}
+    threshold = torch.kthvalue(everything, drop).values
+    masks = {name: s > threshold for name, s in scores.items()}
+    return {name: m if m.any() else _top_mask(scores[name], 1.0) for name, m in masks.items()}
+
+
+def apply_mask(table: FloatTable, keep: torch.Tensor) -> FloatTable:
+    """The table holding only the kept logical ids, compacted in order, with its int32 remap."""
+    if bool(keep.all()) and table.remap is None:
+        return table
+    old = table.remap if table.remap is not None else torch.arange(table.num_embeddings, dtype=torch.int32)
+    keep = keep & (old >= 0)
+    remap = torch.full((table.num_embeddings,), -1, dtype=torch.int32)
+    remap[keep] = torch.arange(int(keep.sum()), dtype=torch.int32)
+    return replace(table, weight=table.weight[old[keep].long()].contiguous(), remap=remap)
+
+
+def prune(config: PruneConfig, kind: str, model: nn.Module, tables: dict[str, FloatTable],
+          dataset: ClickDataset | None, batch_size: int = 4096) -> dict[str, FloatTable]:
+    """Every table with its least important rows dropped as `config` asks."""
+    masks = keep_masks(config, importance(config, kind, model, tables, dataset, batch_size))
+    return {name: apply_mask(t, masks[name]) for name, t in tables.items()}
