@@ -84,7 +84,7 @@ class Environment:
         to timed single-request calls (on requests from the latency stream, so the run's other
         draws do not depend on it)."""
         lat = self.config.latency
-        if lat.source == "measured":
+        if lat.source == "measured" or all(v.latency is not None for v in variants):
             return
         if lat.p50_ms:
             if len(lat.p50_ms) != len(variants):

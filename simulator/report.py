@@ -1,0 +1,79 @@
+"""The experiment's report: results.json (deterministic: same config and seed, same bytes),
+report.md and report.png, each written atomically so a failed run never leaves half a file."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from simulator.experiment import ExperimentResult
+
+
+def result_dict(r: ExperimentResult) -> dict:
+    rows = [{"variant": name, "served": int(r.served[v]),
+             "mean_reward": _num(r.reward[v] / r.served[v]) if r.served[v] else None,
+             "expected_reward_all_requests": _num(r.expected_all[v]),
+             "prob_best": _num(r.prob_best[v]), "latency_p50_ms": _num(r.latency_p50_ms[v]),
+             "latency_p99_ms": _num(r.latency_p99_ms[v]), "embedding_bytes": r.embedding_bytes[v],
+             "latency_model": r.latency_models[v]} for v, name in enumerate(r.variants)]
+    return {"winner": r.variants[r.winner], "stopped_early": r.stopped, "requests": r.requests,
+            "impressions": r.impressions, "clicks": r.clicks, "abandoned": r.abandoned,
+            "cumulative_regret": _num(r.cumulative_regret[-1]) if len(r.cumulative_regret) else None,
+            "variants": rows, "calibration": r.calibration}
+
+
+def write_report(r: ExperimentResult, folder: Path | str) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = result_dict(r)
+    _atomic(folder / "results.json", json.dumps(data, indent=1, sort_keys=True).encode())
+    _atomic(folder / "report.md", _markdown(data).encode())
+    _plot(r, folder / "report.png")
+
+
+def _markdown(d: dict) -> str:
+    lines = [f"# Simulation: winner {d['winner']}", "",
+             f"{d['requests']} requests, {d['impressions']} impressions, {d['clicks']} clicks, "
+             f"{d['abandoned']} abandoned; stopped early: {d['stopped_early']}; "
+             f"exact cumulative regret: {d['cumulative_regret']}", "",
+             "| variant | served | mean reward | E[reward] all requests | P(best) | p50 ms | p99 ms | embedding bytes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for v in d["variants"]:
+        lines.append(f"| {v['variant']} | {v['served']} | {_fmt(v['mean_reward'])} | "
+                     f"{_fmt(v['expected_reward_all_requests'])} | {_fmt(v['prob_best'])} | "
+                     f"{_fmt(v['latency_p50_ms'])} | {_fmt(v['latency_p99_ms'])} | {v['embedding_bytes']} |")
+    return "\n".join(lines) + "\n\n![allocation and regret](report.png)\n"
+
+
+def _plot(r: ExperimentResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for v, name in enumerate(r.variants):
+        ax1.plot(r.allocation[:, v], label=name)
+    ax1.set(xlabel="step", ylabel="traffic share", title="allocation")
+    ax1.legend()
+    ax2.plot(r.cumulative_regret)
+    ax2.set(xlabel="step", ylabel="expected reward lost", title="exact cumulative regret")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
