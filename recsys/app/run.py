@@ -93,7 +93,7 @@ def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, 
                  {"test": result.test, "provenance": provenance(env.device, env.world_size),
                   "experiment": config.to_dict()})
     return {"kind": "ranking" if isinstance(task, ClickTask) else "retrieval", "primary": task.primary,
-            "test": result.test, "history": result.history,
+            "test": result.test, "tested_epoch": result.tested_epoch, "history": result.history,
             "placements": {k: [kind, ranks] for k, (kind, ranks) in result.placements.items()}}
 
 

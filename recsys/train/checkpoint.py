@@ -1,7 +1,8 @@
 """Sharding-aware checkpoints: torch.distributed.checkpoint for model and optimizer shards.
 
 A checkpoint is a folder `step-<N>/` holding DCP shards, each rank's RNG state and `meta.json`
-(step, epoch, loop counters, config fingerprint). It is written under a temporary name and
+(step, epoch, loop counters, config fingerprint). The newest two are kept, and the one named in
+`BEST` (the best validation epoch). It is written under a temporary name and
 renamed by rank 0 only once every rank has finished, so a run killed mid-save never leaves a
 checkpoint that looks complete. Loading refuses a checkpoint written by a different config.
 """
@@ -35,6 +36,8 @@ class LoopState:
     loss_count: int = 0
     samples: int = 0
     seconds: float = 0.0
+    best_metric: float = float("-inf")  # validation primary metric of the best epoch so far
+    best_epoch: int = 0
 
 
 def save(folder: Path, state: LoopState, model: nn.Module, optimizer: KeyedOptimizer, fingerprint: str) -> Path:
@@ -54,10 +57,26 @@ def save(folder: Path, state: LoopState, model: nn.Module, optimizer: KeyedOptim
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        keep = best(folder)
         for old in sorted(folder.glob("step-*"))[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def mark_best(path: Path) -> None:
+    """Record `path` as its folder's best checkpoint (kept however old); rank 0 writes."""
+    if dist.get_rank() == 0:
+        tmp = path.parent / ".BEST.tmp"
+        tmp.write_text(path.name)
+        tmp.replace(path.parent / "BEST")
+    dist.barrier()
+
+
+def best(folder: Path) -> Path | None:
+    marker = folder / "BEST"
+    return folder / marker.read_text().strip() if marker.exists() else None
 
 
 def latest(folder: Path) -> Path | None:

@@ -29,8 +29,11 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = only at epoch ends
     eval_batch_size: int = 4096
     threads: int = 0  # torch threads per process; 0 = cores / local processes
+    select_best: bool = True  # test the epoch with the best validation metric, not the last
+    patience: int = 0  # stop after this many epochs without a better validation metric; 0 = never
 
     def __post_init__(self) -> None:
+        require(self.patience >= 0, "patience", "must be >= 0")
         require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
         require(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         require(self.threads >= 0, "threads", "must be >= 0")

@@ -2,6 +2,8 @@
 
 One loop for every model and every process count. Each epoch ends with validation metrics
 appended to `<out>/metrics.jsonl` and a checkpoint; `checkpoint_every` adds mid-epoch ones.
+The test split is scored with the best validation epoch's weights (unless `select_best` is off);
+`patience` stops training early.
 A resumed run skips the batches its checkpoint had consumed and ends with the same numbers as
 an uninterrupted run.
 """
@@ -34,6 +36,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one record per epoch
     test: dict[str, float] = field(default_factory=dict)
     placements: dict[str, tuple[str, list[int]]] = field(default_factory=dict)
+    tested_epoch: int = 0  # whose weights the test metrics (and the exported model) are
 
 
 def build_optimizer(dmp: DistributedModelParallel, lr_dense: float) -> CombinedOptimizer:
@@ -52,15 +55,25 @@ def train(task: Task, dataset: ClickDataset, optim: OptimConfig, config: TrainCo
     state = checkpoint.load(found, dmp, opt, fingerprint) if found else LoopState()
     history = _read_history(out, state.epoch)
     for epoch in range(state.epoch, optim.epochs):
+        if config.patience and epoch - state.best_epoch >= config.patience:
+            break
         state = _train_epoch(task, dataset, dmp, opt, optim, config, env, state, ckpt_dir, fingerprint)
         record = _epoch_record(task, dmp, state, epoch, config.eval_batch_size)
         history.append(record)
         if env.is_main:
             _write_history(out, history)
-        state = LoopState(epoch=epoch + 1, step=state.step)
-        checkpoint.save(ckpt_dir, state, dmp, opt, fingerprint)
+        metric = record[f"val_{task.primary}"]
+        improved = metric > state.best_metric
+        state = LoopState(epoch=epoch + 1, step=state.step, best_metric=max(metric, state.best_metric),
+                          best_epoch=epoch + 1 if improved else state.best_epoch)
+        saved = checkpoint.save(ckpt_dir, state, dmp, opt, fingerprint)
+        if improved:
+            checkpoint.mark_best(saved)
+    if config.select_best and state.best_epoch and state.best_epoch != state.epoch:
+        checkpoint.load(checkpoint.best(ckpt_dir), dmp, opt, fingerprint)
     test = task.evaluate(dmp, "test", config.eval_batch_size)
-    return TrainResult(dmp, history, test, placements(dmp.plan))
+    tested = state.best_epoch if config.select_best and state.best_epoch else len(history)
+    return TrainResult(dmp, history, test, placements(dmp.plan), tested)
 
 
 def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParallel, opt: CombinedOptimizer,
