@@ -31,6 +31,7 @@ class SampledCandidates:
         self.keep, self.alias = _alias_table(p)
         self.p = p
         self.rng = rng
+        self._width: dict[int, int] = {}
 
     def candidates(self, users: np.ndarray, c: int) -> np.ndarray:
         n, items = len(users), len(self.p)
@@ -40,7 +41,8 @@ class SampledCandidates:
         filled = np.zeros(n, np.int64)
         seen = np.zeros(n * items, bool)
         seen_base, out_base = np.arange(n) * items, np.arange(n) * c
-        for col in self._draws((_draws_needed(self.p, c), n)):  # a loop over draw columns
+        width = self._width.setdefault(c, _draws_needed(self.p, c))
+        for col in self._draws((width, n)):  # a loop over draw columns
             idx = seen_base + col
             new = ~seen[idx] & (filled < c)
             seen[idx] = True
@@ -55,8 +57,9 @@ class SampledCandidates:
 
     def _draws(self, shape: tuple[int, int]) -> np.ndarray:
         """Independent draws with replacement (Walker's alias method: O(1) each)."""
-        slot = self.rng.integers(0, len(self.p), shape)
-        return np.where(self.rng.random(shape) < self.keep[slot], slot, self.alias[slot])
+        slot = self.rng.integers(0, len(self.p), shape, dtype=np.int32)
+        keep = self.rng.random(shape, dtype=np.float32) < self.keep[slot]
+        return np.where(keep, slot, self.alias[slot])
 
     def _finish(self, out: np.ndarray, filled: np.ndarray, seen: np.ndarray, short: np.ndarray,
                 c: int) -> None:
@@ -89,7 +92,7 @@ def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep[g] -= 1 - keep[s]
         (small if keep[g] < 1 else large).append(g)
     keep[small + large] = 1.0
-    return keep, alias
+    return keep.astype(np.float32), alias.astype(np.int32)
 
 
 class TwoTowerRetriever:

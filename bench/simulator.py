@@ -1,0 +1,142 @@
+"""Simulator throughput, measured side by side in one run (2-core CPU figures in the report).
+
+1. impressions/s of the vectorised simulator alone: sessions, context, popularity candidates,
+   top-K, attraction, PBM clicks, latency effects, CRN expected reward; scores are given
+   (model scoring excluded).
+2. the same work per request in plain Python (the reference): the ratio of the two.
+3. one step with a real DLRM variant scoring the candidate batch: the simulator's share.
+
+    python bench/simulator.py [--dlrm runs/quickstart/dlrm/model]
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import heapq
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+# Named like the package it measures: run as a script, its own folder would shadow `simulator`.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from recsys.data.config import SyntheticConfig  # noqa: E402
+from recsys.data.synthetic import CONTEXT_WEIGHTS  # noqa: E402
+from simulator.config import LatencyConfig, SimulatorConfig  # noqa: E402
+from simulator.environment import Environment  # noqa: E402
+from simulator.latency import LatencyModel  # noqa: E402
+from simulator.serving import Variant, score  # noqa: E402
+
+C, K, N = 50, 10, 8192
+LATENCY = LatencyModel.from_quantiles(8.0, 40.0)
+
+
+def environment(batch: int) -> Environment:
+    config = SimulatorConfig(batch_requests=batch, candidates=C, slate_size=K,
+                             latency=LatencyConfig(effects="google2009"))
+    return Environment.build(config, SyntheticConfig(), 0)
+
+
+def vectorised(env: Environment, steps: int) -> tuple[float, float]:
+    """(seconds, rendered impressions) of `steps` simulator steps with given random scores."""
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((N, C))
+    start, shown = time.perf_counter(), 0
+    for _ in range(steps):
+        requests, draws = env.requests()
+        latency = LATENCY.quantile(draws.latency)
+        out = env.simulator.serve(requests, np.zeros(N, np.int64), scores, latency, draws)
+        env.advance(out.latency_ms, out.abandoned)
+        shown += int((~out.abandoned).sum()) * K
+    return time.perf_counter() - start, shown
+
+
+def reference(env: Environment, n: int) -> tuple[float, float]:
+    """The same per-request work in plain Python: (seconds, rendered impressions)."""
+    w, sim = env.world.world, env.simulator
+    users_l, items_l = w.user_latent.tolist(), w.item_latent.tolist()
+    bias, cdf = w.item_bias.tolist(), np.cumsum(w.item_exposure).tolist()
+    ucdf = np.cumsum(w.user_activity).tolist()
+    exam, scale, icpt = sim.click_model.examination.tolist(), w.config.preference_scale, w.intercept
+    effects, rnd = sim.effects, random.Random(0)
+    log_act = w.log_activity(np.arange(w.num_users)).tolist()
+    start, shown = time.perf_counter(), 0
+    for _ in range(n):
+        user = min(bisect.bisect_right(ucdf, rnd.random() * ucdf[-1]), len(ucdf) - 1)
+        hour = rnd.randrange(24) * 2 * math.pi / 24
+        ctx = [math.sin(hour), math.cos(hour), log_act[user], rnd.gauss(0, 1)]
+        cands: dict[int, None] = {}
+        while len(cands) < C:
+            cands.setdefault(min(bisect.bisect_right(cdf, rnd.random() * cdf[-1]), len(cdf) - 1))
+        slate = heapq.nlargest(K, cands, key=lambda i: rnd.random())
+        latency = math.exp(LATENCY.mu + LATENCY.sigma * rnd.gauss(0, 1))
+        if rnd.random() < 1 - 2 ** (-latency / effects.abandon_half_ms):
+            continue
+        mult = (1 - effects.penalty_per_100ms) ** (latency / 100)
+        c = sum(a * b for a, b in zip(ctx, CONTEXT_WEIGHTS.tolist())) + icpt
+        any_p, clicks = 1.0, 0
+        for k, item in enumerate(slate):
+            dot = sum(a * b for a, b in zip(users_l[user], items_l[item]))
+            a = mult / (1 + math.exp(-(scale * dot + bias[item] + c)))
+            any_p *= 1 - exam[k] * a
+            clicks += rnd.random() < exam[k] * a
+        shown += K
+    return time.perf_counter() - start, shown
+
+
+def dlrm_step(env: Environment, folder: str | None) -> tuple[float, float, float]:
+    """(simulator s, batch building s, DLRM scoring s) of one step with a real DLRM variant."""
+    from recsys.models.registry import build_model
+    from recsys.serving.scorer import ModelScorer
+    if folder:
+        from recsys.serving.export import load_model
+        model = load_model(folder).model
+    else:
+        model = build_model("dlrm", env.world.world.schema(), {"embedding_dim": 16, "dense_arch": [64, 16],
+                            "over_arch": [64, 32, 1]}, torch.device("cpu"))
+    variant = Variant("dlrm", ModelScorer(model), LATENCY)
+    times = np.zeros(3)
+    for step in range(4):  # the first is warm-up
+        t0 = time.perf_counter()
+        requests, draws = env.requests()
+        t1 = time.perf_counter()
+        batches = env.batches.batches(requests, len(requests))
+        t2 = time.perf_counter()
+        scores, _ = score(variant, batches, requests)
+        t3 = time.perf_counter()
+        out = env.simulator.serve(requests, np.zeros(N, np.int64), scores, LATENCY.quantile(draws.latency), draws)
+        env.advance(out.latency_ms, out.abandoned)
+        t4 = time.perf_counter()
+        if step:
+            times += [(t1 - t0) + (t4 - t3), t2 - t1, t3 - t2]
+    return tuple(times / 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dlrm", default=None, help="exported DLRM folder (default: a fresh quickstart-sized DLRM)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    env = environment(N)
+    vectorised(env, 2)  # warm-up
+    sec, shown = vectorised(env, 20)
+    fast = shown / sec
+    rsec, rshown = reference(environment(N), 3000)
+    slow = rshown / rsec
+    print(f"simulator alone (C={C}, K={K}, {N} requests/step): {fast:,.0f} impressions/s")
+    print(f"per-request Python reference: {slow:,.0f} impressions/s; speed-up {fast / slow:.0f}x")
+    sim, build, model = dlrm_step(environment(N), args.dlrm)
+    total = sim + build + model
+    print(f"DLRM step ({N * C} candidate rows): simulator {sim:.3f}s, batch building {build:.3f}s, "
+          f"DLRM scoring {model:.3f}s; simulator share {sim / total:.1%} "
+          f"({(sim + build) / total:.1%} with batch building)")
+
+
+if __name__ == "__main__":
+    main()
