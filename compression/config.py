@@ -31,7 +31,8 @@ class QuantizeConfig:
     clip_search: bool = True  # search int4/int2 row ranges for least reconstruction error
     budget_ratio: Optional[float] = None  # mixed precision: at least this many times fewer bytes than fp32
     candidates: tuple[str, ...] = ("fp16", "int8", "int4", "int2")  # precisions mixed precision may pick
-    sensitivity_batches: int = 20  # validation batches per sensitivity probe
+    sensitivity: Literal["output", "loss"] = "output"  # logit MSE vs the unlowered model, or val-loss increase
+    sensitivity_batches: int = 20  # validation batches (of 1024 rows) per sensitivity probe
 
     def __post_init__(self) -> None:
         _check_precision_name("default", self.default)

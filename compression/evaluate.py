@@ -2,7 +2,7 @@
 
 DLRM: AUC, NE, log loss (recsys.metrics.ctr). Two-tower: recall@K and NDCG@K over the full
 catalogue (recsys.metrics.retrieval). Also the mean training loss on a few validation batches,
-the cheap signal mixed precision ranks tables by.
+and the logits of a few validation batches: the cheap signals mixed precision ranks tables by.
 """
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def mean_loss(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, 
     stream = dataset.batches(split, batch_size, drop_last=True, positives_only=kind == "two_tower")
     losses = [float(model(b)[0]) for _, b in zip(range(batches), stream)]
     return sum(losses) / max(len(losses), 1)
+
+
+@torch.no_grad()
+def split_logits(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
+                 split: Split = "val") -> torch.Tensor:
+    """Logits of the first `batches` full batches of `split`, concatenated (same rows every call)."""
+    model.eval()
+    stream = dataset.batches(split, batch_size, drop_last=True, positives_only=kind == "two_tower")
+    return torch.cat([model_logits(kind, model, b) for _, b in zip(range(batches), stream)])
 
 
 def primary_metric(kind: str, ks: tuple[int, ...] = (10, 20)) -> str:

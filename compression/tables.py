@@ -5,7 +5,7 @@ their fp16 scale/bias, and (after pruning) the remap from logical id to stored r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -92,5 +92,20 @@ def unpack(table: PackedTable) -> FloatTable:
                       weight, table.remap)
 
 
-def with_weight(table: FloatTable, weight: torch.Tensor, remap: torch.Tensor | None) -> FloatTable:
-    return replace(table, weight=weight, remap=remap)
+def logical_weight(table: FloatTable) -> torch.Tensor:
+    """fp32 [num_embeddings, dim] as lookups see it: pruned ids are zero rows."""
+    if table.remap is None:
+        return table.weight
+    out = torch.zeros(table.num_embeddings, table.dim)
+    kept = table.remap >= 0
+    out[kept] = table.weight[table.remap[kept].long()]
+    return out
+
+
+@torch.no_grad()
+def load_tables(model: nn.Module, tables: dict[str, FloatTable]) -> None:
+    """Write `tables` (pruned ids as zeros) into the float EBCs of `model`, in place."""
+    for ebc in ebc_paths(model).values():
+        for cfg in ebc.embedding_bag_configs():
+            if cfg.name in tables:
+                ebc.embedding_bags[cfg.name].weight.copy_(logical_weight(tables[cfg.name]))

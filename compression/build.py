@@ -1,0 +1,62 @@
+"""Build every variant of a `[compress]` config from an exported teacher into <run>/variants/.
+
+The fp32 TBE baseline is always built first; every variant is evaluated on the test split (delta
+vs fp32), then all are timed together (interleaved) and each folder is written atomically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm import tqdm
+
+from compression.config import CompressConfig, LatencyConfig
+from compression.evaluate import evaluate, with_deltas
+from compression.latency import measure
+from compression.recipe import Teacher, build_variant, fp32_variant
+from compression.scorer import SCORABLE, CompressedScorer
+from compression.variant import Variant, save_variant
+from recsys.data.dataset import ClickDataset
+from recsys.errors import ConfigError
+from recsys.serving.export import ExportedModel
+
+
+def teacher_of(exported: ExportedModel) -> Teacher:
+    if exported.kind not in SCORABLE:
+        raise ConfigError(f"compress.teacher: a {exported.kind} model cannot be compressed "
+                          f"(supported: {', '.join(SCORABLE)})")
+    return Teacher(exported.kind, exported.schema, exported.config, exported.model)
+
+
+def latency_batches(dataset: ClickDataset, sizes: Sequence[int], per_size: int = 8) -> dict[int, list]:
+    """Up to `per_size` full test batches of each size (the split's head, so every variant sees the same)."""
+    out = {}
+    for size in sizes:
+        batches = [b for _, b in zip(range(per_size), dataset.batches("test", size, drop_last=True))]
+        out[size] = batches or [next(iter(dataset.batches("test", size)))]
+    return out
+
+
+def measure_variants(scorers: dict[str, CompressedScorer], dataset: ClickDataset,
+                     config: LatencyConfig) -> dict[str, dict[str, Any]]:
+    """Latency of every scorer side by side; {variant: {batch size: stats dict}}."""
+    stats = measure({n: s.score for n, s in scorers.items()}, latency_batches(dataset, config.batch_sizes), config)
+    return {n: {str(b): st.to_dict() for b, st in per.items()} for n, per in stats.items()}
+
+
+def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressConfig, run_dir: Path | str,
+             device: torch.device = torch.device("cpu"), progress: bool = True) -> list[dict[str, Any]]:
+    """Build, evaluate, time and store the fp32 baseline and every configured variant; the manifests."""
+    teacher = teacher_of(exported)
+    variants: list[Variant] = [fp32_variant(teacher)]
+    for vc in tqdm(config.variants, desc="build variants", disable=not progress):
+        variants.append(build_variant(teacher, dataset, vc, config.ks, progress))
+    scorers = {v.name: v.scorer(device) for v in variants}
+    metrics = {}
+    for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not progress):
+        metrics[name] = evaluate(teacher.kind, scorer.model, dataset, "test", config.eval_batch_size, config.ks)
+    latency = measure_variants(scorers, dataset, config.latency)
+    out_dir = Path(run_dir) / "variants"
+    return [save_variant(out_dir / v.name, v, with_deltas(metrics[v.name], metrics["fp32"]), latency[v.name], device)
+            for v in variants]
