@@ -41,6 +41,9 @@ def plot_curves(models: dict, path: Path) -> None:
         key = f"val_{m['primary']}"
         axes[1][col].plot(epochs, [r[key] for r in m["history"]], marker="o", color="tab:green")
         axes[1][col].set(title=f"{name}: validation {m['primary']}", xlabel="epoch")
+        if m.get("tested_epoch"):
+            axes[1][col].axvline(m["tested_epoch"], color="grey", linestyle="--", label="tested epoch")
+            axes[1][col].legend(loc="lower right", fontsize=8)
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
     fig.tight_layout()
