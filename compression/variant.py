@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from compression.scorer import CompressedScorer
+from compression.size import size_report
 from compression.tables import PackedTable
 from recsys.data.schema import Schema
 from recsys.errors import CheckpointError
@@ -79,19 +80,29 @@ def save_variant(folder: Path | str, variant: Variant, metrics: dict[str, float]
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        manifest = _write(tmp, variant, metrics, latency, device)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return manifest
+
+
+def _write(tmp: Path, variant: Variant, metrics: dict[str, float], latency: dict[str, Any],
+           device: torch.device) -> dict[str, Any]:
     torch.save(_weights(variant), tmp / WEIGHTS)
-    scorer = variant.scorer()
     manifest = {
         "format": FORMAT, "name": variant.name, "kind": variant.kind, "schema": schema_to_dict(variant.schema),
         "model_config": variant.model_config, "recipe": variant.recipe, "notes": variant.notes,
         "tables": {n: {f: getattr(t, f) for f in _TABLE_FIELDS} | {"rows": t.rows, "pruned": t.remap is not None}
                    for n, t in variant.tables.items()},
-        "size": scorer.size.to_dict(), "metrics": metrics, "latency": latency,
+        "size": size_report(variant.tables.values(), variant.fp32_total).to_dict(),
+        "metrics": metrics, "latency": latency,
         "provenance": provenance(device), "weights_sha256": _sha256(tmp / WEIGHTS),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
     return manifest
 
 

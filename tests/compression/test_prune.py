@@ -1,0 +1,113 @@
+"""Pruning: pruned ids look up exact zeros through the TBE remap, kept rows are unchanged."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrec import KeyedJaggedTensor
+
+from compression.config import PruneConfig
+from compression.prune import access_counts, apply_mask, keep_masks, prune
+from compression.scorer import build_quant_ebc
+from compression.tables import float_tables, pack, unpack
+from recsys.config_loading import from_dict
+from recsys.errors import ConfigError
+
+
+def _lookup_all(packed, table):
+    """Every logical id of `table`, one per bag, through a quantized EBC."""
+    n = table.num_embeddings
+    qebc = build_quant_ebc([packed], torch.device("cpu"))
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=list(table.feature_names), values=torch.arange(n),
+                                              lengths=torch.ones(n, dtype=torch.int32))
+    return qebc(kjt).to_dict()[table.feature_names[0]]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int4"])
+def test_pruned_ids_return_exact_zeros_and_kept_rows_match(random_model, precision):
+    table = float_tables(random_model("dlrm"))["t_user_id"]
+    keep = torch.rand(table.num_embeddings, generator=torch.Generator().manual_seed(0)) < 0.4
+    pruned = apply_mask(table, keep)
+    packed = pack(pruned, precision)
+    out = _lookup_all(packed, table)
+    assert torch.equal(out[~keep], torch.zeros(int((~keep).sum()), table.dim))
+    expected = unpack(packed).weight  # the stored rows, decoded
+    assert torch.allclose(out[keep], expected, atol=1e-6)
+    if precision == "fp32":
+        assert torch.equal(out[keep], table.weight[keep])
+    assert pruned.weight.shape[0] == int(keep.sum())
+
+
+def test_pruning_twice_composes(random_model):
+    table = float_tables(random_model("dlrm"))["t_item_id"]
+    first = apply_mask(table, torch.arange(table.num_embeddings) % 2 == 0)
+    second = apply_mask(first, torch.arange(table.num_embeddings) % 3 == 0)
+    out = _lookup_all(pack(second, "fp32"), table)
+    keep = (torch.arange(table.num_embeddings) % 6) == 0
+    assert torch.equal(out[keep], table.weight[keep]) and not out[~keep].any()
+
+
+def test_l2_per_table_keeps_the_largest_rows(random_model):
+    model = random_model("dlrm")
+    tables = float_tables(model)
+    out = prune(PruneConfig(method="l2", ratio=0.25), "dlrm", model, tables, None)
+    for name, t in tables.items():
+        kept = out[name].remap >= 0
+        assert int(kept.sum()) == t.num_embeddings - int(0.25 * t.num_embeddings)
+        norms = t.weight.norm(dim=1)
+        assert norms[kept].min() >= norms[~kept].max()
+
+
+def test_global_budget_uses_one_threshold():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+              "b": torch.tensor([10.0, 0.5], dtype=torch.float64)}
+    masks = keep_masks(PruneConfig(ratio=0.5, scope="global"), scores)
+    assert masks["a"].tolist() == [False, False, True, True] and masks["b"].tolist() == [True, False]
+
+
+def test_ratio_zero_keeps_everything_without_remap(random_model):
+    model = random_model("dlrm")
+    tables = float_tables(model)
+    out = prune(PruneConfig(method="l2", ratio=0.0), "dlrm", model, tables, None)
+    assert all(t.remap is None for t in out.values())
+
+
+def test_frequency_counts_the_train_split(tiny_dataset):
+    from recsys.models.registry import build_model
+
+    model = build_model("dlrm", tiny_dataset.schema, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
+                        torch.device("cpu"))
+    tables = float_tables(model)
+    counts = access_counts(tiny_dataset, tables)
+    rows = tiny_dataset.num_rows("train")
+    assert counts["t_user_id"].sum() == rows and counts["t_device"].sum() == rows
+    out = prune(PruneConfig(method="frequency", ratio=0.5), "dlrm", model, tables, tiny_dataset)
+    kept = out["t_item_id"].remap >= 0
+    assert counts["t_item_id"][kept].min() >= counts["t_item_id"][~kept].max()
+
+
+def test_loss_importance_runs(tiny_dataset):
+    from recsys.models.registry import build_model
+
+    model = build_model("dlrm", tiny_dataset.schema, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
+                        torch.device("cpu"))
+    out = prune(PruneConfig(method="loss", ratio=0.3, max_batches=3), "dlrm", model, float_tables(model),
+                tiny_dataset, batch_size=256)
+    assert out["t_user_id"].weight.shape[0] == 300 - 90
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"ratio": 1.0}, "prune.ratio: must be in [0, 1)"),
+    ({"ratio": -0.1}, "prune.ratio: must be in [0, 1)"),
+    ({"tables": {"t_user_id": 1.5}}, "prune.tables.t_user_id: must be in [0, 1)"),
+    ({"method": "random"}, "prune.method:"),
+])
+def test_bad_prune_configs_are_one_line(raw, fragment):
+    with pytest.raises(ConfigError) as e:
+        from_dict(PruneConfig, raw, "prune")
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_table_is_named(random_model):
+    model = random_model("dlrm")
+    with pytest.raises(ConfigError, match=r"^prune.tables.t_nope: no such table"):
+        prune(PruneConfig(method="l2", tables={"t_nope": 0.5}), "dlrm", model, float_tables(model), None)
