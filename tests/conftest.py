@@ -30,6 +30,7 @@ over_arch = [16, 1]
 [dlrm.optim]
 batch_size = 256
 epochs = 2
+lr_dense = 0.005
 
 [two_tower.model]
 embedding_dim = 8

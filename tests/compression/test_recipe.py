@@ -1,0 +1,115 @@
+"""Recipes: bad input is one line naming the key; mixed precision meets its budget; the pipeline runs."""
+from __future__ import annotations
+
+import pytest
+
+from compression.build import compress, teacher_of
+from compression.config import CompressConfig, VariantConfig
+from compression.recipe import build_variant
+from compression.size import size_report
+from compression.variant import load_variant, read_manifest
+from recsys.config_loading import from_dict
+from recsys.errors import ConfigError
+
+
+def _variant(raw: dict) -> VariantConfig:
+    return from_dict(VariantConfig, {"name": "v", **raw}, "compress.variants[0]")
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"quantize": {"tables": {"t_nope": "int4"}}}, "quantize.tables.t_nope: no such table"),
+    ({"quantize": {"tables": {"t_user_id": "int2"}}}, "quantize.tables.t_user_id: int2 needs an embedding dim divisible by 8"),
+    ({"quantize": {"default": "int2"}}, "quantize.default (table t_user_id): int2 needs an embedding dim divisible by 8"),
+    ({"quantize": {"budget_ratio": 1000.0, "candidates": ["int8", "int4"]}}, "quantize.budget_ratio: 1000.0x cannot be met"),
+])
+def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
+    from tests.compression.conftest import SCHEMA
+    from compression.recipe import Teacher
+    from recsys.models.registry import build_model
+    import torch
+
+    model = build_model("dlrm", SCHEMA, {"embedding_dim": 4, "dense_arch": [4], "over_arch": [4, 1]},
+                        torch.device("cpu"))
+    teacher = Teacher("dlrm", SCHEMA, {}, model)
+    with pytest.raises(ConfigError) as e:
+        build_variant(teacher, None, _variant(raw))
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"quantize": {"default": "bf16"}}, "compress.variants[0].quantize.default: bf16 kills the process"),
+    ({"quantize": {"tables": {"t_user_id": "fp8"}}}, "quantize.tables.t_user_id: fp8 is not supported"),
+    ({"prune": {"ratio": 1.0}}, "compress.variants[0].prune.ratio: must be in [0, 1)"),
+    ({"steps": ["quantize", "prune"]}, "steps: quantize must come last"),
+    ({"steps": ["prune", "distill"]}, "steps: distill must come first"),
+    ({"name": "../x"}, "compress.variants[0].name:"),
+    ({"quantize": {"budget_ratio": 0.5}}, "quantize.budget_ratio: must be >= 1"),
+])
+def test_bad_recipes_in_the_config(raw, fragment):
+    with pytest.raises(ConfigError) as e:
+        _variant(raw)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_duplicate_variant_names():
+    with pytest.raises(ConfigError, match="compress.variants: variant names must be unique"):
+        from_dict(CompressConfig, {"variants": [{"name": "a"}, {"name": "a"}]}, "compress")
+
+
+@pytest.mark.parametrize("sensitivity", ["output", "loss"])
+def test_mixed_precision_meets_the_budget(tiny_exported, tiny_dataset, sensitivity):
+    exported = tiny_exported("dlrm")
+    teacher = teacher_of(exported)
+    config = _variant({"quantize": {"budget_ratio": 6.0, "sensitivity": sensitivity, "sensitivity_batches": 2,
+                                    "candidates": ["int8", "int4", "int2"]}})
+    variant = build_variant(teacher, tiny_dataset, config)
+    report = size_report(variant.tables.values(), variant.fp32_total)
+    assert report.ratio >= 6.0
+    assert len(set(variant.notes["precisions"].values())) > 1  # genuinely mixed at this budget
+    sens = variant.notes["mixed_precision"]["sensitivity"]
+    assert set(sens) == set(variant.tables) and all("int2" in s for s in sens.values())
+
+
+def test_compress_builds_every_variant_with_a_manifest(tiny_exported, tiny_dataset, tmp_path):
+    exported = tiny_exported("dlrm")
+    config = from_dict(CompressConfig, {
+        "variants": [
+            {"name": "int8", "quantize": {"default": "int8"}},
+            {"name": "small", "steps": ["distill", "prune", "quantize"],
+             "distill": {"student": {"embedding_dim": 4, "dense_arch": [8, 4]}, "epochs": 1, "batch_size": 256},
+             "prune": {"method": "frequency", "ratio": 0.3, "scope": "global"},
+             "quantize": {"default": "int4"}},
+        ],
+        "latency": {"batch_sizes": [1, 64], "repeats": 2, "iters": 3, "warmup": 1}}, "compress")
+    manifests = compress(exported, tiny_dataset, config, tmp_path, progress=False)
+    assert [m["name"] for m in manifests] == ["fp32", "int8", "small"]
+    by_name = {m["name"]: m for m in manifests}
+    assert by_name["fp32"]["metrics"]["delta_auc"] == 0.0 and by_name["fp32"]["size"]["ratio_vs_fp32"] == 1.0
+    small = by_name["small"]
+    assert small["size"]["ratio_vs_fp32"] > by_name["int8"]["size"]["ratio_vs_fp32"]
+    assert {"student_distilled", "student_alone"} <= set(small["notes"])
+    assert small["recipe"]["steps"] == ["distill", "prune", "quantize"]
+    stats = small["latency"]["64"]
+    assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] and stats["qps"] > 0 and stats["threads"] >= 1
+    assert read_manifest(tmp_path / "variants" / "small")["size"] == small["size"]
+    scorer = load_variant(tmp_path / "variants" / "small")
+    batch = next(iter(tiny_dataset.batches("test", 32)))
+    assert scorer.score(batch).shape == (32,)
+
+
+def test_two_tower_distillation_and_retrieval_metrics(tiny_exported, tiny_dataset):
+    exported = tiny_exported("two_tower")
+    teacher = teacher_of(exported)
+    config = _variant({"steps": ["distill", "quantize"], "quantize": {"default": "int8"},
+                       "distill": {"student": {"embedding_dim": 4, "tower": [8, 4]}, "epochs": 1,
+                                   "batch_size": 128}})
+    variant = build_variant(teacher, tiny_dataset, config, ks=(10,))
+    assert set(variant.notes["student_alone"]) == {"recall@10", "ndcg@10"}
+    assert variant.model_config["embedding_dim"] == 4
+
+
+def test_logistic_teacher_is_refused(tiny_dataset):
+    from recsys.serving.export import ExportedModel
+
+    with pytest.raises(ConfigError, match="compress.teacher: a logistic model cannot be compressed"):
+        teacher_of(ExportedModel("logistic", tiny_dataset.schema, {}, None, {}))
