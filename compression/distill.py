@@ -19,6 +19,7 @@ from tqdm import tqdm
 from compression.config import DistillConfig
 from compression.scorer import model_logits
 from recsys.data.dataset import ClickDataset
+from recsys.data.schema import Schema
 from recsys.models.registry import build_model
 
 
@@ -50,12 +51,16 @@ def _optimizers(model: nn.Module, config: DistillConfig) -> list[torch.optim.Opt
     return [torch.optim.Adagrad(sparse, lr=config.lr_sparse), torch.optim.Adam(dense, lr=config.lr_dense)]
 
 
-def train_student(kind: str, schema, teacher: nn.Module, teacher_config: dict[str, Any],
+def train_student(kind: str, schema: Schema, teacher: nn.Module | None, teacher_config: dict[str, Any],
                   dataset: ClickDataset, config: DistillConfig, progress: bool = False) -> nn.Module:
-    """A student trained on the train split with the distillation loss (alpha = 1: labels only)."""
+    """A student trained on the train split with the distillation loss (alpha = 1: labels only,
+    no teacher needed)."""
     torch.manual_seed(config.seed)
     student = build_model(kind, schema, student_config(teacher_config, config), torch.device("cpu")).train()
-    teacher.eval()
+    if teacher is None and config.alpha < 1.0:
+        raise ValueError("distillation with alpha < 1 needs a teacher")
+    if teacher is not None:
+        teacher.eval()
     opts = _optimizers(student, config)
     for epoch in range(config.epochs):
         batches = dataset.batches("train", config.batch_size, epoch=epoch, shuffle=True, drop_last=True,
@@ -73,7 +78,7 @@ def train_student(kind: str, schema, teacher: nn.Module, teacher_config: dict[st
     return student.eval()
 
 
-def student_alone(kind: str, schema, teacher: nn.Module, teacher_config: dict[str, Any],
+def student_alone(kind: str, schema: Schema, teacher: nn.Module, teacher_config: dict[str, Any],
                   dataset: ClickDataset, config: DistillConfig, progress: bool = False) -> nn.Module:
     """The same student, seed and batches, trained on labels only: the baseline distillation must beat."""
     return train_student(kind, schema, teacher, teacher_config, dataset, replace(config, alpha=1.0), progress)

@@ -7,10 +7,12 @@ and the logits of a few validation batches: the cheap signals mixed precision ra
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from compression.scorer import model_logits
 from recsys.data.dataset import ClickDataset, Split
+from recsys.errors import ConfigError
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
 
@@ -37,20 +39,36 @@ def evaluate(kind: str, model: nn.Module, dataset: ClickDataset, split: Split = 
 @torch.no_grad()
 def mean_loss(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
               split: Split = "val") -> float:
-    """Mean training loss over the first `batches` full batches of `split` (same batches every call)."""
+    """Mean training loss over the first `batches` batches of `split` (same rows every call).
+
+    DLRM: BCE over the real rows (padding dropped). Two-tower: its in-batch loss over full batches
+    of clicks, so it needs at least one full batch."""
     model.eval()
-    stream = dataset.batches(split, batch_size, drop_last=True, positives_only=kind == "two_tower")
-    losses = [float(model(b)[0]) for _, b in zip(range(batches), stream)]
-    return sum(losses) / max(len(losses), 1)
+    if kind == "two_tower":
+        stream = dataset.batches(split, batch_size, drop_last=True, positives_only=True)
+        losses = [float(model(b)[0]) for _, b in zip(range(batches), stream)]
+        if not losses:
+            raise ConfigError(f"quantize.sensitivity: the {split} split has no full batch of "
+                              f"{batch_size} clicks; use 'output'")
+        return sum(losses) / len(losses)
+    logits, labels = _logits_labels(kind, model, dataset, split, batches, batch_size)
+    keep = labels >= 0
+    return float(F.binary_cross_entropy_with_logits(logits[keep], labels[keep]))
+
+
+def _logits_labels(kind: str, model: nn.Module, dataset: ClickDataset, split: Split, batches: int,
+                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    stream = dataset.batches(split, batch_size, positives_only=kind == "two_tower")
+    parts = [(model_logits(kind, model, b), b.labels.float()) for _, b in zip(range(batches), stream)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 @torch.no_grad()
 def split_logits(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
                  split: Split = "val") -> torch.Tensor:
-    """Logits of the first `batches` full batches of `split`, concatenated (same rows every call)."""
+    """Logits of the first `batches` batches of `split`, concatenated (same rows every call)."""
     model.eval()
-    stream = dataset.batches(split, batch_size, drop_last=True, positives_only=kind == "two_tower")
-    return torch.cat([model_logits(kind, model, b) for _, b in zip(range(batches), stream)])
+    return _logits_labels(kind, model, dataset, split, batches, batch_size)[0]
 
 
 def primary_metric(kind: str, ks: tuple[int, ...] = (10, 20)) -> str:

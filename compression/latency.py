@@ -57,8 +57,16 @@ def _timer(device: torch.device) -> Callable[[Runner, Any], float]:
 def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
             device: torch.device = torch.device("cpu")) -> dict[str, dict[int, LatencyStats]]:
     """Latency of every runner on the pre-built `batches` of each batch size (cycled through)."""
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    try:
+        return _measure(runners, batches, config, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
+             device: torch.device) -> dict[str, dict[int, LatencyStats]]:
     timer, names = _timer(device), list(runners)
     out: dict[str, dict[int, LatencyStats]] = {name: {} for name in names}
     for size, pool in batches.items():

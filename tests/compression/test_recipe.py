@@ -19,7 +19,7 @@ def _variant(raw: dict) -> VariantConfig:
 @pytest.mark.parametrize("raw, fragment", [
     ({"quantize": {"tables": {"t_nope": "int4"}}}, "quantize.tables.t_nope: no such table"),
     ({"quantize": {"tables": {"t_user_id": "int2"}}}, "quantize.tables.t_user_id: int2 needs an embedding dim divisible by 8"),
-    ({"quantize": {"default": "int2"}}, "quantize.default (table t_user_id): int2 needs an embedding dim divisible by 8"),
+    ({"quantize": {"default": "int2"}}, "quantize.default (table t_user_tags): int2 needs an embedding dim divisible by 8"),
     ({"quantize": {"budget_ratio": 1000.0, "candidates": ["int8", "int4"]}}, "quantize.budget_ratio: 1000.0x cannot be met"),
 ])
 def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
@@ -60,11 +60,11 @@ def test_duplicate_variant_names():
 def test_mixed_precision_meets_the_budget(tiny_exported, tiny_dataset, sensitivity):
     exported = tiny_exported("dlrm")
     teacher = teacher_of(exported)
-    config = _variant({"quantize": {"budget_ratio": 6.0, "sensitivity": sensitivity, "sensitivity_batches": 2,
+    config = _variant({"quantize": {"budget_ratio": 3.5, "sensitivity": sensitivity, "sensitivity_batches": 2,
                                     "candidates": ["int8", "int4", "int2"]}})
     variant = build_variant(teacher, tiny_dataset, config)
     report = size_report(variant.tables.values(), variant.fp32_total)
-    assert report.ratio >= 6.0
+    assert report.ratio >= 3.5
     assert len(set(variant.notes["precisions"].values())) > 1  # genuinely mixed at this budget
     sens = variant.notes["mixed_precision"]["sensitivity"]
     assert set(sens) == set(variant.tables) and all("int2" in s for s in sens.values())
