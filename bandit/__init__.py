@@ -10,7 +10,7 @@ from bandit.policies import (
 )
 from bandit.posterior import BetaBernoulli, LogNormalLatency, NormalInverseGamma
 from bandit.state import from_json, to_json
-from bandit.stopping import StoppingResult, StoppingRule, check_stopping
+from bandit.stopping import GLRResult, GLRRule, StoppingResult, StoppingRule, check_glr, check_stopping
 from bandit.tradeoff import Constrained, LatencySLO, NonInferiority, Scalarised, TradeoffTS, pareto_front
 
 __all__ = [
@@ -18,6 +18,6 @@ __all__ = [
     "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "evaluate", "UCB1", "KLUCB", "EXP3",
     "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
     "TopTwoTS", "BetaBernoulli", "LogNormalLatency", "NormalInverseGamma", "from_json", "to_json",
-    "StoppingResult", "StoppingRule", "check_stopping", "Constrained", "LatencySLO",
-    "NonInferiority", "Scalarised", "TradeoffTS", "pareto_front",
+    "StoppingResult", "StoppingRule", "check_stopping", "GLRResult", "GLRRule", "check_glr",
+    "Constrained", "LatencySLO", "NonInferiority", "Scalarised", "TradeoffTS", "pareto_front",
 ]

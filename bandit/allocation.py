@@ -23,6 +23,9 @@ class Allocation:
     warmup: total observations served by equal split before any reweighting.
     min_per_arm: every arm needs this many observations before reweighting starts.
     reweight_every: recompute the split only after this many new observations (context-free).
+    reweight_fraction: ...and only after new observations reach this fraction of those seen at
+        the last recompute, so an online allocator serving one request at a time refreshes
+        O(log(n) / fraction) times instead of after every update (the posterior moves O(1/n)).
     floor: additive minimum probability for every non-control arm.
     control: arm id of the control (e.g. the fp32 model), or None.
     control_share: fixed traffic share of the control arm.
@@ -31,6 +34,7 @@ class Allocation:
     warmup: int = 0
     min_per_arm: int = 0
     reweight_every: int = 1
+    reweight_fraction: float = 0.0
     floor: float = 0.0
     control: int | None = None
     control_share: float = 0.0
@@ -39,6 +43,7 @@ class Allocation:
         positive_int(self.warmup, "allocation.warmup", 0)
         positive_int(self.min_per_arm, "allocation.min_per_arm", 0)
         positive_int(self.reweight_every, "allocation.reweight_every")
+        in_range(self.reweight_fraction, "allocation.reweight_fraction", 0.0, np.inf)
         in_range(self.floor, "allocation.floor", 0.0, 1.0)
         in_range(self.control_share, "allocation.control_share", 0.0, 1.0)
         if self.control is None and self.control_share > 0:
@@ -59,6 +64,10 @@ class Allocation:
     def warming_up(self, pulls: np.ndarray) -> bool:
         """True while the equal-split warm-up still applies."""
         return pulls.sum() < self.warmup or pulls.min() < self.min_per_arm
+
+    def due(self, seen: float, last: float) -> bool:
+        """True when the split computed at `last` observations (-1: never) must be recomputed."""
+        return last < 0 or seen - last >= max(self.reweight_every, self.reweight_fraction * last)
 
     def apply(self, preferred: np.ndarray) -> np.ndarray:
         """Final selection probabilities from preferred ones, shape (..., n_arms)."""

@@ -1,5 +1,12 @@
-"""When to stop an experiment: a guardrail-satisfying arm is best with posterior probability
->= prob_best and its expected loss E[max_j r_j - r_winner] is below max_loss (Monte Carlo)."""
+"""When to stop an experiment.
+
+Bayesian rule (`check_stopping`): a guardrail-satisfying arm is best with posterior probability
+>= prob_best and its expected loss E[max_j r_j - r_winner] is below max_loss (Monte Carlo).
+GLR rule (`check_glr`, best-arm identification at confidence 1 - delta): the Chernoff statistic
+min_j W[best, j] of the empirical best against every other arm exceeds
+log((K - 1) (1 + log t) / delta) after t observations: a union over the K - 1 alternatives of
+the threshold log((1 + log t) / delta) of Garivier & Kaufmann (2016); no Monte Carlo.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +15,7 @@ import numpy as np
 
 from bandit.checks import in_range, positive_int
 from bandit.errors import BanditInputError
+from bandit.glr import transport_costs
 from bandit.policies.thompson import ThompsonSampling
 from bandit.posterior import LogNormalLatency
 from bandit.tradeoff import LatencySLO, NonInferiority, judge_guardrails
@@ -71,3 +79,51 @@ def check_stopping(policy: ThompsonSampling, rule: StoppingRule = StoppingRule()
     winner = int(np.argmax(p_best))
     stop = bool(p_best[winner] >= rule.prob_best and loss[winner] <= rule.max_loss)
     return StoppingResult(stop, winner, float(p_best[winner]), float(loss[winner]), used, p_best, loss, ok)
+
+
+@dataclass(frozen=True)
+class GLRRule:
+    """Chernoff stopping for best-arm identification with error probability about `delta`.
+
+    calibrated: a constant threshold that replaces the default one, chosen by simulating the
+    experiment (as a power calculation sizes a fixed test); the default is conservative.
+    """
+
+    delta: float = 0.05
+    calibrated: float | None = None
+
+    def __post_init__(self) -> None:
+        in_range(self.delta, "delta", 1e-300, 1.0)
+        if self.calibrated is not None:
+            in_range(self.calibrated, "calibrated", 0.0, np.inf)
+
+    def threshold(self, observations: float, n_arms: int) -> float:
+        """The calibrated constant, else log((K - 1) (1 + log t) / delta), t = observations (>= 1)."""
+        if self.calibrated is not None:
+            return self.calibrated
+        return float(np.log(max(n_arms - 1, 1) * (1 + np.log(max(observations, 1.0))) / self.delta))
+
+
+@dataclass(frozen=True)
+class GLRResult:
+    """The decision and the evidence: arm_statistic[j] = W[winner, j] (inf at the winner)."""
+
+    stop: bool
+    winner: int
+    statistic: float
+    threshold: float
+    samples_used: int
+    arm_statistic: np.ndarray
+
+
+def check_glr(policy: ThompsonSampling, rule: GLRRule = GLRRule()) -> GLRResult:
+    """Judge the GLR rule from the policy's reward statistics (uses its memory's counts)."""
+    if not isinstance(policy, ThompsonSampling):
+        raise BanditInputError("policy", "the GLR rule needs a reward model (a Thompson policy)")
+    stats = policy.reward_stats
+    winner = int(np.argmax(stats.mean(default=-np.inf)))
+    row = transport_costs(policy.model, stats)[winner]
+    row[winner] = np.inf
+    statistic = float(row.min())
+    threshold = rule.threshold(stats.n.sum(), policy.n_arms)
+    return GLRResult(statistic > threshold, winner, statistic, threshold, int(policy.pulls.sum()), row)

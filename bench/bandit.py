@@ -4,7 +4,7 @@ Prints tables: regret (5 Bernoulli arms, CTR 4.0%..5.0%), decisions per second, 
 identification (top-two TS vs a fixed equal-split A/B test), constrained mode with a latency
 SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit Dataset.
 
-    python bench/bandit.py            # full run (about 10 minutes on 2 CPU cores)
+    python bench/bandit.py            # full run (about 25 minutes on 2 shared CPU cores)
     python bench/bandit.py --quick    # smoke run (well under a minute)
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bandit import (KLUCB, UCB1, EXP3, Allocation, BetaBernoulli, Constrained, Discounted,
-                    EpsilonGreedy, LatencySLO, LoggedBandit, SlidingWindow, Softmax, StoppingRule,
-                    ThompsonSampling, TopTwoTS, TradeoffTS, check_stopping, evaluate)
+                    EpsilonGreedy, GLRRule, LatencySLO, LoggedBandit, SlidingWindow, Softmax,
+                    StoppingRule, ThompsonSampling, TopTwoTS, TradeoffTS, check_glr, check_stopping,
+                    evaluate)
 from bandit.ope import cross_fitted_means  # noqa: E402
 
 CTR = np.linspace(0.040, 0.050, 5)
@@ -46,10 +47,12 @@ class Scale:
     drift_seeds: int
     batch_steps: int
     batch_seeds: int
+    single_steps: int
 
 
-FULL = Scale(1_000_000, 20, 1000, 20, 20, 1_000_000, 1_000_000, 10, 5_000, 5)
-QUICK = Scale(50_000, 3, 1000, 3, 3, 100_000, 100_000, 2, 1_000, 2)
+FULL = Scale(1_000_000, 20, 1000, 20, 150, 1_000_000, 1_000_000, 10, 100_000, 20, 20_000)
+QUICK = Scale(50_000, 3, 1000, 3, 10, 100_000, 100_000, 2, 2_000, 2, 2_000)
+ONLINE = Allocation(reweight_fraction=0.01)
 
 
 def mean_ci(x: np.ndarray) -> str:
@@ -139,25 +142,37 @@ def regret_table(sc: Scale) -> None:
           f"(ratio {np.mean(results[best]) / mts.mean():.3f})")
 
 
-def throughput_table() -> None:
+def per_second(step: Callable[[], object], n: int) -> float:
+    """Calls per second of `step` over n calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return n / (time.perf_counter() - t0)
+
+
+def one_at_a_time(policy) -> Callable[[], None]:
+    """One request: select(1), then that decision's feedback."""
+    def step() -> None:
+        s = policy.select(1)
+        policy.update(s.arms, [0.0])
+    return step
+
+
+def throughput_table(sc: Scale) -> None:
     print("\n## Decisions per second (5 arms, posterior after 10^4 observations)")
     rng = np.random.default_rng(0)
     arms, rewards = rng.integers(0, 5, 10_000), rng.random(10_000) < 0.045
-    ts = ThompsonSampling(5, seed=0)
-    ts.update(arms, rewards)
-    n = 1_000_000
-    t0 = time.perf_counter()
-    for _ in range(5):
-        ts.update([0], [0.0])
-        ts.select(n)
-    ours_batched = 5 * n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for _ in range(300):
-        ts.update([0], [0.0])
-        ts.select(1)
-    ours_single = 300 / (time.perf_counter() - t0)
-    print(f"ours TS batched select(10^6) incl. posterior refresh: {ours_batched:14,.0f} /s")
-    print(f"ours TS select(1) after every update:                 {ours_single:14,.0f} /s")
+    exact, online = ThompsonSampling(5, seed=0), ThompsonSampling(5, allocation=ONLINE, seed=0)
+    for policy in (exact, online):
+        policy.update(arms, rewards)
+    ours_batched = 1_000_000 * per_second(lambda: (exact.update([0], [0.0]), exact.select(1_000_000)), 5)
+    ours_exact = per_second(one_at_a_time(exact), 300)
+    refreshes = _refresh_counter(online)
+    ours_online = per_second(one_at_a_time(online), sc.single_steps)
+    print(f"ours TS batched select(10^6) incl. posterior refresh:       {ours_batched:14,.0f} /s")
+    print(f"ours TS select(1)+update(1), exact refresh every update:    {ours_exact:14,.0f} /s")
+    print(f"ours TS select(1)+update(1), lazy refresh (1% of n), {sc.single_steps:,} requests "
+          f"incl. {refreshes():,} refreshes: {ours_online:10,.0f} /s")
     mw = mabwiser()
     if mw is None:
         print("MABWiser not importable: comparison skipped.")
@@ -165,61 +180,98 @@ def throughput_table() -> None:
     MAB, LP = mw
     mab = MAB(list(range(5)), LP.ThompsonSampling(), seed=0)
     mab.fit(arms.tolist(), rewards.astype(int).tolist())
-    m = 100_000
-    t0 = time.perf_counter()
-    for _ in range(3):
-        mab.partial_fit([0], [0])
-        mab.predict(np.zeros((m, 1)))
-    mw_batched = 3 * m / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for _ in range(300):
-        mab.partial_fit([0], [0])
-        mab.predict()
-    mw_single = 300 / (time.perf_counter() - t0)
-    print(f"MABWiser TS batched predict(10^5 rows):               {mw_batched:14,.0f} /s")
-    print(f"MABWiser TS predict() after every partial_fit:        {mw_single:14,.0f} /s")
-    print(f"ratio batched ours / MABWiser: {ours_batched / mw_batched:.1f}x (target >= 20x); "
-          f"one at a time: {ours_single / mw_single:.2f}x")
+    mw_batched = 100_000 * per_second(lambda: (mab.partial_fit([0], [0]), mab.predict(np.zeros((100_000, 1)))), 3)
+    mw_single = per_second(lambda: mab.partial_fit([mab.predict()], [0]), 2000)
+    print(f"MABWiser TS batched predict(10^5 rows):                      {mw_batched:14,.0f} /s")
+    print(f"MABWiser TS predict()+partial_fit() per request:             {mw_single:14,.0f} /s")
+    print(f"ratio batched ours / MABWiser: {ours_batched / mw_batched:.1f}x (target >= 20x); one at a time: "
+          f"lazy {ours_online / mw_single:.2f}x (target >= 1x), exact {ours_exact / mw_single:.3f}x")
 
 
-def fixed_ab_samples(mu: np.ndarray, error: float, rng: np.random.Generator, reps: int = 20_000) -> int:
-    """Smallest total sample size of an equal-split test (pick the best empirical mean) whose
-    probability of picking a wrong arm is <= error, by bisection on simulated binomial counts."""
-    def err(per_arm: int) -> float:
-        wins = rng.binomial(per_arm, mu, size=(reps, len(mu))) + rng.random((reps, len(mu))) * 0.5
-        return float((wins.argmax(1) != mu.argmax()).mean())
+def _refresh_counter(policy) -> Callable[[], int]:
+    """Wrap policy._preferred to count allocation recomputes; returns the reader."""
+    count = [0]
+    inner = policy._preferred
 
+    def counted(context):
+        count[0] += 1
+        return inner(context)
+    policy._preferred = counted
+    return lambda: count[0]
+
+
+def fixed_ab_error(mu: np.ndarray, per_arm: int) -> float:
+    """Exact P(wrong pick) of an equal-split test with per_arm samples per arm that picks the
+    highest count, ties broken uniformly: 1 - sum_x P(X_best = x) E[1 / (1 + ties); others <= x],
+    where E[1 / (1 + T)] = int_0^1 prod_j (F_j(x - 1) + u f_j(x)) du (Gauss-Legendre, exact)."""
+    sd = np.sqrt(per_arm * mu * (1 - mu))
+    x = np.arange(int(max(0, (per_arm * mu - 12 * sd).min())), int((per_arm * mu + 12 * sd).max()) + 2)
+    pmf = stats.binom.pmf(x, per_arm, mu[:, None])
+    below = stats.binom.cdf(x - 1, per_arm, mu[:, None])
+    best = int(mu.argmax())
+    others = np.arange(len(mu)) != best
+    u, w = np.polynomial.legendre.leggauss(len(mu))
+    ties = np.prod(below[others] + ((u + 1) / 2)[:, None, None] * pmf[others], axis=1)
+    return float(1 - (pmf[best] * (w / 2 @ ties)).sum())
+
+
+def fixed_ab_samples(mu: np.ndarray, error: float) -> int:
+    """Smallest total size of an equal-split test whose exact error is <= error (bisection)."""
     lo, hi = 1, 1
-    while err(hi) > error:
+    while fixed_ab_error(mu, hi) > error:
         lo, hi = hi, hi * 2
-    while hi - lo > max(1, hi // 200):
+    while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if err(mid) > error else (lo, mid)
+        lo, hi = (mid, hi) if fixed_ab_error(mu, mid) > error else (lo, mid)
     return hi * len(mu)
 
 
-def bai_table(sc: Scale) -> None:
-    print(f"\n## Best-arm identification at 95%: 5 arms CTR 4.0%..5.0%, {sc.bai_seeds} seeds, "
-          "top-two TS (beta 0.5) stopped by P(best) >= 0.95 and expected loss <= 2.5e-4")
-    rule = StoppingRule(prob_best=0.95, max_loss=2.5e-4, n_draws=4000)
-    used, wrong, cap = [], 0, 20_000_000
-    for seed in range(sc.bai_seeds):
-        policy, env = TopTwoTS(5, seed=seed), env_rng(seed)
-        res = check_stopping(policy, rule, rng=seed)
-        while not res.stop and policy.pulls.sum() < cap:
-            s = policy.select(2000)
-            policy.update(s.arms, env.random(2000) < CTR[s.arms])
-            res = check_stopping(policy, rule, rng=seed)
-        used.append(res.samples_used)
-        wrong += res.winner != CTR.argmax()
-    err = wrong / sc.bai_seeds
-    fixed = fixed_ab_samples(CTR, 0.05, np.random.default_rng(0))
-    print(f"top-two TS samples to stop: {mean_ci(np.array(used))}  (error rate {err:.2f})")
-    print(f"fixed equal-split A/B samples for error <= 0.05: {fixed:,}")
-    print(f"ratio top-two TS / fixed A/B at 5% error: {np.mean(used) / fixed:.3f} (goal <= 0.5)")
-    if err > 0.05:
-        fixed_same = fixed_ab_samples(CTR, err, np.random.default_rng(1))
-        print(f"fixed A/B at the observed error {err:.2f}: {fixed_same:,}; ratio {np.mean(used) / fixed_same:.3f}")
+def glr_path(seed: int, batch: int, cap: float) -> np.ndarray:
+    """Rows (samples, GLR statistic, empirical best) after each batch of top-two TS (IDS beta,
+    TCB challenger, lazy 2% refresh) until the statistic passes `cap`. The allocation ignores the
+    stopping rule, so one path gives the stopping time and the decision for every threshold."""
+    policy = TopTwoTS(5, beta="ids", challenger="tcb", allocation=Allocation(reweight_fraction=0.02), seed=seed)
+    env, rows = env_rng(seed), []
+    while not rows or rows[-1][1] <= cap:
+        s = policy.select(batch)
+        policy.update(s.arms, env.random(batch) < CTR[s.arms])
+        res = check_glr(policy, GLRRule(calibrated=cap))
+        rows.append((res.samples_used, res.statistic, res.winner))
+    return np.array(rows)
+
+
+def stop_at(paths: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Samples used and whether the pick was wrong, per path, for a GLR threshold."""
+    first = [int(np.argmax(p[:, 1] > threshold)) for p in paths]
+    return (np.array([p[i, 0] for p, i in zip(paths, first)]),
+            np.array([p[i, 2] != CTR.argmax() for p, i in zip(paths, first)]))
+
+
+def bai_table(sc: Scale, delta: float = 0.05, batch: int = 500) -> None:
+    print(f"\n## Best-arm identification at 95%: 5 arms CTR 4.0%..5.0%, top-two TS (IDS beta, TCB "
+          f"challenger) stopped by GLR > threshold, checked every {batch}; threshold calibrated on "
+          f"{sc.bai_seeds} seeds, measured on {sc.bai_seeds} other seeds")
+    t0 = time.perf_counter()
+    grid = np.arange(0.25, 4.01, 0.0625)
+    calib = [glr_path(10_000 + seed, batch, grid[-1]) for seed in range(sc.bai_seeds)]
+    errors = np.array([stop_at(calib, c)[1].mean() for c in grid])
+    threshold = float(grid[np.argmax(errors <= delta)] if (errors <= delta).any() else grid[-1])
+    used, wrong = stop_at([glr_path(seed, batch, threshold) for seed in range(sc.bai_seeds)], threshold)
+    err = wrong.mean()
+    upper = stats.beta.ppf(0.975, wrong.sum() + 1, len(wrong) - wrong.sum())
+    print(f"calibrated threshold {threshold} (calibration error {errors[grid == threshold][0]:.3f}; "
+          f"default log((K-1)(1+log t)/delta) ~ {GLRRule(delta).threshold(used.mean(), 5):.2f})  "
+          f"({time.perf_counter() - t0:.0f} s)")
+    print(f"top-two TS samples to stop: {mean_ci(used)}; realised error {wrong.sum()}/{len(wrong)} = "
+          f"{err:.3f} (95% CI upper {upper:.3f})")
+    for label, target in (("realised error", err), ("CI upper bound of the realised error", upper),
+                          ("nominal 0.05", delta)):
+        if target <= 0:
+            print(f"fixed equal-split A/B at {label}: error 0 needs unbounded samples; skipped")
+            continue
+        fixed = fixed_ab_samples(CTR, target)
+        print(f"fixed equal-split A/B at {label} {target:.3f}: {fixed:,} samples (exact); "
+              f"ratio top-two / fixed {used.mean() / fixed:.3f} (goal <= 0.5)")
 
 
 def constrained_table(sc: Scale) -> None:
@@ -267,13 +319,18 @@ def drift_table(sc: Scale) -> None:
 
 def batch_table(sc: Scale) -> None:
     mu = np.linspace(0.10, 0.30, 5)
-    print(f"\n## Regret vs feedback batch size: TS, CTR {mu.round(2).tolist()}, {sc.batch_steps:,} steps, "
-          f"{sc.batch_seeds} seeds")
-    print("batch | mean regret +- 95% CI | seconds")
+    print(f"\n## Regret vs feedback batch size: TS with lazy refresh (recompute once new observations "
+          f"reach max(1, 1% of n)), CTR {mu.round(2).tolist()}, {sc.batch_steps:,} steps, {sc.batch_seeds} seeds")
+    print("batch | mean regret +- 95% CI | refreshes/seed | seconds")
     for b in (1, 10, 100, 1000):
         t0 = time.perf_counter()
-        r = [run_ours(ThompsonSampling(5, seed=s), lambda t: mu, sc.batch_steps, b, s) for s in range(sc.batch_seeds)]
-        print(f"{b:5d} | {mean_ci(r)} | {time.perf_counter() - t0:6.1f}")
+        r, n = [], 0
+        for s in range(sc.batch_seeds):
+            policy = ThompsonSampling(5, allocation=ONLINE, seed=s)
+            refreshes = _refresh_counter(policy)
+            r.append(run_ours(policy, lambda t: mu, sc.batch_steps, b, s))
+            n += refreshes()
+        print(f"{b:5d} | {mean_ci(r)} | {n / sc.batch_seeds:14.0f} | {time.perf_counter() - t0:6.1f}")
 
 
 def obd_table() -> None:
@@ -305,7 +362,7 @@ def main() -> None:
     t0 = time.perf_counter()
     print(f"# bandit benchmark ({'quick' if args.quick else 'full'}); numpy {np.__version__}")
     regret_table(sc)
-    throughput_table()
+    throughput_table(sc)
     bai_table(sc)
     constrained_table(sc)
     drift_table(sc)

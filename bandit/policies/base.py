@@ -53,8 +53,8 @@ class Policy:
         if not isinstance(allocation, Allocation):
             raise BanditInputError("allocation", f"expected an Allocation, got {allocation!r}")
         allocation.check_arms(self.n_arms)
-        if self.contextual and allocation.reweight_every != 1:
-            raise BanditInputError("allocation.reweight_every", "must be 1 for contextual policies")
+        if self.contextual and (allocation.reweight_every != 1 or allocation.reweight_fraction > 0):
+            raise BanditInputError("allocation.reweight_every", "contextual policies reweight every time")
         self.memory, self.allocation = memory, allocation
         self._config = {"n_arms": self.n_arms, "memory": memory, "allocation": allocation,
                         "seed": seed, **options}
@@ -91,7 +91,7 @@ class Policy:
         if self.allocation.warming_up(self._pulls):
             return self.allocation.apply(np.ones(self.n_arms))
         seen = float(self._pulls.sum())
-        if self._cache[-1] < 0 or seen - self._cache[-1] >= self.allocation.reweight_every:
+        if self.allocation.due(seen, self._cache[-1]):
             self._cache = np.append(self.allocation.apply(self._preferred(None)), seen)
         return self._cache[:-1].copy()
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from bandit.checks import in_range, positive_int
 from bandit.errors import BanditInputError
+from bandit.glr import transport_costs
 from bandit.policies.base import Policy
 from bandit.posterior import BetaBernoulli, NormalInverseGamma, prob_best
 
@@ -52,24 +53,52 @@ class ThompsonSampling(Policy):
 
 
 class TopTwoTS(ThompsonSampling):
-    """Top-two TS for best-arm identification (Russo 2016): play the posterior leader with
-    probability beta, else a challenger (the best of fresh draws whose argmax differs).
+    """Top-two TS for best-arm identification: play the posterior leader I (a Thompson draw) with
+    probability beta, else a challenger J.
 
-    Exact allocation: P(i) = beta p_i + (1 - beta) p_i sum_{j != i} p_j / (1 - p_j), since the
-    challenger draws are independent of the leader draw.
+    challenger "resample" (Russo 2016): the best of fresh draws whose argmax differs, so
+    P(J = j | I = i) = p_j / (1 - p_i). challenger "tcb" (Jourdan et al. 2022): the arm the data
+    least separate from the leader, argmin_j W[I, j] of the GLR transportation costs (ties go to
+    the higher mean), so arms clearly dominated by the leader are never challengers.
+    beta "ids" (You et al. 2023, information-directed selection): beta = n_J^2 / (n_I^2 + n_J^2),
+    which drives the leader/challenger counts toward their optimal balance.
+    The allocation is exact: sum over (leader, challenger) pairs of their probability times beta.
     """
 
-    def __init__(self, n_arms: int, beta: float = 0.5, **kwargs: Any) -> None:
-        self.beta = in_range(beta, "beta", 0.0, 1.0)
-        super().__init__(n_arms, beta=beta, **kwargs)
+    def __init__(self, n_arms: int, beta: float | str = 0.5, challenger: str = "resample",
+                 **kwargs: Any) -> None:
+        beta = beta if beta == "ids" else in_range(beta, "beta", 0.0, 1.0)
+        if challenger not in ("resample", "tcb"):
+            raise BanditInputError("challenger", f"expected 'resample' or 'tcb', got {challenger!r}")
+        self.beta, self.challenger = beta, challenger
+        super().__init__(n_arms, beta=beta, challenger=challenger, **kwargs)
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def pair_probabilities(self) -> np.ndarray:
+        """(K, K) matrix P(leader = i, challenger = j)."""
         p = self.prob_best()
+        if self.challenger == "tcb":
+            return p[:, None] * np.eye(self.n_arms)[self._tcb_challengers()]
         others = 1.0 - p
         certain = others < 1e-12
-        ratio = np.where(certain, 0.0, p / np.where(certain, 1.0, others))
-        challenger = p * (ratio.sum() - ratio)
-        leader_certain = p[certain].sum()
-        if leader_certain > 0:
-            challenger += leader_certain * (~certain) / max((~certain).sum(), 1)
-        return self.beta * p + (1 - self.beta) * challenger
+        given = np.where(certain[:, None], 1.0 / max(self.n_arms - 1, 1),
+                         p[None, :] / np.where(certain, 1.0, others)[:, None])
+        np.fill_diagonal(given, 0.0)
+        return p[:, None] * given
+
+    def leader_shares(self) -> np.ndarray:
+        """(K, K) matrix of beta for each (leader i, challenger j) pair."""
+        if self.beta != "ids":
+            return np.full((self.n_arms, self.n_arms), self.beta)
+        n2 = np.square(self._rewards.n)
+        total = n2[:, None] + n2[None, :]
+        return np.where(total > 0, n2[None, :] / np.where(total > 0, total, 1.0), 0.5)
+
+    def _tcb_challengers(self) -> np.ndarray:
+        cost = transport_costs(self.model, self._rewards)
+        np.fill_diagonal(cost, np.inf)
+        tied = cost == cost.min(axis=1, keepdims=True)
+        return np.argmax(np.where(tied, self._rewards.mean(), -np.inf), axis=1)
+
+    def _preferred(self, context: None) -> np.ndarray:
+        pairs, share = self.pair_probabilities(), self.leader_shares()
+        return (pairs * share).sum(axis=1) + (pairs * (1 - share)).sum(axis=0)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from bandit.checks import in_range
+from bandit.glr import bernoulli_kl
 from bandit.policies.base import Policy, ties_split
 
 
@@ -42,13 +43,6 @@ class UCB1(_IndexPolicy):
         with np.errstate(divide="ignore", invalid="ignore"):
             bonus = np.sqrt(self.c * np.log(total) / n)
         return np.where(n > 0, self._rewards.mean() + bonus, np.inf)
-
-
-def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(Bernoulli(p) || Bernoulli(q)), elementwise, with 0 log 0 = 0."""
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    q = np.clip(q, 1e-15, 1 - 1e-15)
-    return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
 
 
 class KLUCB(_IndexPolicy):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from bandit import (EXP3, Allocation, BanditInputError, DecisionLedger, LinUCB, ThompsonSampling,
-                    TradeoffTS, Constrained, LatencySLO, to_json)
+from bandit import (EXP3, Allocation, BanditInputError, DecisionLedger, GLRRule, LinTS, LinUCB,
+                    ThompsonSampling, TopTwoTS, TradeoffTS, Constrained, LatencySLO, to_json)
 
 
 @pytest.mark.parametrize("make, kwargs, field", [
@@ -40,6 +40,12 @@ def test_bad_batch_raises_naming_field_and_changes_nothing(make, kwargs, field):
     (lambda: Allocation(control_share=0.2), "allocation.control_share"),
     (lambda: ThompsonSampling(3, allocation=Allocation(control=5, control_share=0.1)), "allocation.control"),
     (lambda: ThompsonSampling(3).select(0), "n"),
+    (lambda: Allocation(reweight_fraction=-0.1), "allocation.reweight_fraction"),
+    (lambda: LinTS(2, dim=2, allocation=Allocation(reweight_fraction=0.01)), "allocation.reweight_every"),
+    (lambda: TopTwoTS(3, beta="adaptive"), "beta"),
+    (lambda: TopTwoTS(3, challenger="kl"), "challenger"),
+    (lambda: GLRRule(delta=0.0), "delta"),
+    (lambda: GLRRule(calibrated=-1.0), "calibrated"),
 ])
 def test_bad_config_names_field(build, field):
     with pytest.raises(BanditInputError, match=f"^{field}: "):

@@ -4,6 +4,7 @@ import pytest
 
 from bandit import (EXP3, KLUCB, UCB1, Allocation, Discounted, EpsilonGreedy, LinTS, LinUCB,
                     SlidingWindow, Softmax, ThompsonSampling, TopTwoTS)
+from bandit.glr import transport_costs
 from bandit.policies.ucb import bernoulli_kl
 
 MU = np.array([0.04, 0.0425, 0.045, 0.0475, 0.05])
@@ -146,3 +147,75 @@ def test_lints_propensities_match_cholesky_draw_frequency():
     draws = mean + np.sqrt(spread) * rng.standard_normal((200_000, 3))
     freq = np.bincount(draws.argmax(1), minlength=3) / len(draws)
     np.testing.assert_allclose(p.probabilities(ctx)[0], freq, atol=4e-3)
+
+
+def _pair_simulation(p, challenger_of, share, rng, n=200_000):
+    """Frequencies of the top-two process: leader ~ p, challenger given the leader, leader kept
+    with probability share[leader, challenger]."""
+    leader = rng.choice(len(p), size=n, p=p)
+    challenger = challenger_of(leader)
+    keep = rng.random(n) < share[leader, challenger]
+    return np.bincount(np.where(keep, leader, challenger), minlength=len(p)) / n
+
+
+def test_top_two_tcb_with_ids_beta_matches_simulation_of_its_definition():
+    p = TopTwoTS(3, beta="ids", challenger="tcb", seed=0)
+    p.update([0] * 20 + [1] * 40 + [2] * 60, [1] * 5 + [0] * 15 + [1] * 12 + [0] * 28 + [1] * 21 + [0] * 39)
+    mean, n = np.array([5 / 20, 12 / 40, 21 / 60]), np.array([20.0, 40.0, 60.0])
+    pooled = lambda i, j: (n[i] * mean[i] + n[j] * mean[j]) / (n[i] + n[j])
+    w21 = n[2] * bernoulli_kl(mean[2], pooled(2, 1)) + n[1] * bernoulli_kl(mean[1], pooled(2, 1))
+    w20 = n[2] * bernoulli_kl(mean[2], pooled(2, 0)) + n[0] * bernoulli_kl(mean[0], pooled(2, 0))
+    w = transport_costs(p.model, p.reward_stats)
+    np.testing.assert_allclose(w[2, [0, 1]], [w20, w21])
+    assert w[0, 1] == w[0, 2] == w[1, 2] == 0 and w21 < w20
+    # leader 2 is challenged by the arm the data least separate from it (1); a leader below the
+    # empirical best is challenged by the best (zero cost, ties to the higher mean)
+    challenger_of = lambda lead: np.array([2, 2, 1])[lead]
+    share = np.square(n)[None, :] / (np.square(n)[:, None] + np.square(n)[None, :])
+    freq = _pair_simulation(p.prob_best(), challenger_of, share, np.random.default_rng(3))
+    np.testing.assert_allclose(p.probabilities(), freq, atol=4e-3)
+
+
+def test_top_two_ids_beta_with_resampling_challenger_matches_simulation():
+    p = TopTwoTS(3, beta="ids", seed=0)
+    p.update([0] * 10 + [1] * 30 + [2] * 20, [1] * 3 + [0] * 7 + [1] * 9 + [0] * 21 + [1] * 7 + [0] * 13)
+    rng = np.random.default_rng(4)
+    pb = p.prob_best()
+
+    def challenger_of(lead):
+        q = np.where(np.arange(3)[None, :] == lead[:, None], 0.0, pb[None, :])
+        u = rng.random(len(lead))[:, None] * q.sum(1, keepdims=True)
+        return (np.cumsum(q, 1) < u).sum(1)
+
+    n2 = np.square([10.0, 30.0, 20.0])
+    freq = _pair_simulation(pb, challenger_of, n2[None, :] / (n2[:, None] + n2[None, :]), rng)
+    np.testing.assert_allclose(p.probabilities(), freq, atol=4e-3)
+
+
+def test_lazy_refresh_propensities_are_the_selection_frequencies():
+    """One request at a time: the split is recomputed only on its schedule, and every reported
+    propensity is the probability the arm was drawn with (pooled z-test over 20k decisions)."""
+    p = ThompsonSampling(3, allocation=Allocation(reweight_fraction=0.05), seed=0)
+    p.update([0, 1, 2] * 100, [1, 0, 0] * 20 + [0, 1, 0] * 30 + [0, 0, 1] * 50)
+    mu, env = np.array([0.2, 0.25, 0.3]), np.random.default_rng(5)
+    chosen, drawn_from, splits = np.zeros(3), np.zeros(3), set()
+    variance = np.zeros(3)
+    for _ in range(20_000):
+        probs = p.probabilities()
+        s = p.select(1)
+        assert s.propensities[0] == probs[s.arms[0]]
+        chosen[s.arms[0]] += 1
+        drawn_from += probs
+        variance += probs * (1 - probs)
+        splits.add(probs.tobytes())
+        p.update(s.arms, env.random(1) < mu[s.arms])
+    assert np.all(np.abs(chosen - drawn_from) < 4 * np.sqrt(variance))
+    # refreshes at 300 * 1.05^k observations: 1 + log(20300 / 300) / log(1.05) = 87 of them
+    assert 80 <= len(splits) <= 88
+
+
+def test_allocation_schedule_waits_for_count_and_fraction():
+    alloc = Allocation(reweight_every=10, reweight_fraction=0.1)
+    assert alloc.due(0, -1)
+    assert not alloc.due(109, 100) and alloc.due(110, 100)
+    assert not alloc.due(1099, 1000) and alloc.due(1100, 1000)
