@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set dlrm.optim.epochs=1 (repeatable)")
     run.add_argument("--fresh", action="store_true", help="ignore existing checkpoints instead of resuming")
     run.set_defaults(command=_run)
+    sim = sub.add_parser("simulate", help="let the bandit pick among a finished run's variants in the "
+                         "click simulator; writes runs/<name>/simulation/")
+    sim.add_argument("config")
+    sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sim.set_defaults(command=_simulate)
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("config")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -78,7 +83,27 @@ def _run(args: argparse.Namespace) -> int:
         for name, m in results["models"].items():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k != "users")
             print(f"  {name:22s} {shown}")
+        if "simulation" in results:
+            _print_simulation(results["simulation"], config.run_dir)
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _quiet_libraries()
+    from recsys.app.simulate import simulate
+
+    _print_simulation(simulate(config), config.run_dir)
+    return 0
+
+
+def _print_simulation(result: dict, run_dir) -> None:
+    print(f"wrote {run_dir}/simulation/ (report.md, results.json, report.png)")
+    print(f"  winner {result['winner']} after {result['requests']:,} requests"
+          f"{' (stopping rule)' if result['stopped_early'] else ''}")
+    for row in result["variants"]:
+        print(f"  {row['variant']:22s} served={row['served']:>9,} reward={row['mean_reward'] or 0:.4f} "
+              f"P(best)={row['prob_best'] or 0:.3f} p99={row['latency_p99_ms'] or 0:.2f} ms")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from recsys.config_loading import from_dict, read_toml, to_dict
 from recsys.data.config import DataConfig
@@ -13,6 +13,7 @@ from recsys.errors import require
 from recsys.models.dlrm import DLRMConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.train.config import OptimConfig, TrainConfig
+from simulator.config import SimulatorConfig
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ExperimentConfig:
     dlrm: DLRMSection = field(default_factory=DLRMSection)
     two_tower: TwoTowerSection = field(default_factory=TwoTowerSection)
     baselines: BaselineSection = field(default_factory=BaselineSection)
+    simulator: Optional[SimulatorConfig] = None  # present: the bandit picks among the variants
 
     def __post_init__(self) -> None:
         require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",

@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from recsys.app.config import ExperimentConfig
 from recsys.app.report import write_report
+from recsys.app.simulate import simulate
 from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
 from recsys.errors import UserError
@@ -53,6 +54,8 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     if env.is_main:
         _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
         write_report(results, run_dir)
+        if config.simulator is not None:
+            results["simulation"] = simulate(config)
     dist.barrier()
     return {**results, "is_main": env.is_main}
 

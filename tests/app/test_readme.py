@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from pathlib import Path
 
@@ -17,11 +18,19 @@ def config_keys(cls: type, prefix: str = "") -> set[str]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(hints[f.name]) and f.name != "logistic_optim":
-            keys |= config_keys(hints[f.name], key + ".")
+        kind = _unwrap_optional(hints[f.name])
+        if kind is not hints[f.name]:
+            keys.add(key)  # an optional section: documented itself, and its keys
+        if dataclasses.is_dataclass(kind) and f.name != "logistic_optim":
+            keys |= config_keys(kind, key + ".")
         else:
             keys.add(key)
     return keys
+
+
+def _unwrap_optional(hint):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def readme_keys() -> set[str]:

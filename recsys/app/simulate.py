@@ -1,0 +1,45 @@
+"""Let the bandit choose among a run's trained variants inside the click simulator.
+
+The variants are the run's exported ranking models (fp32 DLRM, logistic regression); the world
+is the synthetic one they were trained on (same data config and seed). Writes
+runs/<name>/simulation/ (results.json, report.md, report.png).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.app.config import ExperimentConfig
+from recsys.errors import ConfigError, UserError
+
+VARIANT_MODELS = ("dlrm", "logistic")
+
+
+def simulate(config: ExperimentConfig) -> dict:
+    """Run the configured simulation on the run's exported models; returns results.json's content."""
+    from simulator.environment import Environment
+    from simulator.experiment import run_experiment
+    from simulator.report import result_dict, write_report
+    from simulator.serving import load_exported
+
+    if config.simulator is None:
+        raise ConfigError("simulator: the config has no [simulator] section")
+    if config.data.source != "synthetic":
+        raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
+    folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
+    found = [f for f in folders if f.is_dir()]
+    if not found:
+        raise UserError(f"{config.run_dir}: no exported models to simulate; run `recsys run` first")
+    variants = [load_exported(f, f.parent.name) for f in found]
+    retrieval = _retrieval_model(config)
+    env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval)
+    result = run_experiment(env, variants)
+    write_report(result, config.run_dir / "simulation")
+    return result_dict(result)
+
+
+def _retrieval_model(config: ExperimentConfig):
+    if config.simulator.candidate_source != "retrieval":
+        return None
+    from recsys.serving.export import load_model
+
+    return load_model(Path(config.simulator.retrieval_model)).model
