@@ -43,10 +43,8 @@ def environment(batch: int) -> Environment:
     return Environment.build(config, SyntheticConfig(), 0)
 
 
-def vectorised(env: Environment, steps: int) -> tuple[float, float]:
-    """(seconds, rendered impressions) of `steps` simulator steps with given random scores."""
-    rng = np.random.default_rng(1)
-    scores = rng.standard_normal((N, C))
+def vectorised(env: Environment, steps: int, scores: np.ndarray) -> tuple[float, float]:
+    """(seconds, rendered impressions) of `steps` simulator steps with given scores [N, C]."""
     start, shown = time.perf_counter(), 0
     for _ in range(steps):
         requests, draws = env.requests()
@@ -57,35 +55,53 @@ def vectorised(env: Environment, steps: int) -> tuple[float, float]:
     return time.perf_counter() - start, shown
 
 
-def reference(env: Environment, n: int) -> tuple[float, float]:
-    """The same per-request work in plain Python: (seconds, rendered impressions)."""
-    w, sim = env.world.world, env.simulator
+def reference(env: Environment, n: int, scores: np.ndarray) -> tuple[float, float]:
+    """The same work request by request in plain Python: (seconds, rendered impressions).
+
+    One session at a time (the vectorised step runs N concurrent ones): a session's user by
+    activity, device, geometric length and patience; the request's context, C distinct
+    popularity candidates (with-replacement draws, first occurrences kept), the top K by the
+    given scores, latency, abandonment, PBM clicks, realised and expected reward, patience."""
+    w, sim, config = env.world.world, env.simulator, env.config
     users_l, items_l = w.user_latent.tolist(), w.item_latent.tolist()
     bias, cdf = w.item_bias.tolist(), np.cumsum(w.item_exposure).tolist()
-    ucdf = np.cumsum(w.user_activity).tolist()
+    ucdf, weights = np.cumsum(w.user_activity).tolist(), CONTEXT_WEIGHTS.tolist()
     exam, scale, icpt = sim.click_model.examination.tolist(), w.config.preference_scale, w.intercept
-    effects, rnd = sim.effects, random.Random(0)
+    effects, rnd, rows = sim.effects, random.Random(0), scores.tolist()
     log_act = w.log_activity(np.arange(w.num_users)).tolist()
-    start, shown = time.perf_counter(), 0
-    for _ in range(n):
-        user = min(bisect.bisect_right(ucdf, rnd.random() * ucdf[-1]), len(ucdf) - 1)
+    stop = math.log1p(-1.0 / config.users.session_mean_requests)
+    user = remaining = 0
+    patience, shown, reward, expected = 1.0, 0, 0, 0.0
+    start = time.perf_counter()
+    for r in range(n):
+        if remaining <= 0:  # a new session
+            user = min(bisect.bisect_right(ucdf, rnd.random() * ucdf[-1]), len(ucdf) - 1)
+            rnd.randrange(w.config.num_devices)  # the session's device (a request feature)
+            remaining, patience = 1 + int(math.log(1.0 - rnd.random()) / stop), 1.0
         hour = rnd.randrange(24) * 2 * math.pi / 24
         ctx = [math.sin(hour), math.cos(hour), log_act[user], rnd.gauss(0, 1)]
         cands: dict[int, None] = {}
         while len(cands) < C:
             cands.setdefault(min(bisect.bisect_right(cdf, rnd.random() * cdf[-1]), len(cdf) - 1))
-        slate = heapq.nlargest(K, cands, key=lambda i: rnd.random())
+        cands_l, row = list(cands), rows[r % len(rows)]
+        slate = [cands_l[j] for j in heapq.nlargest(K, range(C), key=row.__getitem__)]
         latency = math.exp(LATENCY.mu + LATENCY.sigma * rnd.gauss(0, 1))
-        if rnd.random() < 1 - 2 ** (-latency / effects.abandon_half_ms):
+        p_abandon = 1 - 2 ** (-latency / (effects.abandon_half_ms * patience))
+        patience *= math.exp(-latency / effects.patience_ms)
+        remaining -= 1
+        if rnd.random() < p_abandon:
+            remaining = 0
             continue
         mult = (1 - effects.penalty_per_100ms) ** (latency / 100)
-        c = sum(a * b for a, b in zip(ctx, CONTEXT_WEIGHTS.tolist())) + icpt
-        any_p, clicks = 1.0, 0
+        c = sum(a * b for a, b in zip(ctx, weights)) + icpt
+        no_click, clicks = 1.0, 0
         for k, item in enumerate(slate):
             dot = sum(a * b for a, b in zip(users_l[user], items_l[item]))
-            a = mult / (1 + math.exp(-(scale * dot + bias[item] + c)))
-            any_p *= 1 - exam[k] * a
-            clicks += rnd.random() < exam[k] * a
+            p = exam[k] * mult / (1 + math.exp(-(scale * dot + bias[item] + c)))
+            no_click *= 1 - p
+            clicks += rnd.random() < p
+        reward += clicks > 0
+        expected += (1 - p_abandon) * (1 - no_click)
         shown += K
     return time.perf_counter() - start, shown
 
@@ -123,11 +139,12 @@ def main() -> None:
     parser.add_argument("--dlrm", default=None, help="exported DLRM folder (default: a fresh quickstart-sized DLRM)")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    scores = np.random.default_rng(1).standard_normal((N, C))
     env = environment(N)
-    vectorised(env, 2)  # warm-up
-    sec, shown = vectorised(env, 20)
+    vectorised(env, 2, scores)  # warm-up
+    sec, shown = vectorised(env, 20, scores)
     fast = shown / sec
-    rsec, rshown = reference(environment(N), 3000)
+    rsec, rshown = reference(environment(N), 3000, scores)
     slow = rshown / rsec
     print(f"simulator alone (C={C}, K={K}, {N} requests/step): {fast:,.0f} impressions/s")
     print(f"per-request Python reference: {slow:,.0f} impressions/s; speed-up {fast / slow:.0f}x")

@@ -71,16 +71,15 @@ class Simulator:
     reward: str = "any_click"  # or "clicks": clicks / slate_size
 
     def slate(self, requests: Requests, scores: np.ndarray) -> np.ndarray:
-        """Item ids [n, K] of the K best-scored candidates, best first."""
+        """Item ids [n, K] of the K best-scored candidates, best first (ties: earlier candidate)."""
         n, c = requests.candidates.shape
         k = self.slate_size
         if k > c:
             raise SimulationError(f"slate: K = {k} > C = {c} candidates")
         if scores.shape != (n, c):
             raise SimulationError(f"slate: scores have shape {scores.shape}, expected {(n, c)}")
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < c else np.tile(np.arange(c), (n, 1))
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        return np.take_along_axis(requests.candidates, np.take_along_axis(top, order, axis=1), axis=1)
+        top = descending_order(np.asarray(scores, np.float64))[:, :k]
+        return np.take_along_axis(requests.candidates, top, axis=1)
 
     def attraction(self, requests: Requests, slate: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
         """Attraction [n, K] of the slate's items, after the latency penalty."""
@@ -115,3 +114,17 @@ class Simulator:
         if self.reward == "any_click":
             return self.click_model.p_any_click(attraction)
         return self.click_model.click_probabilities(attraction).sum(axis=1) / self.slate_size
+
+
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """Column order [n, C] of each row of float64 scores, highest first: one integer sort of
+    keys that pack the score's order-preserving bit pattern with the column in its low bits
+    (so scores equal to within 2^-46 relative rank by column)."""
+    bits = (scores.shape[1] - 1).bit_length()
+    b = scores.view(np.int64)
+    key = ~(b ^ ((b >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)))  # higher score, lower key
+    key >>= bits
+    key <<= bits
+    key |= np.arange(scores.shape[1], dtype=np.int64)
+    key.sort(axis=1)
+    return key & ((1 << bits) - 1)

@@ -18,12 +18,37 @@ from recsys.data.synthetic import CONTEXT_WEIGHTS, World
 
 
 @dataclass(frozen=True, eq=False)
+class Affinity:
+    """preference_scale * <user latent, item latent> of (user, item) pairs, float32: gathered
+    from a precomputed [U, I] table when it has at most `max_table` entries (one lookup per
+    pair), else a d-dimensional product per pair."""
+
+    users: np.ndarray  # [U, d] float32, scaled by preference_scale
+    items: np.ndarray  # [I, d] float32
+    table: np.ndarray | None  # [U * I] float32, or None
+
+    max_table = 1 << 24  # 64 MiB
+
+    @staticmethod
+    def of(users: np.ndarray, items: np.ndarray, scale: float) -> Affinity:
+        table = None
+        if len(users) * len(items) <= Affinity.max_table:
+            table = (scale * users @ items.T).astype(np.float32).ravel()
+        return Affinity((scale * users).astype(np.float32), items.astype(np.float32), table)
+
+    def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Affinity [n, k] of users [n] with items [n, k]."""
+        if self.table is not None:
+            return np.take(self.table, users[:, None] * len(self.items) + items)
+        return np.einsum("nd,nkd->nk", self.users[users], self.items[items])
+
+
+@dataclass(frozen=True, eq=False)
 class SimWorld:
     world: World
-    drift_target: np.ndarray | None = None  # [U, d] u_1, or None without drift
+    affinity: Affinity  # of the users' starting preferences
+    drift: Affinity | None = None  # of the drift targets u_1, or None without drift
     drift_rate: float = 0.0  # w, radians per request
-    _user32: np.ndarray | None = None
-    _item32: np.ndarray | None = None
 
     @staticmethod
     def build(config: SyntheticConfig, seed: int, drift_requests: int, rng: np.random.Generator,
@@ -32,13 +57,18 @@ class SimWorld:
         click rate) changes only its intercept: latents and popularity depend on the seed alone."""
         if base_ctr is not None:
             config = dataclasses.replace(config, base_ctr=base_ctr)
-        world = World.generate(config, seed)
-        target, rate = None, 0.0
-        if drift_requests:
-            target = rng.normal(0.0, world.config.latent_dim ** -0.25, world.user_latent.shape)
-            rate = np.pi / 2 / drift_requests
-        return SimWorld(world, target, rate, world.user_latent.astype(np.float32),
-                        world.item_latent.astype(np.float32))
+        return SimWorld.of(World.generate(config, seed), drift_requests, rng)
+
+    @staticmethod
+    def of(world: World, drift_requests: int, rng: np.random.Generator) -> SimWorld:
+        """`world` as ground truth, drifting over `drift_requests` requests (0: no drift)."""
+        scale = world.config.preference_scale
+        affinity = Affinity.of(world.user_latent, world.item_latent, scale)
+        if not drift_requests:
+            return SimWorld(world, affinity)
+        target = rng.normal(0.0, world.config.latent_dim ** -0.25, world.user_latent.shape)
+        return SimWorld(world, affinity, Affinity.of(target, world.item_latent, scale),
+                        np.pi / 2 / drift_requests)
 
     @property
     def num_users(self) -> int:
@@ -53,13 +83,11 @@ class SimWorld:
         """True click probability once examined, float64 [n, k], of items [n, k] for users [n]
         with dense context [n, D] at request times t [n]."""
         w = self.world
-        affinity = np.einsum("nd,nkd->nk", self._user32[users], self._item32[items])
-        if self.drift_target is not None:
+        preference = self.affinity(users, items)
+        if self.drift is not None:
             angle = self.drift_rate * t.astype(np.float64)
-            drifted = np.einsum("nd,nkd->nk", self.drift_target[users].astype(np.float32),
-                                self._item32[items])
-            affinity = np.cos(angle)[:, None] * affinity + np.sin(angle)[:, None] * drifted
+            preference = (np.cos(angle)[:, None] * preference
+                          + np.sin(angle)[:, None] * self.drift(users, items))
         context = dense.astype(np.float64) @ CONTEXT_WEIGHTS + w.intercept
-        logit = (w.config.preference_scale * affinity + w.item_bias[items]) + context[:, None]
+        logit = preference + (w.item_bias[items] + context[:, None])
         return 1.0 / (1.0 + np.exp(-logit))
-
