@@ -1,0 +1,89 @@
+"""Scenarios: measured latency, the `clicks` reward, the stopping rule, preference drift."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from simulator.config import LatencyConfig, StoppingConfig, UserConfig
+from simulator.environment import Environment
+from simulator.experiment import run_experiment
+from simulator.oracle import WorldScorer
+from simulator.serving import Variant, score
+from simulator.step import Draws
+from tests.simulator.conftest import WORLD
+
+
+class Sleepy(WorldScorer):
+    """The exact scorer, `ms` slower per call."""
+
+    def __init__(self, world, ms: float):
+        super().__init__(world)
+        self.ms = ms
+
+    def score(self, batch):
+        time.sleep(self.ms / 1e3)
+        return super().score(batch)
+
+
+def test_measured_latency_is_the_timed_call(sim_config):
+    config = dataclasses.replace(sim_config, num_requests=2000,
+                                 latency=LatencyConfig(source="measured", serving_batch=250))
+    env = Environment.build(config, WORLD, 0)
+    w = env.world.world
+    result = run_experiment(env, [Variant("fast", WorldScorer(w)), Variant("slow", Sleepy(w, 50.0))])
+    assert result.latency_models == [{}, {}]  # nothing fitted: every latency was measured
+    fast, slow = result.latency_p50_ms
+    assert fast > 0.0 and slow >= 50.0 and slow - fast >= 25.0, (fast, slow)
+
+
+def test_clicks_reward_is_clicks_per_slot(sim_config):
+    """Realised reward = clicks / K; its mean over replays of the user draws is the closed form."""
+    env = Environment.build(dataclasses.replace(sim_config, reward="clicks"), WORLD, 0)
+    requests, _ = env.requests()
+    scores, _ = score(Variant("v", WorldScorer(env.world.world, 0.5)),
+                      env.batches.batches(requests, len(requests)), requests)
+    latency, arms = np.full(len(requests), 100.0), np.zeros(len(requests), np.int64)
+    expected = env.simulator.expected_reward(requests, scores, latency)
+    rng = np.random.default_rng(2)
+    rewards = []
+    for _ in range(300):
+        out = env.simulator.serve(requests, arms, scores, latency, Draws.draw(rng, len(requests), 5))
+        np.testing.assert_array_equal(out.reward, out.clicks.sum(axis=1) / 5)
+        rewards.append(out.reward)
+    assert np.max(rewards) > 1 / 5  # several clicks on one slate count
+    assert abs(np.mean(rewards) - expected.mean()) < 4 * np.std(rewards) / np.sqrt(300 * len(requests))
+
+
+def test_stopping_rule_fires_on_a_clear_winner(sim_config):
+    config = dataclasses.replace(sim_config, num_requests=100_000,
+                                 stopping=StoppingConfig(prob_best=0.95, max_loss=1e-3,
+                                                         check_every_steps=1, min_requests=3000))
+    env = Environment.build(config, WORLD, 0)
+    w = env.world.world
+    result = run_experiment(env, [Variant("noise", WorldScorer(w, 3.0, seed=1)), Variant("exact", WorldScorer(w))])
+    assert result.stopped and result.variants[result.winner] == "exact"
+    assert 3000 <= result.requests < 100_000 and result.prob_best[1] >= 0.95
+
+
+def test_drift_changes_the_best_variant(sim_config):
+    """A variant that knows the starting tastes wins early; one that knows the tastes the users
+    drift to wins once they have drifted."""
+    drift = 20_000
+    config = dataclasses.replace(sim_config, users=UserConfig(drift_requests=drift))
+    env = Environment.build(config, WORLD, 0)
+    w, sim = env.world.world, env.world
+    later = dataclasses.replace(w, user_latent=sim.drift.users / w.config.preference_scale)
+    variants = [Variant("start", WorldScorer(w)), Variant("drifted", WorldScorer(later))]
+
+    def expected(at: int) -> np.ndarray:
+        env.t = at
+        requests, _ = env.requests()
+        batches = env.batches.batches(requests, len(requests))
+        latency = np.full(len(requests), 10.0)
+        return np.array([env.simulator.expected_reward(requests, score(v, batches, requests)[0], latency).mean()
+                         for v in variants])
+
+    early, late = expected(0), expected(drift - 1000)
+    assert early[0] > early[1] + 0.01 and late[1] > late[0] + 0.01, (early, late)
