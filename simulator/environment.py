@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from recsys.data.config import SyntheticConfig
+from recsys.data.synthetic import World
 from simulator.calibration import Calibration, calibrate_obd
 from simulator.candidates import Retriever, make_candidates
 from simulator.click_models import examination_vector, make_click_model
@@ -16,6 +17,7 @@ from simulator.config import SimulatorConfig
 from simulator.effects import LatencyEffects
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
+from simulator.semi_synthetic import FitConfig, movielens_world
 from simulator.serving import CandidateBatches, Variant, fit_latency
 from simulator.sessions import Sessions, request_context
 from simulator.step import Draws, Requests, Simulator
@@ -38,13 +40,17 @@ class Environment:
     @staticmethod
     def build(config: SimulatorConfig, world_config: SyntheticConfig, seed: int,
               retrieval_model: torch.nn.Module | None = None,
-              obd_folder: Path | str | None = None) -> Environment:
-        """The environment of a run; `world_config` and `seed` are those the variants trained on."""
+              obd_folder: Path | str | None = None, truth: World | None = None) -> Environment:
+        """The environment of a run; `world_config` and `seed` are those the variants trained on.
+        `truth`: a ground-truth World to serve instead (config.truth = 'movielens' fits one)."""
         streams = Streams.from_seed(seed)
         click = config.click
         calibration = calibrate_obd(folder=obd_folder) if click.calibrate == "obd" else None
-        world = SimWorld.build(world_config, seed, config.users.drift_requests, streams.world,
-                               calibration.base_ctr if calibration else None)
+        if truth is None and config.truth == "movielens":
+            truth = movielens_world(config.movielens_path, FitConfig(seed=seed))[0]
+        world = (SimWorld.of(truth, config.users.drift_requests, streams.world) if truth is not None else
+                 SimWorld.build(world_config, seed, config.users.drift_requests, streams.world,
+                                calibration.base_ctr if calibration else None))
         examination = (calibration.examination_for(config.slate_size) if calibration else
                        examination_vector(click.examination, click.examination_decay, config.slate_size))
         model = make_click_model(click.model, examination, click.continuation, click.no_click_weight)

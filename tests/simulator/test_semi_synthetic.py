@@ -1,0 +1,54 @@
+"""The MovieLens semi-synthetic truth: a small logistic MF fit becomes the World's click model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator.config import SimulatorConfig
+from simulator.environment import Environment
+from simulator.experiment import run_experiment
+from simulator.oracle import WorldScorer
+from simulator.semi_synthetic import FitConfig, movielens_world
+from simulator.serving import Variant
+from tests.simulator.conftest import WORLD
+
+SMALL = FitConfig(dim=8, steps=60, lr=0.1, l2=5.0)
+CONFIG = SimulatorConfig(num_requests=2000, batch_requests=1000, candidates=20, slate_size=5)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return movielens_world(config=SMALL)
+
+
+def test_fit_predicts_held_out_ratings_and_is_the_world_truth(fitted):
+    world, mf = fitted
+    assert mf.held_out_auc > 0.72, mf.held_out_auc
+    assert (world.num_users, world.num_items) == (943, 1682)
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 943, 500), rng.integers(0, 1682, 500)
+    no_context = np.zeros((500, 4), np.float32)  # the context term is zero here
+    expected = 1.0 / (1.0 + np.exp(-mf.logit(users, items)))
+    np.testing.assert_allclose(world.click_probability(users, items, no_context), expected, rtol=1e-9)
+    assert np.isclose(world.user_activity.sum(), 1.0) and np.isclose(world.item_exposure.sum(), 1.0)
+
+
+def test_environment_serves_the_movielens_truth(fitted):
+    world, _ = fitted
+    env = Environment.build(CONFIG, WORLD, 0, truth=world)
+    assert env.world.world is world and env.batches.keys == world.schema().keys()
+    variants = [Variant("exact", WorldScorer(world)), Variant("noisy", WorldScorer(world, 2.0, seed=1))]
+    result = run_experiment(env, variants)
+    assert result.requests == 2000 and result.expected_all[0] > result.expected_all[1]
+
+
+def test_same_fit_same_world(fitted):
+    a, b = fitted[1], movielens_world(config=SMALL)[1]
+    assert a.user.tobytes() == b.user.tobytes() and a.held_out_auc == b.held_out_auc
+
+
+@pytest.mark.slow
+def test_config_truth_movielens_fits_the_default_model():
+    import dataclasses
+    env = Environment.build(dataclasses.replace(CONFIG, truth="movielens"), WORLD, 0)
+    assert env.world.num_items == 1682
