@@ -50,8 +50,9 @@ def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressCon
     """Build, evaluate, time and store the fp32 baseline and every configured variant; the manifests."""
     teacher = teacher_of(exported)
     variants: list[Variant] = [fp32_variant(teacher)]
+    students: dict[str, tuple] = {}
     for vc in tqdm(config.variants, desc="build variants", disable=not progress):
-        variants.append(build_variant(teacher, dataset, vc, config.ks, progress))
+        variants.append(build_variant(teacher, dataset, vc, config.ks, students=students))
     scorers = {v.name: v.scorer(device) for v in variants}
     metrics = {}
     for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not progress):

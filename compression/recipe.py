@@ -171,15 +171,24 @@ def _fp32_total(model: nn.Module) -> int:
 
 
 def build_variant(teacher: Teacher, dataset: ClickDataset, config: VariantConfig,
-                  ks: tuple[int, ...] = (10, 20), progress: bool = False) -> Variant:
-    """Apply the variant's steps in order; the result holds packed tables and the dense model."""
+                  ks: tuple[int, ...] = (10, 20), progress: bool = False,
+                  students: dict[str, tuple] | None = None) -> Variant:
+    """Apply the variant's steps in order; the result holds packed tables and the dense model.
+
+    `students` caches distillation results by distill config, so variants sharing a student
+    (e.g. 'distilled' and 'distilled + quantized') train it, and its student-alone twin, once."""
+    students = {} if students is None else students
     fp32_total = _fp32_total(teacher.model)
     model, model_config, notes = teacher.model, teacher.config, {}
     tables = float_tables(model)
     precisions = {name: "fp32" for name in tables}
     for step in config.steps:
         if step == "distill":
-            model, model_config, notes = _distill(teacher, dataset, config.distill, ks, progress)
+            key = repr(config.distill)
+            if key not in students:
+                students[key] = _distill(teacher, dataset, config.distill, ks, progress)
+            model, model_config, distilled = students[key]
+            notes = dict(distilled)
             tables = float_tables(model)
             precisions = {name: "fp32" for name in tables}
         elif step == "prune":

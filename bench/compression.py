@@ -1,0 +1,232 @@
+"""Benchmark of compressed embedding variants: bytes, accuracy and latency side by side.
+
+Three parts, each printed as one table (variant, bytes, ratio, AUC, delta AUC, p50, p99, QPS)
+and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front marked):
+
+1. MovieLens-100k, teacher = the DLRM of configs/movielens.toml (pass --teacher).
+2. Synthetic world, a dim-64 DLRM teacher trained here through the `recsys run` CLI.
+3. Large tables (several GB at fp32, Zipf ids, dim 64): TBE lookup latency and QPS of
+   fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
+   weights are random).
+
+    python bench/compression.py --teacher runs/movielens/dlrm/model          # full (~15 min)
+    python bench/compression.py --teacher runs/movielens/dlrm/model --quick  # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder would shadow the `compression` package: import from the root.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchrec import KeyedJaggedTensor  # noqa: E402
+
+from compression.build import compress  # noqa: E402
+from compression.config import CompressConfig, LatencyConfig  # noqa: E402
+from compression.latency import measure  # noqa: E402
+from compression.report import VariantRow, format_table, plot, run_rows, write_csv  # noqa: E402
+from compression.scorer import build_quant_ebc  # noqa: E402
+from compression.size import fp32_bytes, table_bytes, tbe_bytes  # noqa: E402
+from compression.tables import FloatTable, float_tables, pack  # noqa: E402
+from recsys.config_loading import from_dict, read_toml  # noqa: E402
+from recsys.data.config import DataConfig  # noqa: E402
+from recsys.data.sources import load_dataset  # noqa: E402
+from recsys.errors import UserError  # noqa: E402
+from recsys.serving.export import ExportedModel, load_model  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes of every part; --quick shrinks them."""
+
+    distill_epochs: int
+    latency: LatencyConfig
+    synthetic_rows: int
+    large_bytes: float  # fp32 bytes of the large-table part
+    large_latency: LatencyConfig
+
+
+FULL = Scale(4, LatencyConfig(repeats=5, iters=20, warmup=3), 400_000, 2.5e9,
+             LatencyConfig(repeats=5, iters=10, warmup=3))
+QUICK = Scale(1, LatencyConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 1e8,
+              LatencyConfig(repeats=2, iters=4, warmup=1))
+
+SYNTHETIC_TOML = """
+name = "synthetic64"
+seed = 0
+out_dir = "{out}"
+
+[data]
+source = "synthetic"
+
+[data.synthetic]
+num_users = 20000
+num_items = 10000
+num_rows = {rows}
+
+[dlrm.model]
+embedding_dim = 64
+dense_arch = [128, 64]
+over_arch = [128, 64, 1]
+
+[dlrm.optim]
+batch_size = 1024
+epochs = 3
+lr_sparse = 0.05
+
+[two_tower]
+enabled = false
+
+[baselines]
+popularity = false
+logistic = false
+"""
+
+
+def uniform_ratio(exported: ExportedModel, precision: str) -> float:
+    """The fp32/bytes ratio uniform `precision` reaches on this teacher (the mixed-precision budget)."""
+    tables = float_tables(exported.model).values()
+    total = sum(table_bytes(t.num_embeddings, t.dim, precision).total for t in tables)
+    return fp32_bytes((t.num_embeddings, t.dim) for t in tables) / total * (1 - 1e-9)
+
+
+def variant_configs(exported: ExportedModel, student: dict[str, Any], best_ratio: float, scale: Scale,
+                    prune_ratio: float, best_prunes: bool) -> list[dict[str, Any]]:
+    """The variants both datasets get: uniform precisions, mixed at int4's and int2's bytes, pruning,
+    distillation, and the best recipe (distill -> [prune ->] mixed precision at `best_ratio`)."""
+    distill = {"student": student, "alpha": 0.3, "temperature": 2.0, "epochs": scale.distill_epochs,
+               "batch_size": 512, "lr_sparse": 0.03}
+    prune = {"method": "frequency", "scope": "global", "ratio": prune_ratio}
+    return [
+        {"name": "fp16", "quantize": {"default": "fp16"}},
+        {"name": "int8", "quantize": {"default": "int8"}},
+        {"name": "int4", "quantize": {"default": "int4"}},
+        {"name": "int4-minmax", "quantize": {"default": "int4", "clip_search": False}},
+        {"name": "int2", "quantize": {"default": "int2"}},
+        {"name": "mixed-int4-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int4")}},
+        {"name": "mixed-int2-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int2")}},
+        {"name": "prune-int4", "steps": ["prune", "quantize"], "prune": prune, "quantize": {"default": "int4"}},
+        {"name": "distilled", "steps": ["distill"], "distill": distill},
+        {"name": "best", "steps": ["distill", "prune", "quantize"] if best_prunes else ["distill", "quantize"],
+         "distill": distill, "prune": prune, "quantize": {"budget_ratio": best_ratio}},
+    ]
+
+
+def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[str, Any]], scale: Scale,
+             out: Path) -> list[VariantRow]:
+    config = from_dict(CompressConfig, {"variants": variants}, "compress")
+    config = CompressConfig(config.variants, latency=scale.latency)
+    manifests = compress(exported, dataset, config, out)
+    rows = run_rows(out, batch_size=max(scale.latency.batch_sizes))
+    print(f"\n== {title} ==\n{format_table(rows)}")
+    write_csv(rows, out / "variants.csv")
+    plot(rows, out / "variants.png", title)
+    distilled = next(m for m in manifests if m["name"] == "distilled")["notes"]
+    print(f"student distilled AUC {distilled['student_distilled']['auc']:.4f} vs the same student alone "
+          f"{distilled['student_alone']['auc']:.4f}")
+    print(f"wrote {out / 'variants.csv'} and {out / 'variants.png'}")
+    return rows
+
+
+def dataset_of(exported: ExportedModel):
+    experiment = exported.meta["experiment"]
+    return load_dataset(from_dict(DataConfig, experiment["data"], "data"), experiment["seed"])
+
+
+def synthetic_teacher(out: Path, scale: Scale) -> ExportedModel:
+    """Train (or reuse) the dim-64 synthetic DLRM teacher through the project's CLI."""
+    folder = out / "synthetic64" / "dlrm" / "model"
+    if not folder.exists():
+        toml = out / "synthetic64.toml"
+        toml.write_text(SYNTHETIC_TOML.format(out=out, rows=scale.synthetic_rows))
+        subprocess.run([sys.executable, "-m", "recsys", "run", str(toml)], check=True)
+    return load_model(folder)
+
+
+def _zipf_ids(rng: np.random.Generator, rows: int, n: int) -> torch.Tensor:
+    """Zipf(1.1) ranks mapped through a fixed random permutation, so hot rows are scattered."""
+    ranks = (rng.zipf(1.1, n) - 1) % rows
+    return torch.from_numpy(rng.permutation(rows)[ranks] if rows <= 4_000_000 else (ranks * 2654435761) % rows)
+
+
+def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, pooling: int = 8) -> None:
+    """QPS of the fp32 TBE vs fp16/int8/int4/int2 on tables far larger than the CPU cache."""
+    rows = int(scale.large_bytes / (num_tables * dim * 4))
+    rng = np.random.default_rng(0)
+    feats = [f"f{i}" for i in range(num_tables)]
+    batches = {}
+    for size in scale.large_latency.batch_sizes:
+        batches[size] = [KeyedJaggedTensor.from_lengths_sync(
+            keys=feats, values=torch.cat([_zipf_ids(rng, rows, size * pooling) for _ in feats]),
+            lengths=torch.full((num_tables * size,), pooling, dtype=torch.int32)) for _ in range(4)]
+    ebcs, sizes = {}, {}
+    for precision in ("fp32", "fp16", "int8", "int4", "int2"):
+        packed = []
+        for i, f in enumerate(feats):
+            weight = torch.randn(rows, dim, generator=torch.Generator().manual_seed(i)) * 0.05
+            table = FloatTable("ebc", f"t_{f}", (f,), "SUM", rows, weight)
+            packed.append(pack(table, precision, clip_search=False))
+            del weight
+        ebcs[precision] = build_quant_ebc(packed, torch.device("cpu"))
+        sizes[precision] = tbe_bytes(ebcs[precision])
+        del packed
+    stats = measure({p: e for p, e in ebcs.items()}, batches, scale.large_latency)
+    print(f"\n== large tables: {num_tables} x {rows:,} rows x dim {dim}, {pooling} Zipf ids per bag, "
+          f"{sizes['fp32'] / 1e9:.2f} GB at fp32, {torch.get_num_threads()} threads ==")
+    head = f"{'precision':<10}{'bytes':>16}{'ratio':>8}" + "".join(
+        f"{f'p50@{b}':>11}{f'p99@{b}':>11}{f'QPS@{b}':>13}{'xfp32':>7}" for b in batches)
+    lines = [head]
+    for p, per in stats.items():
+        cells = "".join(f"{s.p50_ms:>11.3f}{s.p99_ms:>11.3f}{s.qps:>13,.0f}{s.qps / stats['fp32'][b].qps:>6.2f}x"
+                        for b, s in per.items())
+        lines.append(f"{p:<10}{sizes[p]:>16,}{sizes['fp32'] / sizes[p]:>7.2f}x{cells}")
+    print("\n".join(lines))
+    (out / "large_tables.csv").write_text("\n".join(
+        ["precision,bytes,batch_size,p50_ms,p95_ms,p99_ms,qps,qps_vs_fp32,threads"]
+        + [f"{p},{sizes[p]},{b},{s.p50_ms},{s.p95_ms},{s.p99_ms},{s.qps},{s.qps / stats['fp32'][b].qps},{s.threads}"
+           for p, per in stats.items() for b, s in per.items()]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", default="runs/movielens/dlrm/model", help="exported MovieLens DLRM folder")
+    parser.add_argument("--out", default="runs/bench_compression")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--parts", default="movielens,synthetic,large")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    scale, out, parts = (QUICK if args.quick else FULL), Path(args.out).resolve(), args.parts.split(",")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    try:
+        if "movielens" in parts:
+            teacher = load_model(args.teacher)
+            student = {"embedding_dim": 8, "dense_arch": [32, 8], "over_arch": [32, 1]}
+            run_part("MovieLens-100k DLRM", teacher, dataset_of(teacher),
+                     variant_configs(teacher, student, 10.0, scale, 0.3, best_prunes=False), scale,
+                     out / "movielens")
+        if "synthetic" in parts:
+            teacher = synthetic_teacher(out, scale)
+            student = {"embedding_dim": 32, "dense_arch": [128, 32], "over_arch": [128, 64, 1]}
+            run_part("synthetic DLRM, dim 64", teacher, dataset_of(teacher),
+                     variant_configs(teacher, student, 16.0, scale, 0.3, best_prunes=True), scale,
+                     out / "synthetic")
+        if "large" in parts:
+            large_tables(scale, out)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

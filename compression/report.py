@@ -1,0 +1,97 @@
+"""The trade-off at a glance: one row per variant (bytes, ratio, accuracy, latency) as a table,
+a CSV and a PNG of accuracy vs bytes and accuracy vs p99 latency with the Pareto front marked."""
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from compression.variant import read_manifest
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    variant: str
+    bytes: int
+    ratio: float
+    metric: str  # "auc", or "recall@K" for two-tower
+    value: float
+    delta: float
+    p50_ms: float
+    p99_ms: float
+    qps: float
+    batch_size: int  # of the latency columns
+
+
+def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> VariantRow:
+    """A manifest's row; latency at `batch_size` (default: the largest measured)."""
+    metrics, latency = manifest["metrics"], manifest.get("latency") or {}
+    metric = "auc" if "auc" in metrics else next(k for k in metrics if k.startswith("recall@"))
+    sizes = sorted(int(b) for b in latency)
+    size = batch_size if batch_size is not None else (sizes[-1] if sizes else 0)
+    stats = latency.get(str(size), {})
+    nan = float("nan")
+    return VariantRow(manifest["name"], manifest["size"]["total"], manifest["size"]["ratio_vs_fp32"], metric,
+                      metrics[metric], metrics.get(f"delta_{metric}", nan), stats.get("p50_ms", nan),
+                      stats.get("p99_ms", nan), stats.get("qps", nan), size)
+
+
+def run_rows(run_dir: Path | str, batch_size: int | None = None) -> list[VariantRow]:
+    """Rows of every variant stored under <run_dir>/variants (temporary folders skipped), fp32 first."""
+    folders = sorted(p for p in (Path(run_dir) / "variants").glob("*") if p.is_dir() and not p.name.startswith("."))
+    rows = [manifest_row(read_manifest(p), batch_size) for p in folders]
+    return sorted(rows, key=lambda r: (r.variant != "fp32", -r.bytes))
+
+
+def format_table(rows: Sequence[VariantRow]) -> str:
+    """A fixed-width text table: variant, bytes, ratio, metric, delta, p50, p99, QPS."""
+    metric = rows[0].metric if rows else "auc"
+    batch = rows[0].batch_size if rows else 0
+    head = (f"{'variant':<22}{'bytes':>12}{'ratio':>8}{metric:>10}{'delta':>10}"
+            f"{'p50 ms':>9}{'p99 ms':>9}{f'QPS@{batch}':>12}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.variant:<22}{r.bytes:>12,}{r.ratio:>7.2f}x{r.value:>10.4f}{r.delta:>+10.4f}"
+                     f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.qps:>12,.0f}")
+    return "\n".join(lines)
+
+
+def write_csv(rows: Iterable[VariantRow], path: Path | str) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[fl.name for fl in fields(VariantRow)])
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats: lower or equal x and higher or equal y, one strictly."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)]
+
+
+def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
+    """PNG with accuracy vs bytes and accuracy vs p99, Pareto-optimal variants joined and ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, attr, label in ((axes[0], "bytes", "embedding bytes (log)"), (axes[1], "p99_ms", "p99 ms per batch")):
+        points = [(getattr(r, attr), r.value) for r in rows]
+        front = sorted(pareto_front(points), key=lambda i: points[i][0])
+        ax.scatter(*zip(*points), color="tab:blue")
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-", color="tab:red",
+                mfc="none", ms=12, label="Pareto front")
+        for r, (x, y) in zip(rows, points):
+            ax.annotate(r.variant, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label + (f" (batch {rows[0].batch_size})" if attr == "p99_ms" and rows else ""))
+        ax.set_ylabel(rows[0].metric if rows else "")
+        ax.legend()
+        if attr == "bytes":
+            ax.set_xscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
