@@ -7,11 +7,12 @@ Every error is a ConfigError whose message starts with the dotted key, e.g.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import tomllib
 
 from recsys.errors import ConfigError
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tomllib
 import warnings
 from typing import Any, Sequence
+
+import tomllib
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,15 @@
 """report.md and learning-curve PNGs from a run's metrics.json content."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from recsys.atomic import write_bytes, write_text  # noqa: E402
 
 RANKING_COLUMNS = ("auc", "log_loss", "ne", "calibration")
 
@@ -26,9 +29,7 @@ def write_report(results: dict, run_dir: Path) -> Path:
         lines += [f"| {t} | {kind} | {ranks} |" for t, (kind, ranks) in m.get("placements", {}).items()]
         lines.append("")
     path = run_dir / "report.md"
-    tmp = run_dir / ".report.md.tmp"
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    write_text(path, "\n".join(lines))
     return path
 
 
@@ -47,10 +48,10 @@ def plot_curves(models: dict, path: Path) -> None:
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes(path, png.getvalue())
 
 
 def _provenance_line(p: dict) -> str:

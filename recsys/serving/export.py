@@ -7,8 +7,6 @@ rebuild the model without the run's config. Compression reads teachers from here
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 from torchrec.inference.state_dict_transform import state_dict_gather, state_dict_to_device
 
+from recsys.atomic import staged_folder
 from recsys.data.schema import Schema
 from recsys.errors import CheckpointError
 from recsys.models.registry import build_model, schema_from_dict, schema_to_dict
@@ -40,14 +39,10 @@ def export_model(sharded: nn.Module, kind: str, schema: Schema, config: dict[str
     src = state_dict_to_device(sharded.state_dict(), dist.group.WORLD, torch.device("cpu"))
     state_dict_gather(src, dst)
     if dist.get_rank() == 0:
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(dst, tmp / "model.pt")
-        info = {"kind": kind, "schema": schema_to_dict(schema), "config": config, **meta}
-        (tmp / "model.json").write_text(json.dumps(info, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        with staged_folder(folder) as tmp:
+            torch.save(dst, tmp / "model.pt")
+            info = {"kind": kind, "schema": schema_to_dict(schema), "config": config, **meta}
+            (tmp / "model.json").write_text(json.dumps(info, indent=1))
     dist.barrier()
 
 
@@ -64,7 +59,8 @@ def load_model(folder: Path | str) -> ExportedModel:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{folder / 'model.pt'}: does not match model.json ({str(e).splitlines()[0][:160]})") from None
+        first = str(e).splitlines()[0][:160]
+        raise CheckpointError(f"{folder / 'model.pt'}: does not match model.json ({first})") from None
     model.eval()
     meta = {k: v for k, v in info.items() if k not in ("kind", "schema", "config")}
     return ExportedModel(info["kind"], schema, info["config"], model, meta)

@@ -20,6 +20,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torchrec.optim.keyed import KeyedOptimizer
 
+from recsys.atomic import write_text
 from recsys.errors import CheckpointError
 
 KEEP = 2  # newest checkpoints kept per run
@@ -68,9 +69,7 @@ def save(folder: Path, state: LoopState, model: nn.Module, optimizer: KeyedOptim
 def mark_best(path: Path) -> None:
     """Record `path` as its folder's best checkpoint (kept however old); rank 0 writes."""
     if dist.get_rank() == 0:
-        tmp = path.parent / ".BEST.tmp"
-        tmp.write_text(path.name)
-        tmp.replace(path.parent / "BEST")
+        write_text(path.parent / "BEST", path.name)
     dist.barrier()
 
 

@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
+from recsys.atomic import write_text
 from recsys.data.dataset import ClickDataset
 from recsys.errors import DataError
 from recsys.progress import bar
@@ -128,7 +129,4 @@ def _read_history(out: Path, epochs: int) -> list[dict]:
 
 
 def _write_history(out: Path, history: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    tmp.replace(out / "metrics.jsonl")
+    write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))

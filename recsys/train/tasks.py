@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from recsys.data.dataset import ClickDataset, Split
+from recsys.data.dataset import ClickDataset, RetrievalData, Split
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.two_tower import TwoTower
@@ -45,7 +45,8 @@ class ClickTask:
         return ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True).to_dict()
 
 
-def predict(model: nn.Module, dataset: ClickDataset, split: Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, dataset: ClickDataset, split: Split,
+            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every row of `split` (padding rows included), gathered from all ranks."""
     rank, world = dist.get_rank(), dist.get_world_size()
     module = getattr(model, "module", model)
@@ -94,9 +95,14 @@ class RetrievalTask:
         users = module.embed(data.user_features, "user", batch_size)
         items = module.embed(data.item_features, "item", batch_size)
         module.train()
-        found = retrieval_metrics(users, items, data.positives, data.exclude, ks=self.ks)
-        out: dict[str, float] = {}
-        for k, m in found.items():
-            out[f"recall@{k}"], out[f"ndcg@{k}"] = m.recall, m.ndcg
-        out["users"] = float(len(data.users))
-        return out
+        return retrieval_scores(users, items, data, self.ks)
+
+
+def retrieval_scores(users: torch.Tensor, items: torch.Tensor, data: RetrievalData,
+                     ks: tuple[int, ...]) -> dict[str, float]:
+    """recall@k and ndcg@k of every cut-off (and the number of users), as one flat dict."""
+    out: dict[str, float] = {}
+    for k, m in retrieval_metrics(users, items, data.positives, data.exclude, ks=ks).items():
+        out[f"recall@{k}"], out[f"ndcg@{k}"] = m.recall, m.ndcg
+    out["users"] = float(len(data.users))
+    return out

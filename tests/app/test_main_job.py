@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
-from pathlib import Path
 
 import pytest
+import tomllib
 
 from recsys.app.config import ExperimentConfig, load_config
 from recsys.config_loading import from_dict

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from compression.quantize import (
-    check_precision, dequantize_rows, pack_codes, quantize_rows, unpack_codes,
+    check_precision,
+    dequantize_rows,
+    pack_codes,
+    quantize_rows,
+    unpack_codes,
 )
 from recsys.errors import ConfigError
 

@@ -23,10 +23,11 @@ def _variant(raw: dict) -> VariantConfig:
     ({"quantize": {"budget_ratio": 1000.0, "candidates": ["int8", "int4"]}}, "quantize.budget_ratio: 1000.0x cannot be met"),
 ])
 def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
-    from tests.compression.conftest import SCHEMA
+    import torch
+
     from compression.recipe import Teacher
     from recsys.models.registry import build_model
-    import torch
+    from tests.compression.conftest import SCHEMA
 
     model = build_model("dlrm", SCHEMA, {"embedding_dim": 4, "dense_arch": [4], "over_arch": [4, 1]},
                         torch.device("cpu"))

@@ -10,7 +10,7 @@ from compression.config import PruneConfig, QuantizeConfig, VariantConfig
 from compression.recipe import Teacher, build_variant
 from compression.variant import load_variant, read_manifest, save_variant
 from recsys.errors import CheckpointError
-from tests.compression.conftest import SCHEMA, MODEL_CONFIGS, random_batch
+from tests.compression.conftest import MODEL_CONFIGS, SCHEMA, random_batch
 
 
 def _variant(random_model, kind):

@@ -1,11 +1,10 @@
 """The ClickDataset contract: rank slicing, padding, drop_last, positives_only, determinism."""
 import numpy as np
 import pytest
+from data_helpers import batch_rows, small_config
 
 from recsys.data.dataset import PAD_LABEL
 from recsys.data.synthetic import load_synthetic
-
-from data_helpers import batch_rows, small_config
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,8 @@ def test_ranks_cover_every_row_once(name, world_size, drop_last, request):
 
 
 def test_order_is_a_pure_function_of_seed_split_epoch_shuffle(memory):
-    first = lambda ds, **kw: batch_rows(next(ds.batches("train", 32, **kw)))
+    def first(ds, **kw):
+        return batch_rows(next(ds.batches("train", 32, **kw)))
     again = load_synthetic(small_config(), seed=3)
     assert first(memory, shuffle=True, epoch=2) == first(again, shuffle=True, epoch=2)
     assert first(memory, shuffle=True, epoch=2) != first(memory, shuffle=True, epoch=3)

@@ -13,8 +13,10 @@ M64 = (1 << 64) - 1
 
 
 def _mix(x: int) -> int:
-    x ^= x >> 30; x = (x * 0xBF58476D1CE4E5B9) & M64
-    x ^= x >> 27; x = (x * 0x94D049BB133111EB) & M64
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
     return x ^ (x >> 31)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.config import DataConfig, SyntheticConfig
@@ -17,7 +16,7 @@ from recsys.models.two_tower import TwoTower, TwoTowerConfig, take_rows
 def test_take_rows_matches_python_slicing() -> None:
     rng = np.random.default_rng(0)
     lengths = {k: rng.integers(0, 4, 30) for k in ("a", "b")}
-    values = {k: rng.integers(0, 100, int(l.sum())) for k, l in lengths.items()}
+    values = {k: rng.integers(0, 100, int(n.sum())) for k, n in lengths.items()}
     kjt = KeyedJaggedTensor.from_lengths_sync(
         keys=["a", "b"], values=torch.as_tensor(np.concatenate([values["a"], values["b"]])),
         lengths=torch.as_tensor(np.concatenate([lengths["a"], lengths["b"]]), dtype=torch.int32))
