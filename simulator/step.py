@@ -78,7 +78,7 @@ class Simulator:
             raise SimulationError(f"slate: K = {k} > C = {c} candidates")
         if scores.shape != (n, c):
             raise SimulationError(f"slate: scores have shape {scores.shape}, expected {(n, c)}")
-        top = descending_order(np.asarray(scores, np.float64))[:, :k]
+        top = descending_order(np.asarray(scores, np.float64), k)
         return np.take_along_axis(requests.candidates, top, axis=1)
 
     def attraction(self, requests: Requests, slate: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
@@ -116,15 +116,16 @@ class Simulator:
         return self.click_model.click_probabilities(attraction).sum(axis=1) / self.slate_size
 
 
-def descending_order(scores: np.ndarray) -> np.ndarray:
-    """Column order [n, C] of each row of float64 scores, highest first: one integer sort of
-    keys that pack the score's order-preserving bit pattern with the column in its low bits
-    (so scores equal to within 2^-46 relative rank by column)."""
-    bits = (scores.shape[1] - 1).bit_length()
-    b = scores.view(np.int64)
-    key = ~(b ^ ((b >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)))  # higher score, lower key
-    key >>= bits
-    key <<= bits
-    key |= np.arange(scores.shape[1], dtype=np.int64)
+def descending_order(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns [n, k] of the k highest of each row of float64 scores, highest first: one
+    integer sort of keys packing the score's order-preserving bit pattern with the reversed
+    column in its low bits (scores equal to within 2^-46 relative rank by column, first first)."""
+    c = scores.shape[1]
+    bits = (c - 1).bit_length()
+    b = (scores + 0.0).view(np.int64)  # + 0.0: -0.0 becomes 0.0, equal scores tie
+    key = (b >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)
+    key ^= b  # now ordered as the scores
+    key &= np.int64(-1 << bits)
+    key |= np.arange(c - 1, -1, -1, dtype=np.int64)
     key.sort(axis=1)
-    return key & ((1 << bits) - 1)
+    return (c - 1) - (key[:, : c - k - 1 if k < c else None: -1] & ((1 << bits) - 1))

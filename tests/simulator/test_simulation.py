@@ -117,3 +117,15 @@ def test_candidates_distinct_and_popularity_weighted(sim_config):
     first = np.bincount(c[:, 0], minlength=WORLD.num_items) / len(users)
     top = np.argsort(-env.world.world.item_exposure)[:3]
     np.testing.assert_allclose(first[top], env.world.world.item_exposure[top], atol=0.01)
+
+
+def test_slate_is_the_stable_top_k(sim_config):
+    """The K best candidates, best first; equal scores (-0.0 == 0.0 included) keep candidate order."""
+    env = Environment.build(sim_config, WORLD, 0)
+    requests, _ = env.requests()
+    rng = np.random.default_rng(4)
+    scores = np.round(rng.standard_normal(requests.candidates.shape), 1)  # many ties
+    scores[0, :2] = [-0.0, 0.0]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    expected = np.take_along_axis(requests.candidates, order, axis=1)
+    np.testing.assert_array_equal(env.simulator.slate(requests, scores), expected)
