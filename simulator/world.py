@@ -4,7 +4,8 @@ Attraction (the probability that a user clicks an item once examined) is the Wor
 probability. With drift, user u's latent vector at request time t is
 cos(w t) u_0 + sin(w t) u_1 with w = pi / (2 drift_requests) and u_1 an independent draw of the
 same scale: after drift_requests requests the user's taste is a fresh one, and the unit-variance
-scale of the preference term is kept at every t.
+scale of the preference term is kept at every t. The affinity of every (user, item) pair is
+precomputed when the [U, I] table fits in 64 MiB, so a slate's preference term is one lookup.
 """
 from __future__ import annotations
 
