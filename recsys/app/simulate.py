@@ -25,6 +25,9 @@ def simulate(config: ExperimentConfig) -> dict:
         raise ConfigError("simulator: the config has no [simulator] section")
     if config.data.source != "synthetic":
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
+    if config.simulator.truth != "synthetic":
+        raise ConfigError("simulator.truth: the main job serves models trained on the synthetic world; "
+                          "a MovieLens truth needs models trained on its own logs (library use for now)")
     folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
     found = [f for f in folders if f.is_dir()]
     if not found:
