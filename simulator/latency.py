@@ -7,9 +7,7 @@ shares (common random numbers), so a request that is slow for one variant is slo
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -79,15 +77,3 @@ def check_latencies(latency_ms: np.ndarray, what: str) -> np.ndarray:
         raise SimulationError(f"{what}: latency {latency_ms.flat[np.argmax(bad)]!r} ms is negative "
                               "or not finite")
     return latency_ms
-
-
-def time_calls(call: Callable[[object], object], inputs: Sequence[object], warmup: int = 5) -> np.ndarray:
-    """Wall time in ms of call(x) for each x (perf_counter), after `warmup` untimed calls."""
-    for x in list(inputs)[:warmup]:
-        call(x)
-    out = np.empty(len(inputs))
-    for i, x in enumerate(inputs):  # one timed call each: latency is per call by definition
-        start = time.perf_counter()
-        call(x)
-        out[i] = (time.perf_counter() - start) * 1e3
-    return out

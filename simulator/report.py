@@ -2,12 +2,13 @@
 report.md and report.png, each written atomically so a failed run never leaves half a file."""
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from recsys.atomic import write_bytes, write_text
 from simulator.experiment import ExperimentResult
 
 
@@ -28,8 +29,8 @@ def write_report(r: ExperimentResult, folder: Path | str) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = result_dict(r)
-    _atomic(folder / "results.json", json.dumps(data, indent=1, sort_keys=True).encode())
-    _atomic(folder / "report.md", _markdown(data).encode())
+    write_text(folder / "results.json", json.dumps(data, indent=1, sort_keys=True))
+    write_text(folder / "report.md", _markdown(data))
     _plot(r, folder / "report.png")
 
 
@@ -38,7 +39,8 @@ def _markdown(d: dict) -> str:
              f"{d['requests']} requests, {d['impressions']} impressions, {d['clicks']} clicks, "
              f"{d['abandoned']} abandoned; stopped early: {d['stopped_early']}; "
              f"exact cumulative regret: {d['cumulative_regret']}", "",
-             "| variant | served | mean reward | E[reward] all requests | P(best) | p50 ms | p99 ms | embedding bytes |",
+             "| variant | served | mean reward | E[reward] all requests | P(best) | p50 ms | p99 ms "
+             "| embedding bytes |",
              "|---|---|---|---|---|---|---|---|"]
     for v in d["variants"]:
         lines.append(f"| {v['variant']} | {v['served']} | {_fmt(v['mean_reward'])} | "
@@ -59,16 +61,10 @@ def _plot(r: ExperimentResult, path: Path) -> None:
     ax2.plot(r.cumulative_regret)
     ax2.set(xlabel="step", ylabel="expected reward lost", title="exact cumulative regret")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, png.getvalue())
 
 
 def _num(x: float) -> float | None:

@@ -7,7 +7,6 @@ the variant's fitted `LatencyModel` at the request's shared latency quantile.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from recsys.data.click_log import ClickLog
 from recsys.data.jagged import Jagged
 from recsys.data.synthetic import World
 from recsys.serving.scorer import Scorer
+from recsys.serving.timing import timed
 from simulator.errors import SimulationError
-from simulator.latency import LatencyModel, time_calls
+from simulator.latency import LatencyModel
 from simulator.step import Requests
 
 
@@ -73,18 +73,17 @@ def score(variant: Variant, batches: list[Batch], requests: Requests) -> tuple[n
     parts, times = [], []
     for batch in batches:
         rows = batch.labels.shape[0]
-        start = time.perf_counter()
-        out = variant.scorer.score(batch)
-        if isinstance(out, torch.Tensor) and out.device.type == "cuda":
-            torch.cuda.synchronize(out.device)
-        times.append(np.full(rows // c, (time.perf_counter() - start) * 1e3))
+        out, ms = timed(variant.scorer.score, batch, variant.scorer.device)
+        times.append(np.full(rows // c, ms))
         parts.append(check_scores(variant.name, out, rows))
     return np.concatenate(parts).reshape(n, c), np.concatenate(times)
 
 
-def fit_latency(variant: Variant, batches: list[Batch]) -> LatencyModel:
-    """Fit the variant's latency model to timed calls, one per batch (after warm-up)."""
-    return LatencyModel.fit(time_calls(variant.scorer.score, batches))
+def fit_latency(variant: Variant, batches: list[Batch], warmup: int = 5) -> LatencyModel:
+    """Fit the variant's latency model to timed calls, one per batch, after `warmup` untimed calls."""
+    for batch in batches[:warmup]:
+        variant.scorer.score(batch)
+    return LatencyModel.fit(np.array([timed(variant.scorer.score, b, variant.scorer.device)[1] for b in batches]))
 
 
 def load_exported(folder: Path | str, name: str | None = None) -> Variant:
