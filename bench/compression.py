@@ -27,22 +27,22 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchrec import KeyedJaggedTensor  # noqa: E402
+import numpy as np
+import torch
+from torchrec import KeyedJaggedTensor
 
-from compression.build import compress  # noqa: E402
-from compression.config import CompressConfig, LatencyConfig  # noqa: E402
-from compression.latency import measure  # noqa: E402
-from compression.report import VariantRow, format_table, plot, run_rows, write_csv  # noqa: E402
-from compression.scorer import build_quant_ebc  # noqa: E402
-from compression.size import fp32_bytes, table_bytes, tbe_bytes  # noqa: E402
-from compression.tables import FloatTable, float_tables, pack  # noqa: E402
-from recsys.config_loading import from_dict, read_toml  # noqa: E402
-from recsys.data.config import DataConfig  # noqa: E402
-from recsys.data.sources import load_dataset  # noqa: E402
-from recsys.errors import UserError  # noqa: E402
-from recsys.serving.export import ExportedModel, load_model  # noqa: E402
+from compression.build import compress
+from compression.config import CompressConfig, LatencyConfig
+from compression.latency import measure
+from compression.report import VariantRow, format_table, plot, run_rows, write_csv
+from compression.scorer import build_quant_ebc
+from compression.size import fp32_bytes, table_bytes, tbe_bytes
+from compression.tables import FloatTable, float_tables, pack
+from recsys.config_loading import from_dict
+from recsys.data.config import DataConfig
+from recsys.data.sources import load_dataset
+from recsys.errors import UserError
+from recsys.serving.export import ExportedModel, load_model
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def synthetic_teacher(out: Path, scale: Scale) -> ExportedModel:
     if not folder.exists():
         toml = out / "synthetic64.toml"
         toml.write_text(SYNTHETIC_TOML.format(out=out, rows=scale.synthetic_rows))
-        subprocess.run([sys.executable, "-m", "recsys", "run", str(toml)], check=True)
+        subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(toml)], check=True)
     return load_model(folder)
 
 

@@ -5,8 +5,9 @@ vs fp32), then all are timed together (interleaved) and each folder is written a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -15,7 +16,7 @@ from compression.config import CompressConfig, LatencyConfig
 from compression.evaluate import evaluate, with_deltas
 from compression.latency import measure
 from compression.recipe import Teacher, build_variant, fp32_variant
-from compression.scorer import SCORABLE, CompressedScorer
+from compression.scorer import CPU, SCORABLE, CompressedScorer
 from compression.variant import Variant, save_variant
 from recsys.data.dataset import ClickDataset
 from recsys.errors import ConfigError
@@ -46,7 +47,7 @@ def measure_variants(scorers: dict[str, CompressedScorer], dataset: ClickDataset
 
 
 def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressConfig, run_dir: Path | str,
-             device: torch.device = torch.device("cpu"), progress: bool = True) -> list[dict[str, Any]]:
+             device: torch.device = CPU, progress: bool = True) -> list[dict[str, Any]]:
     """Build, evaluate, time and store the fp32 baseline and every configured variant; the manifests."""
     teacher = teacher_of(exported)
     variants: list[Variant] = [fp32_variant(teacher)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from recsys.errors import require
 
@@ -29,7 +29,7 @@ class QuantizeConfig:
     default: str = "int8"
     tables: dict[str, str] = field(default_factory=dict)
     clip_search: bool = True  # search int4/int2 row ranges for least reconstruction error
-    budget_ratio: Optional[float] = None  # mixed precision: at least this many times fewer bytes than fp32
+    budget_ratio: float | None = None  # mixed precision: at least this many times fewer bytes than fp32
     candidates: tuple[str, ...] = ("fp16", "int8", "int4", "int2")  # precisions mixed precision may pick
     sensitivity: Literal["output", "loss"] = "output"  # logit MSE vs the unlowered model, or val-loss increase
     sensitivity_batches: int = 20  # validation batches (of 1024 rows) per sensitivity probe
@@ -109,7 +109,7 @@ class LatencyConfig:
     repeats: int = 5  # rounds over all variants; each reports its median
     iters: int = 20  # timed batches per variant per round
     warmup: int = 5
-    threads: Optional[int] = None  # torch threads; None keeps the current setting
+    threads: int | None = None  # torch threads; None keeps the current setting
 
     def __post_init__(self) -> None:
         require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1, "batch_sizes", "must be >= 1")

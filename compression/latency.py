@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from compression.config import LatencyConfig
 
 Runner = Callable[[Any], Any]
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _timer(device: torch.device) -> Callable[[Runner, Any], float]:
 
 @torch.no_grad()
 def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
-            device: torch.device = torch.device("cpu")) -> dict[str, dict[int, LatencyStats]]:
+            device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
     """Latency of every runner on the pre-built `batches` of each batch size (cycled through)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or threads)

@@ -3,9 +3,10 @@ a CSV and a PNG of accuracy vs bytes and accuracy vs p99 latency with the Pareto
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from compression.variant import read_manifest
 

@@ -18,6 +18,7 @@ from compression.tables import PackedTable, ebc_paths
 from recsys.errors import ConfigError
 
 SCORABLE = ("dlrm", "two_tower")
+CPU = torch.device("cpu")
 
 
 def build_quant_ebc(tables: list[PackedTable], device: torch.device,
@@ -72,7 +73,7 @@ class CompressedScorer:
     """A DLRM or two-tower whose embeddings are packed tables served by FBGEMM TBEs."""
 
     def __init__(self, kind: str, model: nn.Module, tables: dict[str, PackedTable], fp32_total: int,
-                 device: torch.device = torch.device("cpu")) -> None:
+                 device: torch.device = CPU) -> None:
         if kind not in SCORABLE:
             raise ConfigError(f"compress.teacher: model kind {kind!r} cannot be compressed "
                               f"(supported: {', '.join(SCORABLE)})")

@@ -6,8 +6,8 @@ id). Equal to `tbe.weights_host.numel()` plus `index_remappings_array` bytes (TO
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 from torch import nn
 
@@ -92,7 +92,9 @@ def size_report(tables: Iterable[PackedTable], fp32_total: int) -> SizeReport:
 
 def tbe_bytes(module: nn.Module) -> int:
     """Bytes the TBEs inside `module` actually hold (host weights + remap arrays): the runtime check."""
-    from fbgemm_gpu.split_table_batched_embeddings_ops_inference import IntNBitTableBatchedEmbeddingBagsCodegen
+    from fbgemm_gpu.split_table_batched_embeddings_ops_inference import (
+        IntNBitTableBatchedEmbeddingBagsCodegen,
+    )
 
     total = 0
     for tbe in (m for m in _all_modules(module) if isinstance(m, IntNBitTableBatchedEmbeddingBagsCodegen)):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compression.scorer import CompressedScorer
+from compression.scorer import CPU, CompressedScorer
 from compression.size import size_report
 from compression.tables import PackedTable
 from recsys.data.schema import Schema
@@ -46,7 +46,7 @@ class Variant:
     recipe: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. chosen precisions, student-alone metrics
 
-    def scorer(self, device: torch.device = torch.device("cpu")) -> CompressedScorer:
+    def scorer(self, device: torch.device = CPU) -> CompressedScorer:
         return CompressedScorer(self.kind, self.model, self.tables, self.fp32_total, device)
 
 
@@ -74,7 +74,7 @@ def _sha256(path: Path) -> str:
 
 
 def save_variant(folder: Path | str, variant: Variant, metrics: dict[str, float],
-                 latency: dict[str, Any], device: torch.device = torch.device("cpu")) -> dict[str, Any]:
+                 latency: dict[str, Any], device: torch.device = CPU) -> dict[str, Any]:
     """Write `folder` atomically (temp folder, then rename); returns the manifest."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
@@ -140,7 +140,7 @@ def _table(name: str, info: dict[str, Any], weights: dict[str, torch.Tensor]) ->
         remap=weights.get(f"table.{name}.remap"))
 
 
-def load_variant(folder: Path | str, device: torch.device = torch.device("cpu")) -> CompressedScorer:
+def load_variant(folder: Path | str, device: torch.device = CPU) -> CompressedScorer:
     """A variant folder as a Scorer; CheckpointError (one line) if anything is missing or corrupt."""
     folder = Path(folder)
     manifest = read_manifest(folder)

@@ -74,17 +74,22 @@ TINY_CONFIGS = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_exported(tiny_dataset):
-    """kind -> an ExportedModel over the tiny dataset's schema, briefly trained so scores mean something."""
+    """kind -> an ExportedModel over the tiny dataset's schema, briefly trained so scores mean something
+    (trained once per session; tests must not modify it)."""
     from compression.config import DistillConfig
     from compression.distill import train_student
     from recsys.serving.export import ExportedModel
 
+    trained: dict[str, ExportedModel] = {}
+
     def make(kind: str) -> ExportedModel:
-        config = TINY_CONFIGS[kind]
-        model = train_student(kind, tiny_dataset.schema, None, config, tiny_dataset,
-                              DistillConfig(alpha=1.0, epochs=1, batch_size=256))
-        return ExportedModel(kind, tiny_dataset.schema, config, model, {})
+        if kind not in trained:
+            config = TINY_CONFIGS[kind]
+            model = train_student(kind, tiny_dataset.schema, None, config, tiny_dataset,
+                                  DistillConfig(alpha=1.0, epochs=1, batch_size=256))
+            trained[kind] = ExportedModel(kind, tiny_dataset.schema, config, model, {})
+        return trained[kind]
 
     return make

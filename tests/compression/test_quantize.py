@@ -53,7 +53,7 @@ def test_dequantize_matches_fbgemm_and_is_within_half_a_step(bits):
 @pytest.mark.parametrize("bits", [4, 2])
 def test_clip_search_never_worse_per_row_and_better_on_outliers(bits):
     torch.manual_seed(1)
-    w = torch.distributions.StudentT(3.0).sample((2000, 32)) * 0.05  # heavy tails
+    w = torch.distributions.StudentT(3.0).sample((400, 32)) * 0.05  # heavy tails
     plain = (dequantize_rows(quantize_rows(w, bits, clip_search=False), bits) - w).square().sum(1)
     clipped = (dequantize_rows(quantize_rows(w, bits, clip_search=True), bits) - w).square().sum(1)
     assert (clipped <= plain + 1e-9).all()
