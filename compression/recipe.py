@@ -9,6 +9,8 @@ is lowered until the byte budget holds. Tables named in `quantize.tables` keep t
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,8 @@ from recsys.config_loading import to_dict
 from recsys.data.dataset import ClickDataset
 from recsys.data.schema import Schema
 from recsys.errors import ConfigError
+
+EXACT_SEARCH_LIMIT = 100_000  # combinations of per-table precisions searched exhaustively
 
 
 @dataclass
@@ -101,7 +105,8 @@ def _candidates(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[s
 
 def mixed_precision(kind: str, model: nn.Module, tables: dict[str, FloatTable], dataset: ClickDataset,
                     config: QuantizeConfig, fp32_total: int) -> tuple[dict[str, str], dict[str, Any]]:
-    """Per-table precisions meeting `budget_ratio` with the least summed sensitivity (greedy)."""
+    """Per-table precisions meeting `budget_ratio` with the least summed sensitivity: exact search
+    when the combinations are few, else greedy lowering then spending the slack."""
     _check_overrides(config, tables)
     budget = fp32_total / config.budget_ratio
     candidates = _candidates(config, tables)
@@ -110,12 +115,25 @@ def mixed_precision(kind: str, model: nn.Module, tables: dict[str, FloatTable], 
         raise ConfigError(f"quantize.budget_ratio: {config.budget_ratio}x cannot be met; the smallest "
                           f"choice is {smallest} bytes ({fp32_total / smallest:.2f}x)")
     sens = sensitivity(kind, model, tables, dataset, config, candidates)
-    level = {name: 0 for name in tables}
-    while _total(tables, candidates, level) > budget:
-        level[_cheapest_step(tables, candidates, level, sens)] += 1
-    _spend_slack(tables, candidates, level, sens, budget)
-    chosen = {n: candidates[n][level[n]] for n in tables}
+    if math.prod(len(c) for c in candidates.values()) <= EXACT_SEARCH_LIMIT:
+        chosen = _exact(tables, candidates, sens, budget)
+    else:
+        level = {name: 0 for name in tables}
+        while _total(tables, candidates, level) > budget:
+            level[_cheapest_step(tables, candidates, level, sens)] += 1
+        _spend_slack(tables, candidates, level, sens, budget)
+        chosen = {n: candidates[n][level[n]] for n in tables}
     return chosen, {"sensitivity": sens, "budget_bytes": int(budget)}
+
+
+def _exact(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],
+           budget: float) -> dict[str, str]:
+    """Every combination of candidates: the least summed sensitivity within budget (then fewest bytes)."""
+    names = list(tables)
+    options = [[(sens[n][p], _bytes(tables[n], p), p) for p in candidates[n]] for n in names]
+    best = min((combo for combo in itertools.product(*options) if sum(c[1] for c in combo) <= budget),
+               key=lambda combo: (sum(c[0] for c in combo), sum(c[1] for c in combo)))
+    return {n: c[2] for n, c in zip(names, best)}
 
 
 def _total(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int]) -> int:

@@ -114,3 +114,15 @@ def test_logistic_teacher_is_refused(tiny_dataset):
 
     with pytest.raises(ConfigError, match="compress.teacher: a logistic model cannot be compressed"):
         teacher_of(ExportedModel("logistic", tiny_dataset.schema, {}, None, {}))
+
+
+def test_exact_and_greedy_searches_agree_on_an_easy_case(monkeypatch, tiny_exported, tiny_dataset):
+    import compression.recipe as recipe
+
+    teacher = teacher_of(tiny_exported("dlrm"))
+    config = _variant({"quantize": {"budget_ratio": 3.0, "sensitivity_batches": 1, "candidates": ["int8", "int4"]}})
+    exact = build_variant(teacher, tiny_dataset, config).notes["precisions"]
+    monkeypatch.setattr(recipe, "EXACT_SEARCH_LIMIT", 0)
+    greedy = build_variant(teacher, tiny_dataset, config)
+    assert size_report(greedy.tables.values(), greedy.fp32_total).ratio >= 3.0
+    assert set(exact.values()) <= {"int8", "int4"} and set(greedy.notes["precisions"].values()) <= {"int8", "int4"}
