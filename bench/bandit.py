@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-# This file is named like the package it measures: run as a script, its own folder would
-# shadow `bandit`, so import from the repository root instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
 
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402

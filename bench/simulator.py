@@ -19,9 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-# Named like the package it measures: run as a script, its own folder would shadow `simulator`.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
