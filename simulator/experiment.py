@@ -28,7 +28,9 @@ class Trace:
     n_arms: int
     arms: list[np.ndarray] = field(default_factory=list)
     latency_ms: list[np.ndarray] = field(default_factory=list)
-    regret: list[float] = field(default_factory=list)  # per step, exact; NaN without counterfactual
+    step_expected: list[np.ndarray] = field(default_factory=list)  # per step [V]: E[reward] summed
+    step_served: list[float] = field(default_factory=list)  # per step: E[reward] of the served arms
+    step_oracle: list[float] = field(default_factory=list)  # per step: E[reward] of each request's best
     reward: np.ndarray = field(init=False)  # [V] realised reward summed over served requests
     expected: np.ndarray = field(init=False)  # [V] expected reward summed over all requests
 
@@ -41,11 +43,21 @@ class Trace:
         self.reward += np.bincount(outcome.arms, weights=outcome.reward, minlength=self.n_arms)
         if expected is None:
             self.expected[:] = np.nan
-            self.regret.append(float("nan"))
+            self.step_expected.append(np.full(self.n_arms, np.nan))
+            self.step_served.append(float("nan"))
+            self.step_oracle.append(float("nan"))
             return
         self.expected += expected.sum(axis=1)
-        served = expected[outcome.arms, np.arange(len(outcome.arms))]
-        self.regret.append(float((expected.max(axis=0) - served).sum()))
+        self.step_expected.append(expected.sum(axis=1))
+        self.step_served.append(float(expected[outcome.arms, np.arange(len(outcome.arms))].sum()))
+        self.step_oracle.append(float(expected.max(axis=0).sum()))
+
+    def regret(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative regret per step against the best fixed variant in hindsight (the bandit
+        regret), and against each request's best variant (what a perfect per-request router gains)."""
+        per_arm, served = np.array(self.step_expected), np.array(self.step_served)
+        best = int(np.argmax(per_arm.sum(axis=0))) if np.isfinite(per_arm).all() else 0
+        return np.cumsum(per_arm[:, best] - served), np.cumsum(np.array(self.step_oracle) - served)
 
 
 @dataclass
@@ -63,7 +75,8 @@ class ExperimentResult:
     winner: int
     stopped: bool  # the stopping rule fired before num_requests
     prob_best: np.ndarray  # [V] the policy's posterior P(best) (NaN for non-posterior policies)
-    cumulative_regret: np.ndarray  # [steps]
+    cumulative_regret: np.ndarray  # [steps] vs the best fixed variant in hindsight
+    cumulative_oracle_gap: np.ndarray  # [steps] vs each request's best variant
     allocation: np.ndarray  # [steps, V] share of each step's requests
     latency_models: list[dict]
     calibration: dict | None
@@ -159,6 +172,7 @@ def _result(env: Environment, variants: list[Variant], policy: Policy, trace: Tr
     prob_best = policy.prob_best() if isinstance(policy, ThompsonSampling) else np.full(k, np.nan)
     per_step = np.array([np.bincount(a, minlength=k) for a in trace.arms])
     mean = np.divide(trace.reward, served, out=np.full(k, np.nan), where=served > 0)
+    regret, oracle_gap = trace.regret()
     return ExperimentResult(
         variants=[v.name for v in variants], served=served, reward=trace.reward,
         expected_all=trace.expected / max(env.t, 1),
@@ -167,7 +181,7 @@ def _result(env: Environment, variants: list[Variant], policy: Policy, trace: Tr
         embedding_bytes=[int(v.scorer.embedding_bytes()) for v in variants],
         impressions=int(totals[0]), clicks=int(totals[1]), abandoned=int(totals[2]),
         winner=int(np.argmax(prob_best) if isinstance(policy, ThompsonSampling) else np.nanargmax(mean)),
-        stopped=stopped, prob_best=prob_best, cumulative_regret=np.cumsum(trace.regret),
+        stopped=stopped, prob_best=prob_best, cumulative_regret=regret, cumulative_oracle_gap=oracle_gap,
         allocation=per_step / per_step.sum(axis=1, keepdims=True),
         latency_models=[v.latency.summary() if v.latency else {} for v in variants],
         calibration=None if env.calibration is None else env.calibration.summary())
