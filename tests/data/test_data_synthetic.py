@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from data_helpers import SMALL, batch_rows, small_config
+from tests.data.data_helpers import SMALL, batch_rows, small_config
 
 from recsys.data.synthetic import World, load_synthetic, sample_impressions
 from recsys.errors import DataError
