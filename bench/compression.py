@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder would shadow the `compression` package: import from the root.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
 
 import numpy as np
 import torch

@@ -8,7 +8,6 @@ timed round-robin, `iters` batches each per round with the starting variant rota
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from compression.config import LatencyConfig
+from recsys.serving.timing import timed
 
 Runner = Callable[[Any], Any]
 CPU = torch.device("cpu")
@@ -36,25 +36,6 @@ class LatencyStats:
         return asdict(self)
 
 
-def _timer(device: torch.device) -> Callable[[Runner, Any], float]:
-    """Seconds one call takes on `device`."""
-    if device.type == "cuda":
-        def cuda_time(fn: Runner, batch: Any) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn(batch)
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end) / 1000.0
-        return cuda_time
-
-    def cpu_time(fn: Runner, batch: Any) -> float:
-        t0 = time.perf_counter()
-        fn(batch)
-        return time.perf_counter() - t0
-    return cpu_time
-
-
 @torch.no_grad()
 def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
             device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
@@ -69,7 +50,7 @@ def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], confi
 
 def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
              device: torch.device) -> dict[str, dict[int, LatencyStats]]:
-    timer, names = _timer(device), list(runners)
+    names = list(runners)
     out: dict[str, dict[int, LatencyStats]] = {name: {} for name in names}
     for size, pool in batches.items():
         for name in names:
@@ -78,8 +59,8 @@ def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], conf
         rounds: dict[str, list[np.ndarray]] = {name: [] for name in names}
         for r in range(config.repeats):
             for name in names[r % len(names):] + names[:r % len(names)]:
-                times = [timer(runners[name], pool[i % len(pool)]) for i in range(config.iters)]
-                rounds[name].append(np.percentile(np.array(times) * 1000.0, [50, 95, 99]))
+                times = [timed(runners[name], pool[i % len(pool)], device)[1] for i in range(config.iters)]
+                rounds[name].append(np.percentile(np.array(times), [50, 95, 99]))
         for name in names:
             p50, p95, p99 = (statistics.median(float(p[j]) for p in rounds[name]) for j in range(3))
             out[name][size] = LatencyStats(size, p50, p95, p99, size / (p50 / 1000.0),
