@@ -32,7 +32,8 @@ class DLRMConfig:
         require(self.dense_arch[-1] == self.embedding_dim, "dense_arch",
                 f"last layer ({self.dense_arch[-1]}) must equal embedding_dim ({self.embedding_dim}): "
                 "DLRM's dot interaction needs it")
-        require(len(self.over_arch) > 0 and self.over_arch[-1] == 1, "over_arch", "last layer must be 1")
+        require(len(self.over_arch) >= 2 and self.over_arch[-1] == 1, "over_arch",
+                "needs at least two layers (TorchRec's OverArch) and a last layer of 1")
         require(self.dcn_layers >= 1 and self.dcn_rank >= 1, "dcn_layers", "dcn_layers and dcn_rank must be >= 1")
 
 

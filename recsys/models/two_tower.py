@@ -47,13 +47,15 @@ class Tower(nn.Module):
                  device: torch.device) -> None:
         super().__init__()
         self.ebc = embedding_bag_collection(schema, config.embedding_dim, device, side=side)
+        self.keys = schema.keys(side)
         width = config.embedding_dim * len(schema.keys(side))
         self.mlp = MLP(width, list(config.tower[:-1]), device=device) if len(config.tower) > 1 else None
         last_in = config.tower[-2] if len(config.tower) > 1 else width
         self.out = nn.Linear(last_in, config.tower[-1], device=device)
 
     def forward(self, features: KeyedJaggedTensor) -> torch.Tensor:
-        x = self.ebc(features).values()
+        pooled = self.ebc(features).to_dict()  # by key: quantized and sharded EBCs may reorder them
+        x = torch.cat([pooled[k] for k in self.keys], dim=1)
         if self.mlp is not None:
             x = self.mlp(x)
         return F.normalize(self.out(x), dim=-1)
