@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from compression.size import ROW_ALIGNMENT, size_report, tbe_bytes
 from compression.tables import PackedTable, ebc_paths
@@ -35,27 +34,11 @@ def build_quant_ebc(tables: list[PackedTable], device: torch.device,
     return qebc
 
 
-class OrderedEBC(nn.Module):
-    """A quantized EBC whose output keys follow the float EBC's order (it groups tables by pooling)."""
-
-    def __init__(self, qebc: QuantEBC, keys: list[str]) -> None:
-        super().__init__()
-        self.qebc, self.keys = qebc, keys
-
-    def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
-        out = self.qebc(features)
-        if out.keys() == self.keys:
-            return out
-        parts = out.to_dict()
-        return KeyedTensor.from_tensor_list(self.keys, [parts[k] for k in self.keys])
-
-
 def swap_in(model: nn.Module, tables: dict[str, PackedTable], device: torch.device) -> nn.Module:
     """`model` (modified in place) with each float EBC replaced by a quantized one over `tables`."""
     for path, ebc in ebc_paths(model).items():
         names = [c.name for c in ebc.embedding_bag_configs()]
-        keys = [f for c in ebc.embedding_bag_configs() for f in c.feature_names]
-        qebc = OrderedEBC(build_quant_ebc([tables[n] for n in names], device), keys)
+        qebc = build_quant_ebc([tables[n] for n in names], device)  # models read its output by key
         parent, _, attr = path.rpartition(".")
         setattr(model.get_submodule(parent), attr, qebc)
     return model
