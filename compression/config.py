@@ -54,6 +54,7 @@ class PruneConfig:
     scope: Literal["table", "global"] = "table"
     tables: dict[str, float] = field(default_factory=dict)
     max_batches: int = 100  # train batches for the loss-based importance
+    fallback: Literal["zero", "mean"] = "zero"  # a pruned id looks up zeros, or one shared mean row
 
     def __post_init__(self) -> None:
         require(0.0 <= self.ratio < 1.0, "ratio", f"must be in [0, 1), got {self.ratio}")
@@ -120,6 +121,9 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class CompressConfig:
+    """The variants of one teacher (a model the run trained and exported), built in order."""
+
+    teacher: Literal["dlrm", "two_tower"] = "dlrm"
     variants: tuple[VariantConfig, ...] = ()
     eval_batch_size: int = 4096
     ks: tuple[int, ...] = (10, 20)  # recall/NDCG cut-offs for two-tower

@@ -1,4 +1,5 @@
-"""Row pruning: drop the least important rows of each table; pruned ids then look up a zero vector.
+"""Row pruning: drop the least important rows of each table; pruned ids then look up a zero
+vector, or one shared fallback row (the mean of the dropped rows).
 
 Importance is train-data access frequency, row L2 norm, or a loss-based first-order estimate
 |sum over train batches of grad . w| (the loss change when a row is zeroed). The budget is a
@@ -101,19 +102,28 @@ def _global_masks(ratio: float, scores: dict[str, torch.Tensor]) -> dict[str, to
     return {name: m if m.any() else _top_mask(scores[name], 1.0) for name, m in masks.items()}
 
 
-def apply_mask(table: FloatTable, keep: torch.Tensor) -> FloatTable:
-    """The table holding only the kept logical ids, compacted in order, with its int32 remap."""
+def apply_mask(table: FloatTable, keep: torch.Tensor, fallback: str = "zero") -> FloatTable:
+    """The table holding only the kept logical ids, compacted in order, with its int32 remap.
+
+    fallback "mean": one extra stored row, the mean of the dropped rows, that every pruned id maps
+    to (a pruned id then looks up an average row instead of zeros)."""
     if bool(keep.all()) and table.remap is None:
         return table
     old = table.remap if table.remap is not None else torch.arange(table.num_embeddings, dtype=torch.int32)
+    dropped = ~keep & (old >= 0)
     keep = keep & (old >= 0)
+    kept = int(keep.sum())
     remap = torch.full((table.num_embeddings,), -1, dtype=torch.int32)
-    remap[keep] = torch.arange(int(keep.sum()), dtype=torch.int32)
-    return replace(table, weight=table.weight[old[keep].long()].contiguous(), remap=remap)
+    remap[keep] = torch.arange(kept, dtype=torch.int32)
+    weight = table.weight[old[keep].long()]
+    if fallback == "mean" and bool(dropped.any()):
+        weight = torch.cat([weight, table.weight[old[dropped].long()].mean(0, keepdim=True)])
+        remap[~keep] = kept
+    return replace(table, weight=weight.contiguous(), remap=remap)
 
 
 def prune(config: PruneConfig, kind: str, model: nn.Module, tables: dict[str, FloatTable],
           dataset: ClickDataset | None, batch_size: int = 4096) -> dict[str, FloatTable]:
     """Every table with its least important rows dropped as `config` asks."""
     masks = keep_masks(config, importance(config, kind, model, tables, dataset, batch_size))
-    return {name: apply_mask(t, masks[name]) for name, t in tables.items()}
+    return {name: apply_mask(t, masks[name], config.fallback) for name, t in tables.items()}

@@ -3,12 +3,14 @@ a CSV and a PNG of accuracy vs bytes and accuracy vs p99 latency with the Pareto
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from compression.variant import read_manifest
+from recsys.atomic import write_bytes, write_text
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,11 @@ def format_table(rows: Sequence[VariantRow]) -> str:
 
 
 def write_csv(rows: Iterable[VariantRow], path: Path | str) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[fl.name for fl in fields(VariantRow)])
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[fl.name for fl in fields(VariantRow)], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    write_text(Path(path), text.getvalue())
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -94,5 +97,7 @@ def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
             ax.set_xscale("log")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    write_bytes(Path(path), png.getvalue())

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from torch import nn
 from compression.scorer import CPU, CompressedScorer
 from compression.size import size_report
 from compression.tables import PackedTable
+from recsys.atomic import staged_folder
 from recsys.data.schema import Schema
 from recsys.errors import CheckpointError
 from recsys.models.registry import build_model, schema_from_dict, schema_to_dict
@@ -76,18 +75,8 @@ def _sha256(path: Path) -> str:
 def save_variant(folder: Path | str, variant: Variant, metrics: dict[str, float],
                  latency: dict[str, Any], device: torch.device = CPU) -> dict[str, Any]:
     """Write `folder` atomically (temp folder, then rename); returns the manifest."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        manifest = _write(tmp, variant, metrics, latency, device)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return manifest
+    with staged_folder(Path(folder)) as tmp:
+        return _write(tmp, variant, metrics, latency, device)
 
 
 def _write(tmp: Path, variant: Variant, metrics: dict[str, float], latency: dict[str, Any],

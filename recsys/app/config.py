@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from compression.config import CompressConfig
 from recsys.config_loading import from_dict, read_toml, to_dict
 from recsys.data.config import DataConfig
 from recsys.errors import require
@@ -51,6 +52,7 @@ class ExperimentConfig:
     dlrm: DLRMSection = field(default_factory=DLRMSection)
     two_tower: TwoTowerSection = field(default_factory=TwoTowerSection)
     baselines: BaselineSection = field(default_factory=BaselineSection)
+    compress: Optional[CompressConfig] = None  # present: compressed variants of a trained model
     simulator: Optional[SimulatorConfig] = None  # present: the bandit picks among the variants
 
     def __post_init__(self) -> None:
@@ -59,6 +61,9 @@ class ExperimentConfig:
         require(self.seed >= 0, "seed", "must be >= 0")
         require(self.dlrm.enabled or self.two_tower.enabled, "dlrm.enabled",
                 "at least one of dlrm and two_tower must be enabled")
+        if self.compress is not None:
+            teacher = self.compress.teacher
+            require(getattr(self, teacher).enabled, "compress.teacher", f"{teacher!r} is not enabled in this config")
 
     @property
     def run_dir(self) -> Path:

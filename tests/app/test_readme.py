@@ -21,8 +21,11 @@ def config_keys(cls: type, prefix: str = "") -> set[str]:
         kind = _unwrap_optional(hints[f.name])
         if kind is not hints[f.name]:
             keys.add(key)  # an optional section: documented itself, and its keys
+        item = _tuple_item(kind)
         if dataclasses.is_dataclass(kind) and f.name != "logistic_optim":
             keys |= config_keys(kind, key + ".")
+        elif item is not None and dataclasses.is_dataclass(item):
+            keys |= {key} | config_keys(item, key + "[].")  # an array of tables: itself and each table's keys
         else:
             keys.add(key)
     return keys
@@ -31,6 +34,11 @@ def config_keys(cls: type, prefix: str = "") -> set[str]:
 def _unwrap_optional(hint):
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+
+
+def _tuple_item(hint):
+    args = typing.get_args(hint)
+    return args[0] if typing.get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis else None
 
 
 def readme_keys() -> set[str]:

@@ -37,6 +37,17 @@ def test_pruned_ids_return_exact_zeros_and_kept_rows_match(random_model, precisi
     assert pruned.weight.shape[0] == int(keep.sum())
 
 
+def test_mean_fallback_row_is_looked_up_by_every_pruned_id(random_model):
+    table = float_tables(random_model("dlrm"))["t_user_id"]
+    keep = torch.rand(table.num_embeddings, generator=torch.Generator().manual_seed(1)) < 0.3
+    pruned = apply_mask(table, keep, fallback="mean")
+    out = _lookup_all(pack(pruned, "fp32"), table)
+    mean = table.weight[~keep].mean(0)  # computed here from the unpruned table
+    assert torch.allclose(out[~keep], mean.expand(int((~keep).sum()), -1), atol=1e-6)
+    assert torch.equal(out[keep], table.weight[keep])
+    assert pruned.weight.shape[0] == int(keep.sum()) + 1  # one shared row, counted in the bytes
+
+
 def test_pruning_twice_composes(random_model):
     table = float_tables(random_model("dlrm"))["t_item_id"]
     first = apply_mask(table, torch.arange(table.num_embeddings) % 2 == 0)

@@ -1,0 +1,72 @@
+"""Compress a finished run's model into the variants its `[compress]` section lists.
+
+Reads the teacher the run exported (runs/<name>/<teacher>/model), checks it was trained on this
+config's data and model settings, builds every variant (fp32 TBE baseline first) and writes
+runs/<name>/variants/<variant>/ plus variants.csv and variants.png (AUC or recall vs bytes and
+vs p99 latency, Pareto front marked).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recsys.app.config import ExperimentConfig
+from recsys.config_loading import to_dict
+from recsys.errors import CheckpointError, ConfigError, UserError
+
+SUMMARY_CSV, SUMMARY_PNG = "variants.csv", "variants.png"
+
+
+def teacher_folder(config: ExperimentConfig) -> Path:
+    return config.run_dir / config.compress.teacher / "model"
+
+
+def compress_run(config: ExperimentConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Build, measure and store every configured variant; returns their manifests (fp32 first)."""
+    from compression.build import compress
+    from recsys.data.sources import load_dataset
+    from recsys.serving.export import load_model
+
+    if config.compress is None:
+        raise ConfigError("compress: the config has no [compress] section")
+    folder = teacher_folder(config)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
+    exported = load_model(folder)
+    _check_teacher(config, exported.meta.get("experiment", {}), folder)
+    dataset = load_dataset(config.data, config.seed)
+    manifests = compress(exported, dataset, config.compress, config.run_dir, progress=progress)
+    write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
+    return manifests
+
+
+def _check_teacher(config: ExperimentConfig, trained: dict[str, Any], folder: Path) -> None:
+    """CheckpointError unless the teacher came from this config's seed, data and model section."""
+    teacher = config.compress.teacher
+    expected = {"seed": config.seed, "data": to_dict(config.data), "model": to_dict(getattr(config, teacher).model)}
+    found = {"seed": trained.get("seed"), "data": trained.get("data"),
+             "model": (trained.get(teacher) or {}).get("model")}
+    for key, value in expected.items():
+        if found[key] != value:
+            where = key if key != "model" else f"{teacher}.model"
+            raise CheckpointError(f"{folder}: trained with a different `{where}` than this config; "
+                                  "rerun `recsys run` (or --fresh)")
+
+
+def write_summary(run_dir: Path, title: str, batch_size: int | None = None) -> list:
+    """variants.csv and variants.png over every variant stored in the run; returns the rows."""
+    from compression.report import plot, run_rows, write_csv
+
+    rows = run_rows(run_dir, batch_size)
+    if rows:
+        write_csv(rows, run_dir / "variants" / SUMMARY_CSV)
+        plot(rows, run_dir / "variants" / SUMMARY_PNG, title)
+    return rows
+
+
+def variant_folders(config: ExperimentConfig) -> list[Path]:
+    """The stored folders of the variants this config lists (the fp32 baseline excluded)."""
+    if config.compress is None:
+        return []
+    folders = [config.run_dir / "variants" / v.name for v in config.compress.variants]
+    return [f for f in folders if f.is_dir()]
