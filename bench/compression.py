@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
-
 import numpy as np
 import torch
 from torchrec import KeyedJaggedTensor

@@ -20,6 +20,7 @@ from compression.scorer import CPU, SCORABLE, CompressedScorer
 from compression.variant import Variant, save_variant
 from recsys.data.dataset import ClickDataset
 from recsys.errors import ConfigError
+from recsys.progress import interactive
 from recsys.serving.export import ExportedModel
 
 
@@ -50,13 +51,14 @@ def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressCon
              device: torch.device = CPU, progress: bool = True) -> list[dict[str, Any]]:
     """Build, evaluate, time and store the fp32 baseline and every configured variant; the manifests."""
     teacher = teacher_of(exported)
+    show = progress and interactive()
     variants: list[Variant] = [fp32_variant(teacher)]
     students: dict[str, tuple] = {}
-    for vc in tqdm(config.variants, desc="build variants", disable=not progress):
-        variants.append(build_variant(teacher, dataset, vc, config.ks, students=students))
+    for vc in tqdm(config.variants, desc="build variants", disable=not show):
+        variants.append(build_variant(teacher, dataset, vc, config.ks, show, students))
     scorers = {v.name: v.scorer(device) for v in variants}
     metrics = {}
-    for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not progress):
+    for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not show):
         metrics[name] = evaluate(teacher.kind, scorer.model, dataset, "test", config.eval_batch_size, config.ks)
     latency = measure_variants(scorers, dataset, config.latency)
     out_dir = Path(run_dir) / "variants"

@@ -2,9 +2,10 @@
 
 Automatic mixed precision: each table's sensitivity is measured with only that table lowered to
 a candidate precision (the rest as they are): the mean squared change of the validation logits
-(default; label-free, so less noisy on small validation splits) or the validation-loss increase; starting from every table
-at its most precise candidate, the table whose next step down costs the least loss per byte saved
-is lowered until the byte budget holds. Tables named in `quantize.tables` keep their precision.
+(default; label-free, so less noisy on small validation splits) or the validation-loss increase.
+Starting from every table at its most precise candidate, the table whose next step down costs
+the least loss per byte saved is lowered until the byte budget holds. Tables named in
+`quantize.tables` keep their precision.
 """
 from __future__ import annotations
 

@@ -37,6 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("config")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sim.set_defaults(command=_simulate)
+    comp = sub.add_parser("compress", help="build the [compress] variants of a finished run's model; "
+                          "writes runs/<name>/variants/")
+    comp.add_argument("config")
+    comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    comp.set_defaults(command=_compress)
+    variants = sub.add_parser("variants", help="list a run's variants: bytes, ratio, accuracy, latency")
+    variants.add_argument("config", help="experiment config, or the run folder (runs/<name>)")
+    variants.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    variants.add_argument("--batch-size", type=int, default=None,
+                          help="batch size of the latency columns (default: the largest measured)")
+    variants.set_defaults(command=_variants)
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("config")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -84,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         for name, m in results["models"].items():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k != "users")
             print(f"  {name:22s} {shown}")
+        if "variants" in results:
+            _print_variants(config.run_dir)
         if "simulation" in results:
             _print_simulation(results["simulation"], config.run_dir)
     return 0
@@ -96,6 +109,36 @@ def _simulate(args: argparse.Namespace) -> int:
 
     _print_simulation(simulate(config), config.run_dir)
     return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _quiet_libraries()
+    from recsys.app.compress import compress_run
+
+    compress_run(config)
+    _print_variants(config.run_dir)
+    return 0
+
+
+def _variants(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recsys.errors import UserError
+
+    path = Path(args.config)
+    run_dir = path if path.is_dir() else _load(args).run_dir
+    if not (run_dir / "variants").is_dir():
+        raise UserError(f"{run_dir}: no variants; run `recsys compress CONFIG` first")
+    _print_variants(run_dir, args.batch_size)
+    return 0
+
+
+def _print_variants(run_dir, batch_size: int | None = None) -> None:
+    from compression.report import format_table, run_rows
+
+    print(f"{run_dir}/variants/ (variants.csv, variants.png)")
+    print(format_table(run_rows(run_dir, batch_size)))
 
 
 def _print_simulation(result: dict, run_dir) -> None:

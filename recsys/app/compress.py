@@ -7,11 +7,13 @@ vs p99 latency, Pareto front marked).
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from recsys.app.config import ExperimentConfig
 from recsys.config_loading import to_dict
+from recsys.data.dataset import ClickDataset
 from recsys.errors import CheckpointError, ConfigError, UserError
 
 SUMMARY_CSV, SUMMARY_PNG = "variants.csv", "variants.png"
@@ -21,8 +23,9 @@ def teacher_folder(config: ExperimentConfig) -> Path:
     return config.run_dir / config.compress.teacher / "model"
 
 
-def compress_run(config: ExperimentConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Build, measure and store every configured variant; returns their manifests (fp32 first)."""
+def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """Build, measure and store every configured variant; returns the summary rows as dicts."""
     from compression.build import compress
     from recsys.data.sources import load_dataset
     from recsys.serving.export import load_model
@@ -34,10 +37,10 @@ def compress_run(config: ExperimentConfig, progress: bool = True) -> list[dict[s
         raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
     exported = load_model(folder)
     _check_teacher(config, exported.meta.get("experiment", {}), folder)
-    dataset = load_dataset(config.data, config.seed)
-    manifests = compress(exported, dataset, config.compress, config.run_dir, progress=progress)
-    write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
-    return manifests
+    dataset = dataset if dataset is not None else load_dataset(config.data, config.seed)
+    compress(exported, dataset, config.compress, config.run_dir, progress=progress)
+    rows = write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
+    return [asdict(r) for r in rows]
 
 
 def _check_teacher(config: ExperimentConfig, trained: dict[str, Any], folder: Path) -> None:

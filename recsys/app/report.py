@@ -22,6 +22,7 @@ def write_report(results: dict, run_dir: Path) -> Path:
     lines = [f"# Run `{results['name']}` (seed {results['seed']})", "",
              _provenance_line(results["provenance"]), ""]
     lines += _ranking_table(results["models"]) + _retrieval_table(results["models"])
+    lines += _variants_table(results.get("variants", []))
     if trained:
         lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
     for name, m in trained.items():
@@ -78,3 +79,15 @@ def _retrieval_table(models: dict) -> list[str]:
            "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     out += [f"| {n} | " + " | ".join(f"{t[c]:.4f}" for c in cols) + " |" for n, t in rows.items()]
     return out + [""]
+
+
+def _variants_table(rows: list[dict]) -> list[str]:
+    """The compressed variants (rows of compression.report.VariantRow as dicts)."""
+    if not rows:
+        return []
+    metric, batch = rows[0]["metric"], rows[0]["batch_size"]
+    out = ["## Compressed variants (test split)", "",
+           f"| variant | bytes | ratio | {metric} | delta | p50 ms | p99 ms | QPS@{batch} |", "|---" * 8 + "|"]
+    out += [f"| {r['variant']} | {r['bytes']:,} | {r['ratio']:.2f}x | {r['value']:.4f} | {r['delta']:+.4f} | "
+            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['qps']:,.0f} |" for r in rows]
+    return out + ["", "![variants](variants/variants.png)", ""]

@@ -13,6 +13,7 @@ import tomli_w
 import torch
 import torch.distributed as dist
 
+from recsys.app.compress import compress_run
 from recsys.app.config import ExperimentConfig
 from recsys.app.report import write_report
 from recsys.app.simulate import simulate
@@ -51,12 +52,19 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed first attempt leaves nothing behind
         raise
     if env.is_main:
-        write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
-        write_report(results, run_dir)
-        if config.simulator is not None:
-            results["simulation"] = simulate(config)
-    dist.barrier()
+        _write_results(results, run_dir)
+    dist.barrier()  # the other processes are done; what follows runs in this one
+    if env.is_main and config.compress is not None:  # after the training results are safe on disk
+        results["variants"] = compress_run(config, dataset)
+        _write_results(results, run_dir)
+    if env.is_main and config.simulator is not None:
+        results["simulation"] = simulate(config)
     return {**results, "is_main": env.is_main}
+
+
+def _write_results(results: dict, run_dir) -> None:
+    write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
+    write_report(results, run_dir)
 
 
 def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:

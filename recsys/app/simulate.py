@@ -1,13 +1,15 @@
 """Let the bandit choose among a run's trained variants inside the click simulator.
 
-The variants are the run's exported ranking models (fp32 DLRM, logistic regression); the world
-is the synthetic one they were trained on (same data config and seed). Writes
-runs/<name>/simulation/ (results.json, report.md, report.png).
+The arms, in this order: the run's exported ranking models (fp32 DLRM, logistic regression),
+then the compressed variants its `[compress]` section lists (the fp32 TBE baseline left out: it
+scores as the exported DLRM does). The world is the synthetic one they were trained on (same
+data config and seed). Writes runs/<name>/simulation/ (results.json, report.md, report.png).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from recsys.app.compress import variant_folders
 from recsys.app.config import ExperimentConfig
 from recsys.errors import ConfigError, UserError
 
@@ -19,7 +21,6 @@ def simulate(config: ExperimentConfig) -> dict:
     from simulator.environment import Environment
     from simulator.experiment import run_experiment
     from simulator.report import result_dict, write_report
-    from simulator.serving import load_exported
 
     if config.simulator is None:
         raise ConfigError("simulator: the config has no [simulator] section")
@@ -28,16 +29,25 @@ def simulate(config: ExperimentConfig) -> dict:
     if config.simulator.truth != "synthetic":
         raise ConfigError("simulator.truth: the main job serves models trained on the synthetic world; "
                           "a MovieLens truth needs models trained on its own logs (library use for now)")
-    folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
-    found = [f for f in folders if f.is_dir()]
-    if not found:
-        raise UserError(f"{config.run_dir}: no exported models to simulate; run `recsys run` first")
-    variants = [load_exported(f, f.parent.name) for f in found]
+    variants = arms(config)
     retrieval = _retrieval_model(config)
     env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval)
     result = run_experiment(env, variants)
     write_report(result, config.run_dir / "simulation")
     return result_dict(result)
+
+
+def arms(config: ExperimentConfig) -> list:
+    """The simulation's variants: exported ranking models, then the configured compressed ones."""
+    from compression.variant import load_variant
+    from simulator.serving import Variant, load_exported
+
+    folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
+    out = [load_exported(f, f.parent.name) for f in folders if f.is_dir()]
+    out += [Variant(f"{config.compress.teacher}-{f.name}", load_variant(f)) for f in variant_folders(config)]
+    if not out:
+        raise UserError(f"{config.run_dir}: no exported models to simulate; run `recsys run` first")
+    return out
 
 
 def _retrieval_model(config: ExperimentConfig):

@@ -1,0 +1,145 @@
+"""`recsys run` with [compress] and [simulator]: variants built, listed, reloaded and served as arms;
+`recsys compress` refuses bad input in one line and leaves the stored variants as they were."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from compression.variant import load_variant, read_manifest
+from recsys.app.config import load_config
+from recsys.data.sources import load_dataset
+from recsys.metrics.ctr import auc
+from tests.conftest import TINY
+
+EXTRA = """
+[compress]
+teacher = "dlrm"
+latency = { batch_sizes = [64, 512], repeats = 2, iters = 3, warmup = 1 }
+
+[[compress.variants]]
+name = "int8"
+quantize = { default = "int8" }
+
+[[compress.variants]]
+name = "pruned-int4"
+steps = ["prune", "quantize"]
+prune = { ratio = 0.3, fallback = "mean" }
+quantize = { default = "int4" }
+
+[simulator]
+num_requests = 4096
+batch_requests = 1024
+candidates = 20
+slate_size = 5
+
+[simulator.latency]
+p50_ms = [5.0, 2.0, 1.5]
+p99_ms = [20.0, 8.0, 6.0]
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recsys.app.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    """(config path, run folder) of a finished tiny run with variants and a simulation."""
+    tmp = tmp_path_factory.mktemp("compress_job")
+    config = tmp / "cv.toml"
+    config.write_text(TINY.format(name="cv", out=tmp / "runs", cache=tmp / "cache")
+                      .replace("[baselines]", "[baselines]\nlogistic = false\npopularity = false")
+                      + "\n[two_tower]\nenabled = false\n" + EXTRA)
+    proc = cli("run", str(config))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return config, tmp / "runs" / "cv"
+
+
+@pytest.mark.slow
+def test_run_builds_measures_and_serves_every_variant(run) -> None:
+    config_path, run_dir = run
+    names = ["fp32", "int8", "pruned-int4"]
+    manifests = {n: read_manifest(run_dir / "variants" / n) for n in names}
+    fp32, int8, pruned = (manifests[n]["size"]["total"] for n in names)
+    assert pruned < int8 < fp32 / 2.5  # dim 8: an int8 row is 8 bytes + 4 of scale/bias against 32
+    assert manifests["int8"]["size"]["ratio_vs_fp32"] == pytest.approx(fp32 / int8)
+    assert set(manifests["int8"]["latency"]) == {"64", "512"}
+
+    results = json.loads((run_dir / "metrics.json").read_text())
+    summary = {r["variant"]: r for r in results["variants"]}
+    assert set(summary) == set(names)
+    with open(run_dir / "variants" / "variants.csv") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    for n in names:
+        assert int(rows[n]["bytes"]) == summary[n]["bytes"] == manifests[n]["size"]["total"]
+    assert (run_dir / "variants" / "variants.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Compressed variants" in (run_dir / "report.md").read_text()
+
+    config = load_config(config_path)  # the stored AUC, recomputed from the reloaded variant
+    scorer = load_variant(run_dir / "variants" / "int8")
+    logits, labels = [], []
+    for batch in load_dataset(config.data, config.seed).batches("test", 4096):
+        keep = batch.labels >= 0
+        logits.append(scorer.score(batch)[keep])
+        labels.append(batch.labels[keep])
+    found = auc(torch.cat(labels).numpy(), torch.cat(logits).numpy())
+    assert found == pytest.approx(manifests["int8"]["metrics"]["auc"], abs=1e-6)
+
+    simulation = json.loads((run_dir / "simulation" / "results.json").read_text())
+    assert [v["variant"] for v in simulation["variants"]] == ["dlrm", "dlrm-int8", "dlrm-pruned-int4"]
+    assert sum(v["served"] for v in simulation["variants"]) == simulation["requests"]
+
+
+@pytest.mark.slow
+def test_variants_command_lists_the_run(run) -> None:
+    config_path, run_dir = run
+    for target in (str(run_dir), str(config_path)):
+        proc = cli("variants", target, "--batch-size", "64")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert "QPS@64" in lines[1] and [line.split()[0] for line in lines[3:]] == ["fp32", "int8", "pruned-int4"]
+
+
+def _stored(run_dir: Path) -> dict[str, str]:
+    return {p.name: (p / "manifest.json").read_text() for p in (run_dir / "variants").iterdir() if p.is_dir()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sets, fragment", [
+    (['compress.variants=[{name="x", quantize={tables={t_nope="int8"}}}]'], "quantize.tables.t_nope: no such table"),
+    (['compress.variants=[{name="x", quantize={default="bf16"}}]'], "bf16"),
+    (['compress.variants=[{name="x", steps=["quantize"], quantize={budget_ratio=1000.0}}]'],
+     "budget_ratio: 1000.0x cannot be met"),
+    (["data.synthetic.num_rows=30000"], "trained with a different `data`"),
+    (["dlrm.model.over_arch=[32, 1]"], "trained with a different `dlrm.model`"),
+    (['compress.teacher="two_tower"'], "compress.teacher"),
+    (['name="never_ran"'], "no exported dlrm model; run `recsys run` first"),
+])
+def test_bad_compress_input_is_one_line_and_changes_nothing(run, sets, fragment) -> None:
+    config_path, run_dir = run
+    before = _stored(run_dir)
+    proc = cli("compress", str(config_path), *[a for s in sets for a in ("--set", s)])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and fragment in proc.stderr
+    assert _stored(run_dir) == before and not (run_dir / "variants" / "x").exists()
+    assert not any(p.name.startswith(".") for p in (run_dir / "variants").iterdir())  # no temporary folder left
+
+
+@pytest.mark.slow
+def test_corrupt_variant_stops_the_simulation_in_one_line(run) -> None:
+    config_path, run_dir = run
+    weights = run_dir / "variants" / "int8" / "weights.pt"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[: len(original) // 2])
+        proc = cli("simulate", str(config_path))
+        assert proc.returncode == 2 and "checksum does not match" in proc.stderr and proc.stderr.count("\n") == 1
+    finally:
+        weights.write_bytes(original)
