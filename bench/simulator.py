@@ -15,12 +15,9 @@ import bisect
 import heapq
 import math
 import random
-import sys
 import time
-from pathlib import Path
 
 import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

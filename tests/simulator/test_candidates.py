@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from simulator.candidates import SampledCandidates
+from simulator.candidates import SampledCandidates, first_distinct
 
 WEIGHTS = np.array([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
 N = 200_000
@@ -45,3 +45,15 @@ def test_matches_exact_without_replacement_law(c, width):
         [np.dot(s, len(WEIGHTS) ** np.arange(c)) for s in law]]
     stat = np.sum((counts - expected) ** 2 / expected)
     assert chi2.sf(stat, len(law) - 1) > 1e-4, stat
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_first_distinct_matches_a_plain_scan(dtype):
+    """The compiled scan keeps, per row, the first C distinct draws in draw order (as a dict
+    does), and reports the rows with fewer than C distinct draws as not done."""
+    draws = np.random.default_rng(5).integers(0, 12, (500, 9)).astype(dtype)
+    done, sample = first_distinct(draws, 6, 12)
+    expected = [list(dict.fromkeys(row.tolist()))[:6] for row in draws]
+    assert done.tolist() == [len(e) == 6 for e in expected]
+    assert 0 < done.sum() < len(draws)
+    assert sample.tolist() == [e for e in expected if len(e) == 6]
