@@ -38,9 +38,10 @@ class ClickModel(Protocol):
 
 
 def check_probabilities(x: np.ndarray, what: str) -> np.ndarray:
-    """`x` unchanged, or SimulationError naming the first value outside [0, 1]."""
-    bad = ~((x >= 0.0) & (x <= 1.0))
-    if bad.any():
+    """`x` unchanged, or SimulationError naming the first value outside [0, 1]. The test is two
+    reductions (min and max are NaN if any value is); the culprit is searched only on failure."""
+    if np.size(x) and not (np.min(x) >= 0.0 and np.max(x) <= 1.0):
+        bad = ~((x >= 0.0) & (x <= 1.0))
         raise SimulationError(f"{what}: probability {x.flat[np.argmax(bad)]!r} is outside [0, 1]")
     return x
 
@@ -57,7 +58,7 @@ class PositionBased:
         return self.examination[: attraction.shape[1]] * attraction
 
     def p_any_click(self, attraction: np.ndarray) -> np.ndarray:
-        return -np.expm1(np.log1p(-self.click_probabilities(attraction)).sum(axis=1))
+        return _any_of(self.click_probabilities(attraction))
 
     def sample(self, attraction: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return u < self.click_probabilities(attraction)
@@ -71,7 +72,7 @@ class Cascade:
         return attraction * _exclusive_cumprod(1.0 - attraction)
 
     def p_any_click(self, attraction: np.ndarray) -> np.ndarray:
-        return -np.expm1(np.log1p(-attraction).sum(axis=1))
+        return _any_of(attraction)
 
     def sample(self, attraction: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         attractive = u < attraction
@@ -90,7 +91,7 @@ class DependentClick:
         return attraction * _exclusive_cumprod(1.0 - attraction * (1.0 - self.continuation))
 
     def p_any_click(self, attraction: np.ndarray) -> np.ndarray:
-        return -np.expm1(np.log1p(-attraction).sum(axis=1))
+        return _any_of(attraction)
 
     def sample(self, attraction: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         clicks = np.zeros(attraction.shape, bool)
@@ -143,6 +144,19 @@ def make_click_model(name: str, examination: np.ndarray, continuation: float,
     if name == "choice":
         return Choice(examination, no_click_weight)
     raise SimulationError(f"click.model: unknown click model {name!r}")
+
+
+def _any_of(p: np.ndarray) -> np.ndarray:
+    """P(at least one of independent events) [n] from their probabilities p [n, K], as
+    p_0 + (1 - p_0) p_1 + (1 - p_0)(1 - p_1) p_2 + ...: non-negative terms, so accurate relative
+    to the result however small (no 1 - x cancellation), and no log1p/expm1 (no SIMD loop; they
+    were most of a step's click model time)."""
+    any_click, none = np.zeros(len(p)), np.ones(len(p))
+    for k in range(p.shape[1]):  # K columns, each vectorised over requests
+        column = p[:, k]
+        any_click += none * column
+        none *= 1.0 - column
+    return any_click
 
 
 def _exclusive_cumprod(x: np.ndarray) -> np.ndarray:

@@ -89,6 +89,15 @@ class SimWorld:
             angle = self.drift_rate * t.astype(np.float64)
             preference = (np.cos(angle)[:, None] * preference
                           + np.sin(angle)[:, None] * self.drift(users, items))
-        context = dense.astype(np.float64) @ CONTEXT_WEIGHTS + w.intercept
-        logit = preference + (w.item_bias[items] + context[:, None])
-        return 1.0 / (1.0 + np.exp(-logit))
+        logit = w.item_bias[items].astype(np.float64, copy=False)
+        logit += (dense.astype(np.float64) @ CONTEXT_WEIGHTS + w.intercept)[:, None]
+        logit += preference
+        return _sigmoid(logit)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), computed in place in float64 `x` (no temporaries)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
