@@ -34,84 +34,74 @@ class Retriever(Protocol):
 class SampledCandidates:
     """Distinct items drawn in proportion to `weights` (the World's exposure, or uniform)."""
 
-    block_rows = 2048  # requests sampled together: keeps one block's arrays in cache
-
     def __init__(self, weights: np.ndarray, rng: np.random.Generator) -> None:
         self.p = np.asarray(weights, np.float64) / np.sum(weights)
         self.table, residual = _slot_table(self.p)
+        self.filled = int(np.count_nonzero(self.table >= 0))  # slots [filled:] are residual
         self.keep, self.alias = _alias_table(residual / max(residual.sum(), 1e-300))
         self.rng = rng
         self._widths: dict[int, int] = {}
 
     def candidates(self, users: np.ndarray, c: int) -> np.ndarray:
+        """C distinct items [n, C] for each of n requests, in draw order: blocks of `width`
+        draws per request until every request has C (a short request extends its own draw
+        sequence; the rest are not drawn for)."""
         n, items = len(users), int(np.count_nonzero(self.p))
         if c > items:
             raise SimulationError(f"candidates: C = {c} but only {items} items can be drawn")
         if c not in self._widths:
             self._widths[c] = _block_width(self.p, c)
-        parts = [self._sample(min(self.block_rows, n - s), c, self._widths[c])
-                 for s in range(0, n, self.block_rows)]
-        return np.concatenate(parts) if parts else np.zeros((0, c), np.int64)
-
-    def _sample(self, n: int, c: int, width: int) -> np.ndarray:
-        """C distinct items for each of n requests: blocks of `width` draws until every request
-        has C distinct items (a short request extends its own draw sequence)."""
-        out = np.empty((n, c), np.int64)
-        rows, draws = np.arange(n), self._draws((n, width))
+        sample, count = np.empty((n, c), np.int64), np.zeros(n, np.int64)
+        rows = np.arange(n)
         while len(rows):
-            done, sample = first_distinct(draws, c, len(self.p))
-            out[rows[done]] = sample
-            rows, draws = rows[~done], draws[~done]
-            if len(rows):
-                draws = np.concatenate([draws, self._draws((len(rows), width))], axis=1)
-        return out
+            slots = self._slots(len(rows) * self._widths[c]).reshape(len(rows), -1)
+            residual = self._residual_draws(int(np.count_nonzero(slots >= self.filled)))
+            scan_draws(rows, slots, self.table, residual, sample, count, np.zeros(len(self.p), np.int64))
+            rows = rows[count[rows] < c]
+        return sample
 
-    def _draws(self, shape: tuple[int, int]) -> np.ndarray:
-        """Independent draws with replacement: a uniform slot of the square-histogram table
-        (raw random bits, 16 or 32 per draw), and for a residual slot a residual alias draw."""
+    def _slots(self, count: int) -> np.ndarray:
+        """`count` uniform slots of the square-histogram table: raw random bits, 16 or 32 each."""
         bits = 16 if len(self.table) <= 1 << 16 else 32
-        count = shape[0] * shape[1]
         raw = self.rng.bit_generator.random_raw(-(-count * bits // 64)).view(f"uint{bits}")[:count]
-        items = np.take(self.table, raw & (len(self.table) - 1) if bits == 32 else raw)
-        residual = np.flatnonzero(items < 0)
-        if len(residual):
-            slot = self.rng.integers(0, len(self.keep), len(residual), dtype=np.int32)
-            keep = self.rng.random(len(residual), dtype=np.float32) < self.keep[slot]
-            items[residual] = np.where(keep, slot, self.alias[slot])
-        return items.reshape(shape)
+        return raw & np.uint32(len(self.table) - 1) if bits == 32 else raw
 
-
-def first_distinct(draws: np.ndarray, c: int, items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(done [n], sample [done.sum(), C]): the first C distinct items of each row of draws
-    [n, w] (item ids < `items`) in draw order, for the rows that have C distinct items."""
-    done = np.empty(len(draws), np.bool_)
-    sample = np.empty((len(draws), c), np.int64)
-    kept = _first_distinct_rows(draws, c, np.zeros(items, np.int32), sample, done)
-    return done, sample[:kept]
+    def _residual_draws(self, count: int) -> np.ndarray:
+        """`count` independent draws from the residual alias table (the items of residual
+        slots, in slot order; those of slots a request did not scan are discarded)."""
+        slot = self.rng.integers(0, len(self.keep), count, dtype=np.int32)
+        keep = self.rng.random(count, dtype=np.float32) < self.keep[slot]
+        return np.where(keep, slot, self.alias[slot])
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_distinct_rows(draws: np.ndarray, c: int, seen: np.ndarray, sample: np.ndarray,
-                         done: np.ndarray) -> int:
-    """Scan each row once; returns how many rows reached C distinct items, their samples packed
-    at the top of `sample`. seen[i] holds the last row (plus one) that drew item i, so it is
-    never cleared; the scan is branch-free (a repeat is written to the next free slot and not
-    counted), since whether a draw is new is unpredictable. A compiled loop: numpy has no
-    cheap first-occurrence test (a sort per row was about 60% of a simulator step)."""
-    kept = 0
-    for row in range(draws.shape[0]):
-        stamp, k = row + 1, 0
-        for j in range(draws.shape[1]):
-            item = draws[row, j]
+def scan_draws(rows: np.ndarray, slots: np.ndarray, table: np.ndarray, residual: np.ndarray,
+               sample: np.ndarray, count: np.ndarray, seen: np.ndarray) -> None:
+    """Extend the samples of `rows` (sample[row, :count[row]] so far) with the new items of
+    their next draws, in draw order, until a row has C = sample.shape[1]. Row rows[i]'s draws
+    are table[slots[i]], a negative entry (a residual slot) taking the next of `residual`.
+    `seen` [items] is scratch: seen[item] == i + 1 while scanning rows[i], so it is never
+    cleared. A compiled loop: numpy has no cheap first-occurrence test (a sort per row was
+    about 60% of a simulator step). Branch-free where a draw is new or not (unpredictable): a
+    repeat is written to the next free slot and not counted."""
+    c, used = sample.shape[1], 0
+    for i in range(len(rows)):
+        row, stamp = rows[i], i + 1
+        k = count[row]
+        for j in range(k):
+            seen[sample[row, j]] = stamp
+        for j in range(slots.shape[1]):
+            if k >= c:
+                break
+            item = np.int64(table[slots[i, j]])
+            if item < 0:
+                item = residual[used]
+                used += 1
             new = seen[item] != stamp
             seen[item] = stamp
-            sample[kept, k] = item
+            sample[row, k] = item
             k += new
-            if k == c:
-                break
-        done[row] = k == c
-        kept += k == c
-    return kept
+        count[row] = k
 
 
 def _block_width(p: np.ndarray, c: int) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from simulator.candidates import SampledCandidates, first_distinct
+from simulator.candidates import SampledCandidates, scan_draws
 
 WEIGHTS = np.array([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
 N = 200_000
@@ -47,13 +47,29 @@ def test_matches_exact_without_replacement_law(c, width):
     assert chi2.sf(stat, len(law) - 1) > 1e-4, stat
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
-def test_first_distinct_matches_a_plain_scan(dtype):
-    """The compiled scan keeps, per row, the first C distinct draws in draw order (as a dict
-    does), and reports the rows with fewer than C distinct draws as not done."""
-    draws = np.random.default_rng(5).integers(0, 12, (500, 9)).astype(dtype)
-    done, sample = first_distinct(draws, 6, 12)
-    expected = [list(dict.fromkeys(row.tolist()))[:6] for row in draws]
-    assert done.tolist() == [len(e) == 6 for e in expected]
-    assert 0 < done.sum() < len(draws)
-    assert sample.tolist() == [e for e in expected if len(e) == 6]
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_scan_draws_matches_a_plain_scan(dtype):
+    """The compiled scan extends each row with its new draws in draw order until it has C (as
+    a plain list scan does), a residual slot taking the next residual draw, and resumes a short
+    row where it stopped over further blocks; rows not listed are left alone."""
+    rng = np.random.default_rng(5)
+    table = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1], np.int16)
+    c, sample, count = 6, np.full((400, 6), -7, np.int64), np.zeros(400, np.int64)
+    expected: list[list[int]] = [[] for _ in range(400)]
+    rows = np.arange(300)
+    for _ in range(3):
+        slots = rng.integers(0, len(table), (len(rows), 3)).astype(dtype)
+        residual = rng.integers(0, 12, np.count_nonzero(slots >= 12))
+        scan_draws(rows, slots, table, residual, sample, count, np.zeros(12, np.int64))
+        left = iter(residual.tolist())
+        for row, row_slots in zip(rows.tolist(), slots.tolist()):
+            for slot in row_slots:
+                if len(expected[row]) == c:
+                    break
+                item = int(table[slot]) if table[slot] >= 0 else next(left)
+                if item not in expected[row]:
+                    expected[row].append(item)
+        rows = rows[count[rows] < c]
+    assert count.tolist() == [len(e) for e in expected]
+    assert all(sample[row, : len(e)].tolist() == e for row, e in enumerate(expected))
+    assert 0 < len(rows) and np.all(sample[300:] == -7)
