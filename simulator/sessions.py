@@ -48,7 +48,14 @@ class Sessions:
 
 def request_context(world: World, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Dense context float32 [n, 4] of requests by `users`, distributed as in the World's logs
-    (recsys.data.synthetic.sample_impressions): hour of day, log activity, a noise feature."""
-    hour = rng.integers(0, 24, len(users)) * (2 * np.pi / 24)
-    return np.stack([np.sin(hour), np.cos(hour), world.log_activity(users),
-                     rng.standard_normal(len(users))], axis=1).astype(np.float32)
+    (recsys.data.synthetic.sample_impressions): hour of day, log activity, a noise feature.
+    The hour's sine and cosine are looked up (24 values), written straight into the result."""
+    hour = rng.integers(0, 24, len(users))
+    dense = np.empty((len(users), 4), np.float32)
+    dense[:, 0], dense[:, 1] = _HOUR_SIN[hour], _HOUR_COS[hour]
+    dense[:, 2] = world.log_activity(users)
+    dense[:, 3] = rng.standard_normal(len(users))
+    return dense
+
+
+_HOUR_SIN, _HOUR_COS = np.sin(np.arange(24) * (2 * np.pi / 24)), np.cos(np.arange(24) * (2 * np.pi / 24))
