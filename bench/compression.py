@@ -3,14 +3,15 @@
 Three parts, each printed as one table (variant, bytes, ratio, AUC, delta AUC, p50, p99, QPS)
 and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front marked):
 
-1. MovieLens-100k, teacher = the DLRM of configs/movielens.toml (pass --teacher).
-2. Synthetic world, a dim-64 DLRM teacher trained here through the `recsys run` CLI.
-3. Large tables (several GB at fp32, Zipf ids, dim 64): TBE lookup latency and QPS of
+1. MovieLens-100k, the dim-64 DLRM teacher of configs/movielens_compress.toml.
+2. Synthetic world, the dim-64 DLRM teacher of configs/synthetic_compress.toml.
+   Both teachers are trained here through the `recsys run` CLI (or reused from --out).
+3. Large tables (2.5 GB at fp32, Zipf ids, dim 64 and 128): TBE lookup latency and QPS of
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
 
-    python bench/compression.py --teacher runs/movielens/dlrm/model          # full (~15 min)
-    python bench/compression.py --teacher runs/movielens/dlrm/model --quick  # smoke run
+    python bench/compression.py          # full (~25 min on 2 cores)
+    python bench/compression.py --quick  # smoke run
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import logging
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,14 @@ from compression.report import VariantRow, format_table, plot, run_rows, write_c
 from compression.scorer import build_quant_ebc
 from compression.size import fp32_bytes, table_bytes, tbe_bytes
 from compression.tables import FloatTable, float_tables, pack
-from recsys.config_loading import from_dict
+from recsys.app.config import load_config
+from recsys.config_loading import from_dict, read_toml
 from recsys.data.config import DataConfig
 from recsys.data.sources import load_dataset
 from recsys.errors import UserError
 from recsys.serving.export import ExportedModel, load_model
+
+ML_CONFIG, SYNTHETIC_CONFIG = "configs/movielens_compress.toml", "configs/synthetic_compress.toml"
 
 
 @dataclass(frozen=True)
@@ -58,38 +62,6 @@ FULL = Scale(4, LatencyConfig(repeats=5, iters=20, warmup=3), 400_000, 2.5e9,
 QUICK = Scale(1, LatencyConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 1e8,
               LatencyConfig(repeats=2, iters=4, warmup=1))
 
-SYNTHETIC_TOML = """
-name = "synthetic64"
-seed = 0
-out_dir = "{out}"
-
-[data]
-source = "synthetic"
-
-[data.synthetic]
-num_users = 20000
-num_items = 10000
-num_rows = {rows}
-
-[dlrm.model]
-embedding_dim = 64
-dense_arch = [128, 64]
-over_arch = [128, 64, 1]
-
-[dlrm.optim]
-batch_size = 1024
-epochs = 3
-lr_sparse = 0.05
-
-[two_tower]
-enabled = false
-
-[baselines]
-popularity = false
-logistic = false
-"""
-
-
 def uniform_ratio(exported: ExportedModel, precision: str) -> float:
     """The fp32/bytes ratio uniform `precision` reaches on this teacher (the mixed-precision budget)."""
     tables = float_tables(exported.model).values()
@@ -97,13 +69,12 @@ def uniform_ratio(exported: ExportedModel, precision: str) -> float:
     return fp32_bytes((t.num_embeddings, t.dim) for t in tables) / total * (1 - 1e-9)
 
 
-def variant_configs(exported: ExportedModel, student: dict[str, Any], best_ratio: float, scale: Scale,
-                    prune_ratio: float, best_prunes: bool) -> list[dict[str, Any]]:
+def variant_configs(exported: ExportedModel, config: str, scale: Scale) -> list[dict[str, Any]]:
     """The variants both datasets get: uniform precisions, mixed at int4's and int2's bytes, pruning,
-    distillation, and the best recipe (distill -> [prune ->] mixed precision at `best_ratio`)."""
-    distill = {"student": student, "alpha": 0.3, "temperature": 2.0, "epochs": scale.distill_epochs,
-               "batch_size": 512, "lr_sparse": 0.03}
-    prune = {"method": "frequency", "scope": "global", "ratio": prune_ratio}
+    the student distilled alone, and the scenario config's own `best` recipe."""
+    best = next(v for v in read_toml(config)["compress"]["variants"] if v["name"] == "best")
+    best["distill"]["epochs"] = min(best["distill"].get("epochs", 3), scale.distill_epochs)
+    prune = best.get("prune", {"method": "frequency", "scope": "global", "ratio": 0.3})
     return [
         {"name": "fp16", "quantize": {"default": "fp16"}},
         {"name": "int8", "quantize": {"default": "int8"}},
@@ -113,16 +84,15 @@ def variant_configs(exported: ExportedModel, student: dict[str, Any], best_ratio
         {"name": "mixed-int4-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int4")}},
         {"name": "mixed-int2-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int2")}},
         {"name": "prune-int4", "steps": ["prune", "quantize"], "prune": prune, "quantize": {"default": "int4"}},
-        {"name": "distilled", "steps": ["distill"], "distill": distill},
-        {"name": "best", "steps": ["distill", "prune", "quantize"] if best_prunes else ["distill", "quantize"],
-         "distill": distill, "prune": prune, "quantize": {"budget_ratio": best_ratio}},
+        {"name": "distilled", "steps": ["distill"], "distill": best["distill"]},
+        best,
     ]
 
 
 def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[str, Any]], scale: Scale,
              out: Path) -> list[VariantRow]:
     config = from_dict(CompressConfig, {"variants": variants}, "compress")
-    config = CompressConfig(config.variants, latency=scale.latency)
+    config = replace(config, latency=scale.latency)
     manifests = compress(exported, dataset, config, out)
     rows = run_rows(out, batch_size=max(scale.latency.batch_sizes))
     print(f"\n== {title} ==\n{format_table(rows)}")
@@ -140,13 +110,15 @@ def dataset_of(exported: ExportedModel):
     return load_dataset(from_dict(DataConfig, experiment["data"], "data"), experiment["seed"])
 
 
-def synthetic_teacher(out: Path, scale: Scale) -> ExportedModel:
-    """Train (or reuse) the dim-64 synthetic DLRM teacher through the project's CLI."""
-    folder = out / "synthetic64" / "dlrm" / "model"
+def teacher(config: str, out: Path, *sets: str) -> ExportedModel:
+    """Train (or reuse) the DLRM teacher of a scenario config through the project's CLI, into `out`
+    (the config's own variants are left out: this bench builds its own list)."""
+    name = load_config(config).name
+    folder = out / name / "dlrm" / "model"
     if not folder.exists():
-        toml = out / "synthetic64.toml"
-        toml.write_text(SYNTHETIC_TOML.format(out=out, rows=scale.synthetic_rows))
-        subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(toml)], check=True)
+        overrides = [f'out_dir="{out}"', "compress.variants=[]", *sets]
+        subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", config,
+                        *[a for s in overrides for a in ("--set", s)]], check=True)
     return load_model(folder)
 
 
@@ -188,7 +160,7 @@ def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, po
                         for b, s in per.items())
         lines.append(f"{p:<10}{sizes[p]:>16,}{sizes['fp32'] / sizes[p]:>7.2f}x{cells}")
     print("\n".join(lines))
-    (out / "large_tables.csv").write_text("\n".join(
+    (out / f"large_tables_dim{dim}.csv").write_text("\n".join(
         ["precision,bytes,batch_size,p50_ms,p95_ms,p99_ms,qps,qps_vs_fp32,threads"]
         + [f"{p},{sizes[p]},{b},{s.p50_ms},{s.p95_ms},{s.p99_ms},{s.qps},{s.qps / stats['fp32'][b].qps},{s.threads}"
            for p, per in stats.items() for b, s in per.items()]))
@@ -196,7 +168,8 @@ def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, po
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", default="runs/movielens/dlrm/model", help="exported MovieLens DLRM folder")
+    parser.add_argument("--teacher", default=None, help="exported MovieLens DLRM folder (default: train "
+                        "configs/movielens_compress.toml's teacher)")
     parser.add_argument("--out", default="runs/bench_compression")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--parts", default="movielens,synthetic,large")
@@ -204,23 +177,23 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     scale, out, parts = (QUICK if args.quick else FULL), Path(args.out).resolve(), args.parts.split(",")
+    out = out.with_name(out.name + "_quick") if args.quick else out  # teachers are reused from `out`
     out.mkdir(parents=True, exist_ok=True)
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
     try:
         if "movielens" in parts:
-            teacher = load_model(args.teacher)
-            student = {"embedding_dim": 8, "dense_arch": [32, 8], "over_arch": [32, 1]}
-            run_part("MovieLens-100k DLRM", teacher, dataset_of(teacher),
-                     variant_configs(teacher, student, 10.0, scale, 0.3, best_prunes=False), scale,
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            run_part("MovieLens-100k DLRM, dim 64", exported, dataset_of(exported),
+                     variant_configs(exported, ML_CONFIG, scale), scale,
                      out / "movielens")
         if "synthetic" in parts:
-            teacher = synthetic_teacher(out, scale)
-            student = {"embedding_dim": 32, "dense_arch": [128, 32], "over_arch": [128, 64, 1]}
-            run_part("synthetic DLRM, dim 64", teacher, dataset_of(teacher),
-                     variant_configs(teacher, student, 16.0, scale, 0.3, best_prunes=True), scale,
+            exported = teacher(SYNTHETIC_CONFIG, out, f"data.synthetic.num_rows={scale.synthetic_rows}")
+            run_part("synthetic DLRM, dim 64", exported, dataset_of(exported),
+                     variant_configs(exported, SYNTHETIC_CONFIG, scale), scale,
                      out / "synthetic")
         if "large" in parts:
-            large_tables(scale, out)
+            for dim in (64, 128):
+                large_tables(scale, out, dim=dim)
     except UserError as e:
         sys.exit(f"error: {e}")
 
