@@ -67,8 +67,9 @@ class SampledCandidates:
         return raw & np.uint32(len(self.table) - 1) if bits == 32 else raw
 
     def _residual_draws(self, count: int) -> np.ndarray:
-        """`count` independent draws from the residual alias table (the items of residual
-        slots, in slot order; those of slots a request did not scan are discarded)."""
+        """`count` independent draws from the residual alias table: one per residual slot of
+        a block, taken in scan order (those of slots left unscanned once a request has C are
+        discarded, which does not bias the rest: they are independent of the slots)."""
         slot = self.rng.integers(0, len(self.keep), count, dtype=np.int32)
         keep = self.rng.random(count, dtype=np.float32) < self.keep[slot]
         return np.where(keep, slot, self.alias[slot])
