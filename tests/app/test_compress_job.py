@@ -143,3 +143,9 @@ def test_corrupt_variant_stops_the_simulation_in_one_line(run) -> None:
         assert proc.returncode == 2 and "checksum does not match" in proc.stderr and proc.stderr.count("\n") == 1
     finally:
         weights.write_bytes(original)
+
+
+def test_variants_of_a_run_without_variants_is_one_line(tmp_path: Path) -> None:
+    proc = cli("variants", str(tmp_path))
+    assert proc.returncode == 2 and "no variants; run `recsys compress CONFIG` first" in proc.stderr
+    assert proc.stderr.count("\n") == 1
