@@ -3,7 +3,7 @@
 TOML layout (every key optional; defaults below):
 
     [simulator]            num_requests, batch_requests, candidates, slate_size, candidate_source,
-                           retrieval_model, counterfactual, reward, truth, movielens_path
+                           retrieval_model, counterfactual, reward
     [simulator.users]      drift_requests, session_mean_requests
     [simulator.click]      model, examination, examination_decay, calibrate, continuation,
                            no_click_weight
@@ -129,8 +129,6 @@ class SimulatorConfig:
     retrieval_model: Optional[str] = None  # exported two-tower folder, for candidate_source = retrieval
     counterfactual: bool = True  # score every variant on every request: exact regret
     reward: Literal["any_click", "clicks"] = "any_click"  # clicks: clicks / slate_size
-    truth: Literal["synthetic", "movielens"] = "synthetic"  # movielens: simulator.semi_synthetic
-    movielens_path: Optional[str] = None  # MovieLens-100k files for truth = movielens; None: fetch
     users: UserConfig = field(default_factory=UserConfig)
     click: ClickConfig = field(default_factory=ClickConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
@@ -146,7 +144,5 @@ class SimulatorConfig:
                 f"K = {self.slate_size} > C = {self.candidates} candidates")
         require(self.candidate_source != "retrieval" or bool(self.retrieval_model),
                 "retrieval_model", "required when candidate_source = 'retrieval'")
-        require(self.truth == "synthetic" or self.click.calibrate == "none", "click.calibrate",
-                "'obd' recalibrates the synthetic world's base CTR; the MovieLens truth keeps its fit")
         require(not self.click.examination or len(self.click.examination) >= self.slate_size,
                 "click.examination", f"give at least slate_size = {self.slate_size} values")

@@ -17,7 +17,6 @@ from simulator.config import SimulatorConfig
 from simulator.effects import LatencyEffects
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
-from simulator.semi_synthetic import FitConfig, movielens_world
 from simulator.serving import CandidateBatches, Variant, fit_latency
 from simulator.sessions import Sessions, request_context
 from simulator.step import Draws, Requests, Simulator
@@ -42,12 +41,14 @@ class Environment:
               retrieval_model: torch.nn.Module | None = None,
               obd_folder: Path | str | None = None, truth: World | None = None) -> Environment:
         """The environment of a run; `world_config` and `seed` are those the variants trained on.
-        `truth`: a ground-truth World to serve instead (config.truth = 'movielens' fits one)."""
+        `truth`: a ground-truth World to serve instead (e.g. recsys.data.synthetic.world_for's
+        MovieLens fit); OBD calibration, which changes a generated world's base CTR, is refused."""
         streams = Streams.from_seed(seed)
         click = config.click
         calibration = calibrate_obd(folder=obd_folder) if click.calibrate == "obd" else None
-        if truth is None and config.truth == "movielens":
-            truth = movielens_world(config.movielens_path, FitConfig(seed=seed))[0]
+        if truth is not None and calibration is not None:
+            raise SimulationError("click.calibrate: 'obd' recalibrates a generated world's base CTR; "
+                                  "a given truth (e.g. the MovieLens fit) keeps its own")
         world = (SimWorld.of(truth, config.users.drift_requests, streams.world) if truth is not None else
                  SimWorld.build(world_config, seed, config.users.drift_requests, streams.world,
                                 calibration.base_ctr if calibration else None))

@@ -61,6 +61,9 @@ class ExperimentConfig:
         require(self.seed >= 0, "seed", "must be >= 0")
         require(self.dlrm.enabled or self.two_tower.enabled, "dlrm.enabled",
                 "at least one of dlrm and two_tower must be enabled")
+        require(self.simulator is None or self.simulator.click.calibrate == "none"
+                or self.data.synthetic.truth == "generated", "simulator.click.calibrate",
+                "'obd' recalibrates a generated world's base CTR; the MovieLens truth keeps its fit")
         if self.compress is not None:
             teacher = self.compress.teacher
             require(getattr(self, teacher).enabled, "compress.teacher", f"{teacher!r} is not enabled in this config")

@@ -2,8 +2,9 @@
 
 The arms, in this order: the run's exported ranking models (fp32 DLRM, logistic regression),
 then the compressed variants its `[compress]` section lists (the fp32 TBE baseline left out: it
-scores as the exported DLRM does). The world is the synthetic one they were trained on (same
-data config and seed). Writes runs/<name>/simulation/ (results.json, report.md, report.png).
+scores as the exported DLRM does). The world is the one whose logs they were trained on (same
+data config and seed: generated, or the MovieLens fit of `data.synthetic.truth`). Writes
+runs/<name>/simulation/ (results.json, report.md, report.png).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ VARIANT_MODELS = ("dlrm", "logistic")
 
 def simulate(config: ExperimentConfig) -> dict:
     """Run the configured simulation on the run's exported models; returns results.json's content."""
+    from recsys.data.synthetic import world_for
     from simulator.environment import Environment
     from simulator.experiment import run_experiment
     from simulator.report import result_dict, write_report
@@ -26,12 +28,11 @@ def simulate(config: ExperimentConfig) -> dict:
         raise ConfigError("simulator: the config has no [simulator] section")
     if config.data.source != "synthetic":
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
-    if config.simulator.truth != "synthetic":
-        raise ConfigError("simulator.truth: the main job serves models trained on the synthetic world; "
-                          "a MovieLens truth needs models trained on its own logs (library use for now)")
     variants = arms(config)
     retrieval = _retrieval_model(config)
-    env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval)
+    truth = world_for(config.data, config.seed) if config.data.synthetic.truth != "generated" else None
+    env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval,
+                            truth=truth)
     result = run_experiment(env, variants)
     write_report(result, config.run_dir / "simulation")
     return result_dict(result)

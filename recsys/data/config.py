@@ -32,6 +32,7 @@ class SyntheticConfig:
     max_item_tags: int = 4
     num_devices: int = 4
     chunk_rows: int = 100_000  # rows generated at once when streaming
+    truth: Literal["generated", "movielens"] = "generated"  # movielens: recsys.data.semi_synthetic
     max_in_memory_rows: int = 2_000_000  # larger logs are streamed; retrieval needs in-memory
 
     def __post_init__(self) -> None:

@@ -211,7 +211,20 @@ class SyntheticDataset:
 
 
 def load_synthetic(config: DataConfig, seed: int) -> SyntheticDataset:
-    return SyntheticDataset(World.generate(config.synthetic, seed), config.fractions(), seed)
+    return SyntheticDataset(world_for(config, seed), config.fractions(), seed)
+
+
+def world_for(config: DataConfig, seed: int) -> World:
+    """The configured ground truth: a generated World, or the logistic MF fitted to MovieLens-100k
+    (its own sizes and features; the log's size and streaming settings come from `config`)."""
+    if config.synthetic.truth == "generated":
+        return World.generate(config.synthetic, seed)
+    from recsys.data.semi_synthetic import FitConfig, movielens_world
+
+    world = movielens_world(config.movielens.path, FitConfig(seed=seed))[0]
+    c = config.synthetic
+    sizes = {"num_rows": c.num_rows, "chunk_rows": c.chunk_rows, "max_in_memory_rows": c.max_in_memory_rows}
+    return dataclasses.replace(world, config=dataclasses.replace(world.config, **sizes))
 
 
 def _split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[str, int]:

@@ -44,3 +44,21 @@ def test_main_job_writes_a_complete_consistent_run(tiny_config) -> None:
     found = retrieval_metrics(users, items, data.positives, data.exclude, ks=(10,))[10]
     assert found.recall == pytest.approx(results["models"]["two_tower"]["test"]["recall@10"], abs=1e-9)
     assert found.ndcg == pytest.approx(results["models"]["two_tower"]["test"]["ndcg@10"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_main_job_trains_on_and_serves_the_movielens_truth(tiny_config) -> None:
+    extra = ("\n[simulator]\nnum_requests = 2048\nbatch_requests = 1024\ncandidates = 20\nslate_size = 5\n"
+             "[simulator.latency]\np50_ms = [5.0, 2.0]\np99_ms = [20.0, 8.0]\n")
+    path = tiny_config("mlt", extra)
+    sets = ["--set", 'data.synthetic.truth="movielens"', "--set", "two_tower.enabled=false"]
+    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(path), *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = path.parent / "runs" / "mlt"
+    exported = load_model(run / "dlrm" / "model")
+    sizes = {f.name: f.num_embeddings for f in exported.schema.sparse}
+    assert (sizes["user_id"], sizes["item_id"]) == (943, 1682)  # MovieLens's users and items, not the config's
+    simulation = json.loads((run / "simulation" / "results.json").read_text())
+    assert [v["variant"] for v in simulation["variants"]] == ["dlrm", "logistic"]
+    assert simulation["requests"] == 2048

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsys.data.semi_synthetic import FitConfig, movielens_world
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
-from simulator.semi_synthetic import FitConfig, movielens_world
 from simulator.serving import Variant
 from tests.simulator.conftest import WORLD
 
@@ -48,7 +48,19 @@ def test_same_fit_same_world(fitted):
 
 
 @pytest.mark.slow
-def test_config_truth_movielens_fits_the_default_model():
-    import dataclasses
-    env = Environment.build(dataclasses.replace(CONFIG, truth="movielens"), WORLD, 0)
-    assert env.world.num_items == 1682
+def test_data_truth_movielens_fits_the_default_model_and_logs_from_it():
+    from recsys.config_loading import from_dict
+    from recsys.data.config import DataConfig
+    from recsys.data.sources import load_dataset
+    from recsys.data.synthetic import sample_impressions
+
+    config = from_dict(DataConfig, {"synthetic": {"truth": "movielens", "num_rows": 20000}}, "data")
+    data = load_dataset(config, 0)
+    world = data.world
+    assert (world.num_users, world.num_items, world.config.num_rows) == (943, 1682, 20000)
+    assert data.schema == world.schema() and data.num_rows("test") == 5000
+    labels = np.concatenate([b.labels for b in data.batches("train", 4096)])
+    observed = float(np.mean(labels[labels >= 0]))  # padding rows (-1) left out
+    users, items, dense, _ = sample_impressions(world, np.random.default_rng(1), 200_000)
+    expected = float(np.mean(world.click_probability(users, items, dense)))  # the fit's CTR on such impressions
+    assert abs(observed - expected) < 0.02, (observed, expected)  # 14,000 rows: standard error 0.004

@@ -4,8 +4,9 @@ How: every rating of MovieLens-100k is an impression, a click when the rating is
 recsys MovieLens protocol). A logistic MF, logit(u, i) = b + b_u + b_i + <p_u, q_i>, is fitted
 by full-batch Adam with L2 regularisation on a random 90 % of the ratings (numpy and scipy
 sparse products only, so the same seed gives the same fit byte for byte); the other 10 %
-measure its held-out AUC (0.78 with the defaults). The fit becomes a recsys `World`, so
-sessions, candidates, click models, logs and variants trained on those logs run unchanged:
+measure its held-out AUC (0.78 with the defaults). The fit becomes a recsys `World`, so the
+training logs (`data.synthetic.truth = "movielens"`), the simulator's sessions, candidates and
+click models, and the variants trained on those logs run unchanged:
 
 - user_latent = [p_u, b_u], item_latent = [q_i, 1], item_bias = b_i, intercept = b and
   preference_scale = 1: the World's preference logit is the fitted one;
@@ -122,7 +123,7 @@ def movielens_world(folder: Path | str | None = None,
         base_ctr=float(np.mean(ratings.rating >= CLICK_RATING)), preference_scale=1.0,
         num_segments=int(occupation.max()) + 1, num_categories=len(GENRES),
         num_user_tags=ages + n_gender, max_user_tags=2, num_item_tags=len(GENRES),
-        max_item_tags=max(int(genres.sum(axis=1).max()), 1))
+        max_item_tags=max(int(genres.sum(axis=1).max()), 1), truth="movielens")
     world = World(
         user_latent=np.hstack([mf.user, mf.user_bias[:, None]]),
         item_latent=np.hstack([mf.item, np.ones((len(items.id), 1))]), item_bias=mf.item_bias,
