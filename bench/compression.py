@@ -70,8 +70,10 @@ def uniform_ratio(exported: ExportedModel, precision: str) -> float:
 
 
 def variant_configs(exported: ExportedModel, config: str, scale: Scale) -> list[dict[str, Any]]:
-    """The variants both datasets get: uniform precisions, mixed at int4's and int2's bytes, pruning,
-    the student distilled alone, and the scenario config's own `best` recipe."""
+    """The variants both datasets get: uniform precisions; mixed precision at int4's and int2's bytes
+    and at a budget 1.5% above int2's (no uniform precision fits between int2 and int4: the slack
+    goes to the most sensitive tables), with either sensitivity; pruning; the student distilled
+    alone; and the scenario config's own `best` recipe."""
     best = next(v for v in read_toml(config)["compress"]["variants"] if v["name"] == "best")
     best["distill"]["epochs"] = min(best["distill"].get("epochs", 3), scale.distill_epochs)
     prune = best.get("prune", {"method": "frequency", "scope": "global", "ratio": 0.3})
@@ -83,6 +85,9 @@ def variant_configs(exported: ExportedModel, config: str, scale: Scale) -> list[
         {"name": "int2", "quantize": {"default": "int2"}},
         {"name": "mixed-int4-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int4")}},
         {"name": "mixed-int2-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, "int2")}},
+        {"name": "mixed-int2+1.5%", "quantize": {"budget_ratio": uniform_ratio(exported, "int2") / 1.015}},
+        {"name": "mixed-int2+1.5%-loss", "quantize": {"budget_ratio": uniform_ratio(exported, "int2") / 1.015,
+                                                      "sensitivity": "loss"}},
         {"name": "prune-int4", "steps": ["prune", "quantize"], "prune": prune, "quantize": {"default": "int4"}},
         {"name": "distilled", "steps": ["distill"], "distill": best["distill"]},
         best,
