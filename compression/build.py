@@ -1,7 +1,8 @@
 """Build every variant of a `[compress]` config from an exported teacher into <run>/variants/.
 
 The fp32 TBE baseline is always built first; every variant is evaluated on the test split (delta
-vs fp32), then all are timed together (interleaved) and each folder is written atomically.
+vs fp32), then all are timed together (interleaved). The variants folder is replaced as a whole,
+atomically: it always holds one consistent set, measured against one fp32 baseline.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from compression.latency import measure
 from compression.recipe import Teacher, build_variant, fp32_variant
 from compression.scorer import CPU, SCORABLE, CompressedScorer
 from compression.variant import Variant, save_variant
+from recsys.atomic import staged_folder
 from recsys.data.dataset import ClickDataset
 from recsys.errors import ConfigError
 from recsys.progress import interactive
@@ -61,6 +63,6 @@ def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressCon
     for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not show):
         metrics[name] = evaluate(teacher.kind, scorer.model, dataset, "test", config.eval_batch_size, config.ks)
     latency = measure_variants(scorers, dataset, config.latency)
-    out_dir = Path(run_dir) / "variants"
-    return [save_variant(out_dir / v.name, v, with_deltas(metrics[v.name], metrics["fp32"]), latency[v.name], device)
-            for v in variants]
+    with staged_folder(Path(run_dir) / "variants") as out_dir:  # the run's variant set is replaced whole
+        return [save_variant(out_dir / v.name, v, with_deltas(metrics[v.name], metrics["fp32"]), latency[v.name],
+                             device) for v in variants]

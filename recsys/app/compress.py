@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.app.config import ExperimentConfig
-from recsys.config_loading import to_dict
+from recsys.config_loading import from_dict
 from recsys.data.dataset import ClickDataset
 from recsys.errors import CheckpointError, ConfigError, UserError
 
@@ -44,14 +44,19 @@ def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
 
 
 def _check_teacher(config: ExperimentConfig, trained: dict[str, Any], folder: Path) -> None:
-    """CheckpointError unless the teacher came from this config's seed, data and model section."""
+    """CheckpointError unless the teacher came from this config's seed, data and model section
+    (compared with defaults filled in, so keys added to the config since still match)."""
     teacher = config.compress.teacher
-    expected = {"seed": config.seed, "data": to_dict(config.data), "model": to_dict(getattr(config, teacher).model)}
-    found = {"seed": trained.get("seed"), "data": trained.get("data"),
-             "model": (trained.get(teacher) or {}).get("model")}
-    for key, value in expected.items():
-        if found[key] != value:
-            where = key if key != "model" else f"{teacher}.model"
+    section = getattr(config, teacher).model
+    checks = (("seed", lambda: trained["seed"] == config.seed),
+              ("data", lambda: from_dict(type(config.data), trained["data"], "data") == config.data),
+              (f"{teacher}.model", lambda: from_dict(type(section), trained[teacher]["model"], "model") == section))
+    for where, same in checks:
+        try:
+            matches = same()
+        except (KeyError, TypeError, UserError):
+            matches = False
+        if not matches:
             raise CheckpointError(f"{folder}: trained with a different `{where}` than this config; "
                                   "rerun `recsys run` (or --fresh)")
 

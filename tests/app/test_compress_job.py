@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,16 @@ def test_variants_of_a_run_without_variants_is_one_line(tmp_path: Path) -> None:
     proc = cli("variants", str(tmp_path))
     assert proc.returncode == 2 and "no variants; run `recsys compress CONFIG` first" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_compress_replaces_the_variant_set_whole(run, tmp_path: Path) -> None:
+    config_path, run_dir = run
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    proc = cli("compress", str(config_path), "--set", f'out_dir="{tmp_path / "runs"}"',
+               "--set", 'compress.variants=[{name="fp16", quantize={default="fp16"}}]',
+               "--set", "compress.latency.batch_sizes=[64]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (copy / "variants").iterdir()) == ["fp16", "fp32", "variants.csv", "variants.png"]
+    assert read_manifest(copy / "variants" / "fp16")["size"]["ratio_vs_fp32"] == pytest.approx(2.0, rel=0.01)
