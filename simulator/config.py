@@ -121,7 +121,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    num_requests: int = 200_000  # at most; the stopping rule may end the run earlier
+    num_requests: int = 200_000  # at most, rounded up to whole steps; the stopping rule may end earlier
     batch_requests: int = 4096  # requests per step (concurrent sessions)
     candidates: int = 100  # C
     slate_size: int = 10  # K
