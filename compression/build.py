@@ -30,7 +30,7 @@ def teacher_of(exported: ExportedModel) -> Teacher:
     if exported.kind not in SCORABLE:
         raise ConfigError(f"compress.teacher: a {exported.kind} model cannot be compressed "
                           f"(supported: {', '.join(SCORABLE)})")
-    return Teacher(exported.kind, exported.schema, exported.config, exported.model)
+    return Teacher(exported.kind, exported.schema, exported.config, exported.model, exported.meta)
 
 
 def latency_batches(dataset: ClickDataset, sizes: Sequence[int], per_size: int = 8) -> dict[int, list]:

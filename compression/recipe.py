@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -39,6 +39,7 @@ class Teacher:
     schema: Schema
     config: dict[str, Any]  # the model config
     model: nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)  # where it came from: its run's config, test metrics
 
 
 def _bytes(table: FloatTable, precision: str) -> int:
@@ -220,7 +221,7 @@ def build_variant(teacher: Teacher, dataset: ClickDataset, config: VariantConfig
     packed = {n: pack(t, precisions[n], config.quantize.clip_search) for n, t in tables.items()}
     notes["precisions"] = precisions
     return Variant(config.name, teacher.kind, teacher.schema, model_config, model, packed, fp32_total,
-                   to_dict(config), notes)
+                   to_dict(config), notes, teacher.meta)
 
 
 def fp32_variant(teacher: Teacher) -> Variant:
@@ -228,4 +229,4 @@ def fp32_variant(teacher: Teacher) -> Variant:
     packed = {n: pack(t, "fp32") for n, t in float_tables(teacher.model).items()}
     return Variant("fp32", teacher.kind, teacher.schema, teacher.config, teacher.model, packed,
                    _fp32_total(teacher.model), {"name": "fp32", "steps": []},
-                   {"precisions": {n: "fp32" for n in packed}})
+                   {"precisions": {n: "fp32" for n in packed}}, teacher.meta)

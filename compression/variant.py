@@ -44,6 +44,7 @@ class Variant:
     fp32_total: int  # bytes of the teacher's fp32 TBE: the reference of every ratio
     recipe: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. chosen precisions, student-alone metrics
+    teacher: dict[str, Any] = field(default_factory=dict)  # the teacher's provenance: run config, test metrics
 
     def scorer(self, device: torch.device = CPU) -> CompressedScorer:
         return CompressedScorer(self.kind, self.model, self.tables, self.fp32_total, device)
@@ -85,6 +86,7 @@ def _write(tmp: Path, variant: Variant, metrics: dict[str, float], latency: dict
     manifest = {
         "format": FORMAT, "name": variant.name, "kind": variant.kind, "schema": schema_to_dict(variant.schema),
         "model_config": variant.model_config, "recipe": variant.recipe, "notes": variant.notes,
+        "teacher": variant.teacher,
         "tables": {n: {f: getattr(t, f) for f in _TABLE_FIELDS} | {"rows": t.rows, "pruned": t.remap is not None}
                    for n, t in variant.tables.items()},
         "size": size_report(variant.tables.values(), variant.fp32_total).to_dict(),

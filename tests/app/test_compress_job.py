@@ -72,6 +72,8 @@ def test_run_builds_measures_and_serves_every_variant(run) -> None:
     assert pruned < int8 < fp32 / 2.5  # dim 8: an int8 row is 8 bytes + 4 of scale/bias against 32
     assert manifests["int8"]["size"]["ratio_vs_fp32"] == pytest.approx(fp32 / int8)
     assert set(manifests["int8"]["latency"]) == {"64", "512"}
+    teacher = manifests["int8"]["teacher"]  # provenance: the run the teacher came from
+    assert teacher["experiment"] == load_config(config_path).to_dict() and "auc" in teacher["test"]
 
     results = json.loads((run_dir / "metrics.json").read_text())
     summary = {r["variant"]: r for r in results["variants"]}
