@@ -19,10 +19,6 @@ from recsys.errors import CheckpointError, ConfigError, UserError
 SUMMARY_CSV, SUMMARY_PNG = "variants.csv", "variants.png"
 
 
-def teacher_folder(config: ExperimentConfig) -> Path:
-    return config.run_dir / config.compress.teacher / "model"
-
-
 def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
                  progress: bool = True) -> list[dict[str, Any]]:
     """Build, measure and store every configured variant; returns the summary rows as dicts."""
@@ -32,7 +28,7 @@ def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
 
     if config.compress is None:
         raise ConfigError("compress: the config has no [compress] section")
-    folder = teacher_folder(config)
+    folder = config.run_dir / config.compress.teacher / "model"
     if not folder.is_dir():
         raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
     exported = load_model(folder)
