@@ -5,7 +5,16 @@ from bandit.ledger import DecisionLedger, Feedback
 from bandit.memory import Discounted, SlidingWindow, Stationary
 from bandit.ope import Estimate, LoggedBandit, evaluate
 from bandit.policies import (
-    UCB1, KLUCB, EXP3, EpsilonGreedy, LinTS, LinUCB, Policy, Selection, Softmax, ThompsonSampling,
+    EXP3,
+    KLUCB,
+    UCB1,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    Policy,
+    Selection,
+    Softmax,
+    ThompsonSampling,
     TopTwoTS,
 )
 from bandit.posterior import BetaBernoulli, LogNormalLatency, NormalInverseGamma

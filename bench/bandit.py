@@ -10,21 +10,36 @@ SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
-
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from bandit import (KLUCB, UCB1, EXP3, Allocation, BetaBernoulli, Constrained, Discounted,
-                    EpsilonGreedy, GLRRule, LatencySLO, LoggedBandit, SlidingWindow, Softmax,
-                    StoppingRule, ThompsonSampling, TopTwoTS, TradeoffTS, check_glr, check_stopping,
-                    evaluate)
+from bandit import (
+    EXP3,
+    KLUCB,
+    UCB1,
+    Allocation,
+    BetaBernoulli,
+    Constrained,
+    Discounted,
+    EpsilonGreedy,
+    GLRRule,
+    LatencySLO,
+    LoggedBandit,
+    SlidingWindow,
+    Softmax,
+    StoppingRule,
+    ThompsonSampling,
+    TopTwoTS,
+    TradeoffTS,
+    check_glr,
+    check_stopping,
+    evaluate,
+)
 from bandit.ope import cross_fitted_means  # noqa: E402
 
 CTR = np.linspace(0.040, 0.050, 5)

@@ -9,12 +9,13 @@ NDCG@10 about 0.44 on a 75/25 split), then prints the comparison.
 """
 from __future__ import annotations
 
-import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
 import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
 
 BPR = {"recall@10": 0.21, "ndcg@10": 0.44}
 

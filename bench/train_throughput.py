@@ -9,7 +9,6 @@ framework / bare >= 0.9 and loader / framework >= 5.
 """
 from __future__ import annotations
 
-import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
 import argparse
 import logging
 import statistics
@@ -18,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
 import torch
 from torch.distributed.optim import _apply_optimizer_in_backward as apply_optimizer_in_backward
 from torchrec.distributed.model_parallel import DistributedModelParallel

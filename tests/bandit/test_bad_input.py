@@ -2,8 +2,21 @@
 import numpy as np
 import pytest
 
-from bandit import (EXP3, Allocation, BanditInputError, DecisionLedger, GLRRule, LinTS, LinUCB,
-                    ThompsonSampling, TopTwoTS, TradeoffTS, Constrained, LatencySLO, to_json)
+from bandit import (
+    EXP3,
+    Allocation,
+    BanditInputError,
+    Constrained,
+    DecisionLedger,
+    GLRRule,
+    LatencySLO,
+    LinTS,
+    LinUCB,
+    ThompsonSampling,
+    TopTwoTS,
+    TradeoffTS,
+    to_json,
+)
 
 
 @pytest.mark.parametrize("make, kwargs, field", [

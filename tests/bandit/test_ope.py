@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bandit import BanditInputError, LoggedBandit, ThompsonSampling, BetaBernoulli, evaluate
+from bandit import BanditInputError, BetaBernoulli, LoggedBandit, ThompsonSampling, evaluate
 from bandit.ope import cross_fitted_means
 
 MU = np.array([0.1, 0.2, 0.3, 0.5])

@@ -2,8 +2,20 @@
 import numpy as np
 import pytest
 
-from bandit import (EXP3, KLUCB, UCB1, Allocation, Discounted, EpsilonGreedy, LinTS, LinUCB,
-                    SlidingWindow, Softmax, ThompsonSampling, TopTwoTS)
+from bandit import (
+    EXP3,
+    KLUCB,
+    UCB1,
+    Allocation,
+    Discounted,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    SlidingWindow,
+    Softmax,
+    ThompsonSampling,
+    TopTwoTS,
+)
 from bandit.glr import transport_costs
 from bandit.policies.ucb import bernoulli_kl
 

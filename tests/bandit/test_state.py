@@ -4,9 +4,26 @@ import json
 import numpy as np
 import pytest
 
-from bandit import (EXP3, KLUCB, Allocation, BanditStateError, BetaBernoulli, Constrained,
-                    DecisionLedger, Discounted, LatencySLO, LinTS, NormalInverseGamma, SlidingWindow,
-                    ThompsonSampling, TopTwoTS, TradeoffTS, UCB1, from_json, to_json)
+from bandit import (
+    EXP3,
+    KLUCB,
+    UCB1,
+    Allocation,
+    BanditStateError,
+    BetaBernoulli,
+    Constrained,
+    DecisionLedger,
+    Discounted,
+    LatencySLO,
+    LinTS,
+    NormalInverseGamma,
+    SlidingWindow,
+    ThompsonSampling,
+    TopTwoTS,
+    TradeoffTS,
+    from_json,
+    to_json,
+)
 
 FACTORIES = [
     lambda: ThompsonSampling(3, model=BetaBernoulli((1.0, 2.0, 3.0), 5.0), memory=Discounted(0.99), seed=1),

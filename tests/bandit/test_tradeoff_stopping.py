@@ -2,8 +2,19 @@
 import numpy as np
 import pytest
 
-from bandit import (Allocation, Constrained, LatencySLO, NonInferiority, Scalarised, StoppingRule,
-                    ThompsonSampling, TopTwoTS, TradeoffTS, check_stopping, pareto_front)
+from bandit import (
+    Allocation,
+    Constrained,
+    LatencySLO,
+    NonInferiority,
+    Scalarised,
+    StoppingRule,
+    ThompsonSampling,
+    TopTwoTS,
+    TradeoffTS,
+    check_stopping,
+    pareto_front,
+)
 
 CTR = np.array([0.30, 0.35, 0.40])
 P95 = np.array([60.0, 80.0, 140.0])

@@ -18,9 +18,12 @@ def _variant(raw: dict) -> VariantConfig:
 
 @pytest.mark.parametrize("raw, fragment", [
     ({"quantize": {"tables": {"t_nope": "int4"}}}, "quantize.tables.t_nope: no such table"),
-    ({"quantize": {"tables": {"t_user_id": "int2"}}}, "quantize.tables.t_user_id: int2 needs an embedding dim divisible by 8"),
-    ({"quantize": {"default": "int2"}}, "quantize.default (table t_user_tags): int2 needs an embedding dim divisible by 8"),
-    ({"quantize": {"budget_ratio": 1000.0, "candidates": ["int8", "int4"]}}, "quantize.budget_ratio: 1000.0x cannot be met"),
+    ({"quantize": {"tables": {"t_user_id": "int2"}}},
+     "quantize.tables.t_user_id: int2 needs an embedding dim divisible by 8"),
+    ({"quantize": {"default": "int2"}},
+     "quantize.default (table t_user_tags): int2 needs an embedding dim divisible by 8"),
+    ({"quantize": {"budget_ratio": 1000.0, "candidates": ["int8", "int4"]}},
+     "quantize.budget_ratio: 1000.0x cannot be met"),
 ])
 def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
     import torch

@@ -1,10 +1,10 @@
 """The ClickDataset contract: rank slicing, padding, drop_last, positives_only, determinism."""
 import numpy as np
 import pytest
-from tests.data.data_helpers import batch_rows, small_config
 
 from recsys.data.dataset import PAD_LABEL
 from recsys.data.synthetic import load_synthetic
+from tests.data.data_helpers import batch_rows, small_config
 
 
 @pytest.fixture(scope="module")

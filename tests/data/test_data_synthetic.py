@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from tests.data.data_helpers import SMALL, batch_rows, small_config
 
 from recsys.data.synthetic import World, load_synthetic, sample_impressions
 from recsys.errors import DataError
+from tests.data.data_helpers import SMALL, batch_rows, small_config
 
 
 def test_empirical_ctr_matches_base_ctr_and_true_probability():
