@@ -58,7 +58,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
         results["variants"] = compress_run(config, dataset)
         _write_results(results, run_dir)
     if env.is_main and config.simulator is not None:
-        results["simulation"] = simulate(config)
+        results["simulation"] = simulate(config, getattr(dataset, "world", None))
     return {**results, "is_main": env.is_main}
 
 
