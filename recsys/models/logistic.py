@@ -1,7 +1,9 @@
 """Logistic regression over the same features as DLRM: one weight per id plus a linear dense term.
 
-A baseline that must be beaten; its id weights live in an EmbeddingBagCollection of dimension 1
-so it trains, shards and checkpoints exactly like the deep models.
+A baseline that must be beaten; its id weights live in an EmbeddingBagCollection so it trains,
+shards and checkpoints exactly like the deep models. Each id has ID_COLUMNS columns whose sum is
+its weight (still one linear weight per id): FBGEMM's fused table-wise kernel, which the planner
+picks for large tables, refuses dims not divisible by 4.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from recsys.data.schema import Schema
 from recsys.models.dlrm import TaskOutput
 from recsys.models.tables import embedding_bag_collection
 
+ID_COLUMNS = 4
+
 
 class LogisticRegression(nn.Module):
     def __init__(self, schema: Schema, device: torch.device) -> None:
         super().__init__()
-        self.ebc = embedding_bag_collection(schema, 1, device)
+        self.ebc = embedding_bag_collection(schema, ID_COLUMNS, device)
         self.dense = nn.Linear(len(schema.dense), 1, device=device)
         self.loss_fn = nn.BCEWithLogitsLoss()
 
