@@ -6,9 +6,12 @@ and the logits of a few validation batches: the cheap signals mixed precision ra
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchrec.datasets.utils import Batch
 
 from compression.scorer import model_logits
 from recsys.data.dataset import ClickDataset, Split
@@ -36,39 +39,37 @@ def evaluate(kind: str, model: nn.Module, dataset: ClickDataset, split: Split = 
     return {"auc": m.auc, "ne": m.ne, "log_loss": m.log_loss}
 
 
-@torch.no_grad()
-def mean_loss(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
-              split: Split = "val") -> float:
-    """Mean training loss over the first `batches` batches of `split` (same rows every call).
+def probe_batches(kind: str, dataset: ClickDataset, batches: int, loss: bool, batch_size: int = 1024,
+                  split: Split = "val") -> list[Batch]:
+    """The first `batches` batches of `split`, read once: every sensitivity probe scores the same rows
+    (a streamed source would re-parse its files per probe). Two-tower: clicks only; full batches
+    for its in-batch loss."""
+    stream = dataset.batches(split, batch_size, drop_last=kind == "two_tower" and loss,
+                             positives_only=kind == "two_tower")
+    out = list(itertools.islice(stream, batches))
+    if kind == "two_tower" and loss and not out:
+        raise ConfigError(f"quantize.sensitivity: the {split} split has no full batch of "
+                          f"{batch_size} clicks; use 'output'")
+    return out
 
-    DLRM: BCE over the real rows (padding dropped). Two-tower: its in-batch loss over full batches
-    of clicks, so it needs at least one full batch."""
+
+@torch.no_grad()
+def mean_loss(kind: str, model: nn.Module, batches: list[Batch]) -> float:
+    """Mean training loss over `batches`. DLRM: BCE over the real rows (padding dropped);
+    two-tower: its in-batch loss."""
     model.eval()
     if kind == "two_tower":
-        stream = dataset.batches(split, batch_size, drop_last=True, positives_only=True)
-        losses = [float(model(b)[0]) for _, b in zip(range(batches), stream)]
-        if not losses:
-            raise ConfigError(f"quantize.sensitivity: the {split} split has no full batch of "
-                              f"{batch_size} clicks; use 'output'")
-        return sum(losses) / len(losses)
-    logits, labels = _logits_labels(kind, model, dataset, split, batches, batch_size)
+        return sum(float(model(b)[0]) for b in batches) / len(batches)
+    logits, labels = split_logits(kind, model, batches), torch.cat([b.labels.float() for b in batches])
     keep = labels >= 0
     return float(F.binary_cross_entropy_with_logits(logits[keep], labels[keep]))
 
 
-def _logits_labels(kind: str, model: nn.Module, dataset: ClickDataset, split: Split, batches: int,
-                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    stream = dataset.batches(split, batch_size, positives_only=kind == "two_tower")
-    parts = [(model_logits(kind, model, b), b.labels.float()) for _, b in zip(range(batches), stream)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
 @torch.no_grad()
-def split_logits(kind: str, model: nn.Module, dataset: ClickDataset, batches: int, batch_size: int = 1024,
-                 split: Split = "val") -> torch.Tensor:
-    """Logits of the first `batches` batches of `split`, concatenated (same rows every call)."""
+def split_logits(kind: str, model: nn.Module, batches: list[Batch]) -> torch.Tensor:
+    """Logits of `batches`, concatenated."""
     model.eval()
-    return _logits_labels(kind, model, dataset, split, batches, batch_size)[0]
+    return torch.cat([model_logits(kind, model, b) for b in batches])
 
 
 def primary_metric(kind: str, ks: tuple[int, ...] = (10, 20)) -> str:

@@ -19,7 +19,7 @@ from torch import nn
 
 from compression.config import DistillConfig, QuantizeConfig, VariantConfig
 from compression.distill import student_alone, student_config, train_student
-from compression.evaluate import evaluate, mean_loss, split_logits
+from compression.evaluate import evaluate, mean_loss, probe_batches, split_logits
 from compression.prune import prune
 from compression.quantize import BITS, PACK_MULTIPLE, check_precision
 from compression.size import fp32_bytes, table_bytes
@@ -65,11 +65,13 @@ def explicit_precisions(config: QuantizeConfig, tables: dict[str, FloatTable]) -
     return {name: config.tables.get(name, config.default) for name in tables}
 
 
-def _probe_signal(kind: str, model: nn.Module, dataset: ClickDataset, config: QuantizeConfig):
+def _probe_signal(kind: str, dataset: ClickDataset, config: QuantizeConfig):
     """A function of the probe model: its val loss, or its val logits (for the output distortion)."""
-    if config.sensitivity == "loss":
-        return lambda m: mean_loss(kind, m, dataset, config.sensitivity_batches)
-    return lambda m: split_logits(kind, m, dataset, config.sensitivity_batches)
+    loss = config.sensitivity == "loss"
+    batches = probe_batches(kind, dataset, config.sensitivity_batches, loss)
+    if loss:
+        return lambda m: mean_loss(kind, m, batches)
+    return lambda m: split_logits(kind, m, batches)
 
 
 def _distortion(config: QuantizeConfig, probe, base) -> float:
@@ -81,7 +83,7 @@ def sensitivity(kind: str, model: nn.Module, tables: dict[str, FloatTable], data
     """How much lowering only table t to precision p hurts: val-loss increase or logit MSE."""
     probe = copy.deepcopy(model)
     load_tables(probe, tables)
-    signal = _probe_signal(kind, probe, dataset, config)
+    signal = _probe_signal(kind, dataset, config)
     base = signal(probe)
     out: dict[str, dict[str, float]] = {}
     for name, table in tables.items():
