@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import mannwhitneyu
 
-from recsys.metrics.ctr import auc, calibration, ctr_metrics, log_loss, normalized_entropy
+from recsys.metrics.ctr import auc, calibration, ctr_metrics, log_loss, normalized_entropy, paired_auc_difference
 
 
 def brute_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -103,3 +103,20 @@ def test_ctr_metrics_drops_padding_rows() -> None:
 def test_ctr_metrics_auc_keeps_saturated_logits_apart() -> None:
     m = ctr_metrics([0, 1, 0, 1], [-3.0, 40.0, 45.0, 50.0], from_logits=True)
     assert m.auc == pytest.approx(0.75)
+
+
+def test_paired_auc_difference_separates_a_real_gain_from_noise() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.3).astype(np.float64)
+    a = y + rng.normal(0.0, 2.0, y.size)
+    better = a + 0.3 * y  # a little more signal on the same rows
+    jittered = a + rng.normal(0.0, 0.05, y.size)  # no more signal
+    gain = paired_auc_difference(y, a, better, rounds=100)
+    assert gain.delta == pytest.approx(brute_auc(y, better) - brute_auc(y, a), abs=1e-12)
+    assert 0.0 < gain.low < gain.delta < gain.high
+    noise = paired_auc_difference(y, a, jittered, rounds=100)
+    assert noise.low < 0.0 < noise.high
+    same = paired_auc_difference(y, a, a, rounds=20)
+    assert (same.delta, same.low, same.high) == (0.0, 0.0, 0.0)
+    unpaired = np.percentile([auc(y, better, w) for w in rng.poisson(1.0, (100, y.size))], [2.5, 97.5])
+    assert gain.high - gain.low < (unpaired[1] - unpaired[0]) / 2  # pairing cancels the shared noise
