@@ -90,14 +90,35 @@ class CriteoConfig:
 
 
 @dataclass(frozen=True)
+class CriteoLikeConfig:
+    """Size and click rate of a generated Criteo-format log (`data.source = "criteo_like"`)."""
+
+    num_rows: int = 1_000_000  # all splits: val and test are carved from it as for Criteo files
+    max_cardinality: int = 50_000  # Kaggle cardinalities above this are capped
+    zipf: float = 1.05  # value frequency ~ 1 / rank^zipf within each feature
+    base_ctr: float = 0.25  # mean true click probability (Criteo Kaggle: 0.256)
+    interaction_dim: int = 8
+    interaction_std: float = 0.7  # std of each interaction term of the logit
+    chunk_rows: int = 200_000  # rows generated and written at once
+
+    def __post_init__(self) -> None:
+        for name in ("num_rows", "max_cardinality", "interaction_dim", "chunk_rows"):
+            require(getattr(self, name) >= 1, name, "must be >= 1")
+        require(0.0 < self.base_ctr < 1.0, "base_ctr", "must be in (0, 1)")
+        require(self.zipf >= 0.0, "zipf", "must be >= 0")
+        require(self.interaction_std >= 0.0, "interaction_std", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    source: Literal["synthetic", "movielens", "criteo"] = "synthetic"
+    source: Literal["synthetic", "movielens", "criteo", "criteo_like"] = "synthetic"
     cache_dir: str = str(DEFAULT_CACHE)
     val_fraction: float = 0.05
     test_fraction: float = 0.25
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     movielens: MovieLensConfig = field(default_factory=MovieLensConfig)
     criteo: CriteoConfig = field(default_factory=CriteoConfig)
+    criteo_like: CriteoLikeConfig = field(default_factory=CriteoLikeConfig)
 
     def __post_init__(self) -> None:
         require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
@@ -106,6 +127,9 @@ class DataConfig:
                 "val_fraction + test_fraction must be < 1 (train needs rows)")
         require(self.source != "criteo" or bool(self.criteo.train_paths), "criteo.train_paths",
                 "required when source = 'criteo'")
+        generated = self.criteo.train_paths or self.criteo.val_paths or self.criteo.test_paths
+        require(self.source != "criteo_like" or not generated, "criteo.train_paths",
+                "must be empty when source = 'criteo_like' (its files are generated)")
 
     def fractions(self) -> dict[str, float]:
         """Share of rows per split."""

@@ -14,4 +14,7 @@ def load_dataset(config: DataConfig, seed: int) -> ClickDataset:
         from recsys.data.movielens import load_movielens
         return load_movielens(config, seed)
     from recsys.data.criteo import CriteoDataset
+    if config.source == "criteo_like":
+        from recsys.data.criteo_like import generated_criteo
+        config = generated_criteo(config, seed)
     return CriteoDataset(config, seed)

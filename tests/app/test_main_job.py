@@ -62,3 +62,28 @@ def test_main_job_trains_on_and_serves_the_movielens_truth(tiny_config) -> None:
     simulation = json.loads((run / "simulation" / "results.json").read_text())
     assert [v["variant"] for v in simulation["variants"]] == ["dlrm", "logistic"]
     assert simulation["requests"] == 2048
+
+
+@pytest.mark.slow
+def test_main_job_on_a_generated_criteo_log_with_large_tables(tiny_config) -> None:
+    """26 Criteo tables of 100,000 rows: the planner shards them table-wise with FBGEMM's fused
+    kernel (which refuses dims not divisible by 4: the logistic baseline once crashed here), and
+    the DLRM is compressed with mixed precision over all 26 tables."""
+    extra = ('\n[compress]\nteacher = "dlrm"\nlatency = { batch_sizes = [64], repeats = 1, iters = 2, warmup = 1 }\n'
+             '[[compress.variants]]\nname = "mixed"\nquantize = { budget_ratio = 3.5, sensitivity_batches = 2 }\n')
+    path = tiny_config("cl", extra)
+    sets = ["--set", 'data.source="criteo_like"', "--set", "data.criteo_like.num_rows=12000",
+            "--set", "data.criteo_like.max_cardinality=2000", "--set", "data.criteo.num_embeddings=[100000]",
+            "--set", "two_tower.enabled=false", "--set", "baselines.popularity=false"]
+    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(path), *sets],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = path.parent / "runs" / "cl"
+    results = json.loads((run / "metrics.json").read_text())
+    assert set(results["models"]) == {"dlrm", "logistic"}
+    assert results["models"]["logistic"]["test"]["auc"] > 0.55
+    placements = results["models"]["logistic"]["placements"]
+    assert "table_wise" in {kind for kind, _ in placements.values()}, placements
+    manifest = json.loads((run / "variants" / "mixed" / "manifest.json").read_text())
+    assert len(manifest["size"]["tables"]) == 26
+    assert manifest["size"]["ratio_vs_fp32"] >= 3.5
