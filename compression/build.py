@@ -55,9 +55,9 @@ def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressCon
     teacher = teacher_of(exported)
     show = progress and interactive()
     variants: list[Variant] = [fp32_variant(teacher)]
-    students: dict[str, tuple] = {}
+    cache: dict[str, Any] = {}  # shared between variants: students, sensitivities
     for vc in tqdm(config.variants, desc="build variants", disable=not show):
-        variants.append(build_variant(teacher, dataset, vc, config.ks, show, students))
+        variants.append(build_variant(teacher, dataset, vc, config.ks, show, cache))
     scorers = {v.name: v.scorer(device) for v in variants}
     metrics = {}
     for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not show):

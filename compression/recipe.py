@@ -108,9 +108,11 @@ def _candidates(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[s
 
 
 def mixed_precision(kind: str, model: nn.Module, tables: dict[str, FloatTable], dataset: ClickDataset,
-                    config: QuantizeConfig, fp32_total: int) -> tuple[dict[str, str], dict[str, Any]]:
+                    config: QuantizeConfig, fp32_total: int, cache: dict[str, Any] | None = None,
+                    origin: str = "") -> tuple[dict[str, str], dict[str, Any]]:
     """Per-table precisions meeting `budget_ratio` with the least summed sensitivity: exact search
-    when the combinations are few, else greedy lowering then spending the slack."""
+    when the combinations are few, else greedy lowering then spending the slack. Sensitivities do
+    not depend on the budget: `cache` keeps them per (`origin` of the tables, probe settings)."""
     _check_overrides(config, tables)
     budget = fp32_total / config.budget_ratio
     candidates = _candidates(config, tables)
@@ -118,7 +120,12 @@ def mixed_precision(kind: str, model: nn.Module, tables: dict[str, FloatTable], 
     if smallest > budget:
         raise ConfigError(f"quantize.budget_ratio: {config.budget_ratio}x cannot be met; the smallest "
                           f"choice is {smallest} bytes ({fp32_total / smallest:.2f}x)")
-    sens = sensitivity(kind, model, tables, dataset, config, candidates)
+    key = repr(("sensitivity", origin, config.sensitivity, config.sensitivity_batches, config.clip_search,
+                candidates))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = sensitivity(kind, model, tables, dataset, config, candidates)
+    sens = cache[key]
     if math.prod(len(c) for c in candidates.values()) <= EXACT_SEARCH_LIMIT:
         chosen = _exact(tables, candidates, sens, budget)
     else:
@@ -194,30 +201,34 @@ def _fp32_total(model: nn.Module) -> int:
 
 def build_variant(teacher: Teacher, dataset: ClickDataset, config: VariantConfig,
                   ks: tuple[int, ...] = (10, 20), progress: bool = False,
-                  students: dict[str, tuple] | None = None) -> Variant:
+                  cache: dict[str, Any] | None = None) -> Variant:
     """Apply the variant's steps in order; the result holds packed tables and the dense model.
 
-    `students` caches distillation results by distill config, so variants sharing a student
-    (e.g. 'distilled' and 'distilled + quantized') train it, and its student-alone twin, once."""
-    students = {} if students is None else students
+    `cache` keeps what variants can share: distilled students by distill config (so 'distilled'
+    and 'distilled + quantized' train the student, and its student-alone twin, once) and table
+    sensitivities by the steps that made the tables (so a budget sweep probes once)."""
+    cache = {} if cache is None else cache
+    origin: list[str] = []
     fp32_total = _fp32_total(teacher.model)
     model, model_config, notes = teacher.model, teacher.config, {}
     tables = float_tables(model)
     precisions = {name: "fp32" for name in tables}
     for step in config.steps:
         if step == "distill":
-            key = repr(config.distill)
-            if key not in students:
-                students[key] = _distill(teacher, dataset, config.distill, ks, progress)
-            model, model_config, distilled = students[key]
+            key = repr(("student", config.distill))
+            if key not in cache:
+                cache[key] = _distill(teacher, dataset, config.distill, ks, progress)
+            model, model_config, distilled = cache[key]
+            origin.append(key)
             notes = dict(distilled)
             tables = float_tables(model)
             precisions = {name: "fp32" for name in tables}
         elif step == "prune":
             tables = prune(config.prune, teacher.kind, model, tables, dataset)
+            origin.append(repr(config.prune))
         elif config.quantize.budget_ratio is not None:
             precisions, notes["mixed_precision"] = mixed_precision(
-                teacher.kind, model, tables, dataset, config.quantize, fp32_total)
+                teacher.kind, model, tables, dataset, config.quantize, fp32_total, cache, repr(origin))
         else:
             precisions = explicit_precisions(config.quantize, tables)
     packed = {n: pack(t, precisions[n], config.quantize.clip_search) for n, t in tables.items()}

@@ -129,3 +129,22 @@ def test_exact_and_greedy_searches_agree_on_an_easy_case(monkeypatch, tiny_expor
     greedy = build_variant(teacher, tiny_dataset, config)
     assert size_report(greedy.tables.values(), greedy.fp32_total).ratio >= 3.0
     assert set(exact.values()) <= {"int8", "int4"} and set(greedy.notes["precisions"].values()) <= {"int8", "int4"}
+
+
+def test_a_budget_sweep_probes_sensitivities_once_per_table_origin(monkeypatch, tiny_exported, tiny_dataset):
+    import compression.recipe as recipe
+
+    calls = []
+    real = recipe.sensitivity
+    monkeypatch.setattr(recipe, "sensitivity", lambda *a: calls.append(1) or real(*a))
+    teacher = teacher_of(tiny_exported("dlrm"))
+    quantize = {"sensitivity_batches": 1, "candidates": ["int8", "int4", "int2"]}
+    cache = {}
+    shared = [build_variant(teacher, tiny_dataset, _variant({"quantize": {**quantize, "budget_ratio": r}}),
+                            cache=cache) for r in (3.0, 3.5, 4.0)]
+    assert len(calls) == 1
+    alone = build_variant(teacher, tiny_dataset, _variant({"quantize": {**quantize, "budget_ratio": 3.5}}))
+    assert alone.notes["precisions"] == shared[1].notes["precisions"]
+    pruned = {"steps": ["prune", "quantize"], "prune": {"ratio": 0.3}, "quantize": {**quantize, "budget_ratio": 3.5}}
+    build_variant(teacher, tiny_dataset, _variant(pruned), cache=cache)
+    assert len(calls) == 3  # pruned tables are probed anew; `alone` had its own cache
