@@ -6,7 +6,10 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
 1. MovieLens-100k, the dim-64 DLRM teacher of configs/movielens_compress.toml.
 2. Synthetic world, the dim-64 DLRM teacher of configs/synthetic_compress.toml.
    Both teachers are trained here through the `recsys run` CLI (or reused from --out).
-3. Large tables (2.5 GB at fp32, Zipf ids, dim 64 and 128): TBE lookup latency and QPS of
+3. Criteo-like log (26 tables of uneven importance, configs/criteo_like.toml): uniform int8/int4/
+   int2 against mixed precision at exactly uniform int4's and int2's bytes, with a paired
+   bootstrap interval on the AUC difference (same test rows for both).
+4. Large tables (2.5 GB at fp32, Zipf ids, dim 64 and 128): TBE lookup latency and QPS of
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
 
@@ -36,14 +39,17 @@ from compression.report import VariantRow, format_table, plot, run_rows, write_c
 from compression.scorer import build_quant_ebc
 from compression.size import fp32_bytes, table_bytes, tbe_bytes
 from compression.tables import FloatTable, float_tables, pack
+from compression.variant import load_variant
 from recsys.app.config import load_config
 from recsys.config_loading import from_dict, read_toml
 from recsys.data.config import DataConfig
 from recsys.data.sources import load_dataset
 from recsys.errors import UserError
+from recsys.metrics.ctr import paired_auc_difference
 from recsys.serving.export import ExportedModel, load_model
 
 ML_CONFIG, SYNTHETIC_CONFIG = "configs/movielens_compress.toml", "configs/synthetic_compress.toml"
+CRITEO_LIKE_CONFIG = "configs/criteo_like.toml"
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,14 @@ class Scale:
     distill_epochs: int
     latency: LatencyConfig
     synthetic_rows: int
+    criteo_like_rows: int
     large_bytes: float  # fp32 bytes of the large-table part
     large_latency: LatencyConfig
 
 
-FULL = Scale(4, LatencyConfig(repeats=5, iters=20, warmup=3), 400_000, 2.5e9,
+FULL = Scale(4, LatencyConfig(repeats=5, iters=20, warmup=3), 400_000, 1_000_000, 2.5e9,
              LatencyConfig(repeats=5, iters=10, warmup=3))
-QUICK = Scale(1, LatencyConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 1e8,
+QUICK = Scale(1, LatencyConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 100_000, 1e8,
               LatencyConfig(repeats=2, iters=4, warmup=1))
 
 def uniform_ratio(exported: ExportedModel, precision: str) -> float:
@@ -94,6 +101,32 @@ def variant_configs(exported: ExportedModel, config: str, scale: Scale) -> list[
     ]
 
 
+def mixed_vs_uniform(exported: ExportedModel) -> list[dict[str, Any]]:
+    """Uniform precisions, and mixed precision at exactly the bytes of uniform int4 and int2."""
+    out = [{"name": p, "quantize": {"default": p}} for p in ("int8", "int4", "int2")]
+    for p in ("int4", "int2"):
+        out += [{"name": f"mixed-{p}-bytes", "quantize": {"budget_ratio": uniform_ratio(exported, p)}},
+                {"name": f"mixed-{p}-bytes-loss", "quantize": {"budget_ratio": uniform_ratio(exported, p),
+                                                              "sensitivity": "loss"}}]
+    return out
+
+
+def paired_comparison(out: Path, dataset, pairs: list[tuple[str, str]]) -> None:
+    """AUC(b) - AUC(a) on the same test rows with a 95% paired bootstrap interval."""
+    names = sorted({n for pair in pairs for n in pair})
+    scorers = {n: load_variant(out / "variants" / n) for n in names}
+    logits, labels = {n: [] for n in names}, []
+    for batch in dataset.batches("test", 4096):
+        labels.append(batch.labels)
+        for n, scorer in scorers.items():
+            logits[n].append(scorer.score(batch))
+    y = torch.cat(labels)
+    keep = y >= 0
+    for a, b in pairs:
+        d = paired_auc_difference(y[keep], torch.cat(logits[a])[keep], torch.cat(logits[b])[keep])
+        print(f"AUC {b} - {a}: {d.delta:+.5f}  (95% paired bootstrap: {d.low:+.5f} .. {d.high:+.5f})")
+
+
 def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[str, Any]], scale: Scale,
              out: Path) -> list[VariantRow]:
     config = from_dict(CompressConfig, {"variants": variants}, "compress")
@@ -103,9 +136,11 @@ def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[s
     print(f"\n== {title} ==\n{format_table(rows)}")
     write_csv(rows, out / "variants.csv")
     plot(rows, out / "variants.png", title)
-    distilled = next(m for m in manifests if m["name"] == "distilled")["notes"]
-    print(f"student distilled AUC {distilled['student_distilled']['auc']:.4f} vs the same student alone "
-          f"{distilled['student_alone']['auc']:.4f}")
+    distilled = next((m for m in manifests if m["name"] == "distilled"), None)
+    if distilled:
+        notes = distilled["notes"]
+        print(f"student distilled AUC {notes['student_distilled']['auc']:.4f} vs the same student alone "
+              f"{notes['student_alone']['auc']:.4f}")
     print(f"wrote {out / 'variants.csv'} and {out / 'variants.png'}")
     return rows
 
@@ -177,7 +212,7 @@ def main() -> None:
                         "configs/movielens_compress.toml's teacher)")
     parser.add_argument("--out", default="runs/bench_compression")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--parts", default="movielens,synthetic,large")
+    parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -196,6 +231,16 @@ def main() -> None:
             run_part("synthetic DLRM, dim 64", exported, dataset_of(exported),
                      variant_configs(exported, SYNTHETIC_CONFIG, scale), scale,
                      out / "synthetic")
+        if "criteo_like" in parts:
+            exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
+                               "baselines.logistic=false")
+            dataset = dataset_of(exported)
+            run_part("Criteo-like log, 26 tables, DLRM dim 64", exported, dataset, mixed_vs_uniform(exported),
+                     scale, out / "criteo_like")
+            paired_comparison(out / "criteo_like", dataset, [("int4", "mixed-int4-bytes"),
+                                                             ("int4", "mixed-int4-bytes-loss"),
+                                                             ("int2", "mixed-int2-bytes"),
+                                                             ("int2", "mixed-int2-bytes-loss")])
         if "large" in parts:
             for dim in (64, 128):
                 large_tables(scale, out, dim=dim)

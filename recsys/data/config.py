@@ -95,10 +95,10 @@ class CriteoLikeConfig:
 
     num_rows: int = 1_000_000  # all splits: val and test are carved from it as for Criteo files
     max_cardinality: int = 50_000  # Kaggle cardinalities above this are capped
-    zipf: float = 1.05  # value frequency ~ 1 / rank^zipf within each feature
+    zipf: float = 1.2  # value frequency ~ 1 / rank^zipf within each feature
     base_ctr: float = 0.25  # mean true click probability (Criteo Kaggle: 0.256)
     interaction_dim: int = 8
-    interaction_std: float = 0.7  # std of each interaction term of the logit
+    interaction_std: float = 1.5  # std of each interaction term of the logit
     chunk_rows: int = 200_000  # rows generated and written at once
 
     def __post_init__(self) -> None:
