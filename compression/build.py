@@ -61,7 +61,8 @@ def compress(exported: ExportedModel, dataset: ClickDataset, config: CompressCon
     scorers = {v.name: v.scorer(device) for v in variants}
     metrics = {}
     for name, scorer in tqdm(scorers.items(), desc="evaluate", disable=not show):
-        metrics[name] = evaluate(teacher.kind, scorer.model, dataset, "test", config.eval_batch_size, config.ks)
+        metrics[name] = evaluate(teacher.kind, scorer.model, dataset, "test", config.eval_batch_size, config.ks,
+                                 device)
     latency = measure_variants(scorers, dataset, config.latency)
     with staged_folder(Path(run_dir) / "variants") as out_dir:  # the run's variant set is replaced whole
         return [save_variant(out_dir / v.name, v, with_deltas(metrics[v.name], metrics["fp32"]), latency[v.name],

@@ -128,6 +128,7 @@ class CompressConfig:
     eval_batch_size: int = 4096
     ks: tuple[int, ...] = (10, 20)  # recall/NDCG cut-offs for two-tower
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    device: Literal["cpu", "cuda"] = "cpu"  # the serving device variants are evaluated and timed on
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchrec.datasets.utils import Batch
 
-from compression.scorer import model_logits
+from compression.scorer import CPU, model_logits
 from recsys.data.dataset import ClickDataset, Split
 from recsys.errors import ConfigError
 from recsys.metrics.ctr import ctr_metrics
@@ -22,17 +22,17 @@ from recsys.metrics.retrieval import retrieval_metrics
 
 @torch.no_grad()
 def evaluate(kind: str, model: nn.Module, dataset: ClickDataset, split: Split = "test",
-             batch_size: int = 4096, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
-    """The split's metrics of `model` (an nn.Module with float or quantized EBCs)."""
+             batch_size: int = 4096, ks: tuple[int, ...] = (10, 20), device: torch.device = CPU) -> dict[str, float]:
+    """The split's metrics of `model` (an nn.Module with float or quantized EBCs, on `device`)."""
     model.eval()
     if kind == "two_tower":
         data = dataset.retrieval(split)
-        users = model.embed(data.user_features, "user", batch_size)
-        items = model.embed(data.item_features, "item", batch_size)
+        users = model.embed(data.user_features, "user", batch_size).cpu()
+        items = model.embed(data.item_features, "item", batch_size).cpu()
         found = retrieval_metrics(users, items, data.positives, data.exclude, ks=ks)
         return {name: value for k, m in found.items()
                 for name, value in ((f"recall@{k}", m.recall), (f"ndcg@{k}", m.ndcg))}
-    parts = [(model_logits(kind, model, b), b.labels) for b in dataset.batches(split, batch_size)]
+    parts = [(model_logits(kind, model, b.to(device)).cpu(), b.labels) for b in dataset.batches(split, batch_size)]
     logits = torch.cat([p[0].float() for p in parts])
     labels = torch.cat([p[1].float() for p in parts])
     m = ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True)

@@ -22,19 +22,23 @@ SUMMARY_CSV, SUMMARY_PNG = "variants.csv", "variants.png"
 def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
                  progress: bool = True) -> list[dict[str, Any]]:
     """Build, measure and store every configured variant; returns the summary rows as dicts."""
+    import torch
+
     from compression.build import compress
     from recsys.data.sources import load_dataset
     from recsys.serving.export import load_model
 
     if config.compress is None:
         raise ConfigError("compress: the config has no [compress] section")
+    if config.compress.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("compress.device: 'cuda' asked for, but torch sees no CUDA device here")
     folder = config.run_dir / config.compress.teacher / "model"
     if not folder.is_dir():
         raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
     exported = load_model(folder)
     _check_teacher(config, exported.meta.get("experiment", {}), folder)
     dataset = dataset if dataset is not None else load_dataset(config.data, config.seed)
-    compress(exported, dataset, config.compress, config.run_dir, progress=progress)
+    compress(exported, dataset, config.compress, config.run_dir, torch.device(config.compress.device), progress)
     rows = write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
     return [asdict(r) for r in rows]
 

@@ -130,10 +130,10 @@ class TwoTower(nn.Module):
     @torch.no_grad()
     def embed(self, features: KeyedJaggedTensor, side: Literal["user", "item"],
               batch_size: int = 4096) -> torch.Tensor:
-        """Embeddings of every row of a one-side KJT, computed in batches."""
+        """Embeddings of every row of a one-side KJT, computed in batches on the tower's device."""
         tower = self.user_tower if side == "user" else self.item_tower
-        rows = features.stride()
-        parts = [tower(take_rows(features, torch.arange(s, min(s + batch_size, rows))))
+        rows, device = features.stride(), next(tower.parameters()).device
+        parts = [tower(take_rows(features, torch.arange(s, min(s + batch_size, rows))).to(device))
                  for s in range(0, rows, batch_size)]
         return torch.cat(parts)
 

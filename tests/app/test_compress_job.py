@@ -124,6 +124,8 @@ def _stored(run_dir: Path) -> dict[str, str]:
     (["dlrm.model.over_arch=[32, 1]"], "trained with a different `dlrm.model`"),
     (['compress.teacher="two_tower"'], "compress.teacher"),
     (['name="never_ran"'], "no exported dlrm model; run `recsys run` first"),
+    pytest.param(['compress.device="cuda"'], "compress.device: 'cuda' asked for, but torch sees no CUDA",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")),
 ])
 def test_bad_compress_input_is_one_line_and_changes_nothing(run, sets, fragment) -> None:
     config_path, run_dir = run
