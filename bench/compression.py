@@ -15,6 +15,7 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
 
     python bench/compression.py          # full (~25 min on 2 cores)
     python bench/compression.py --quick  # smoke run
+    python bench/compression.py --parts large --device cuda  # large-table QPS on a GPU
 """
 from __future__ import annotations
 
@@ -168,8 +169,9 @@ def _zipf_ids(rng: np.random.Generator, rows: int, n: int) -> torch.Tensor:
     return torch.from_numpy(rng.permutation(rows)[ranks] if rows <= 4_000_000 else (ranks * 2654435761) % rows)
 
 
-def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, pooling: int = 8) -> None:
-    """QPS of the fp32 TBE vs fp16/int8/int4/int2 on tables far larger than the CPU cache."""
+def large_tables(scale: Scale, out: Path, device: torch.device, num_tables: int = 8, dim: int = 64,
+                 pooling: int = 8) -> None:
+    """QPS of the fp32 TBE vs fp16/int8/int4/int2 on tables far larger than the CPU cache (on `device`)."""
     rows = int(scale.large_bytes / (num_tables * dim * 4))
     rng = np.random.default_rng(0)
     feats = [f"f{i}" for i in range(num_tables)]
@@ -177,7 +179,7 @@ def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, po
     for size in scale.large_latency.batch_sizes:
         batches[size] = [KeyedJaggedTensor.from_lengths_sync(
             keys=feats, values=torch.cat([_zipf_ids(rng, rows, size * pooling) for _ in feats]),
-            lengths=torch.full((num_tables * size,), pooling, dtype=torch.int32)) for _ in range(4)]
+            lengths=torch.full((num_tables * size,), pooling, dtype=torch.int32)).to(device) for _ in range(4)]
     ebcs, sizes = {}, {}
     for precision in ("fp32", "fp16", "int8", "int4", "int2"):
         packed = []
@@ -186,12 +188,12 @@ def large_tables(scale: Scale, out: Path, num_tables: int = 8, dim: int = 64, po
             table = FloatTable("ebc", f"t_{f}", (f,), "SUM", rows, weight)
             packed.append(pack(table, precision, clip_search=False))
             del weight
-        ebcs[precision] = build_quant_ebc(packed, torch.device("cpu"))
+        ebcs[precision] = build_quant_ebc(packed, device)
         sizes[precision] = tbe_bytes(ebcs[precision])
         del packed
-    stats = measure({p: e for p, e in ebcs.items()}, batches, scale.large_latency)
+    stats = measure({p: e for p, e in ebcs.items()}, batches, scale.large_latency, device)
     print(f"\n== large tables: {num_tables} x {rows:,} rows x dim {dim}, {pooling} Zipf ids per bag, "
-          f"{sizes['fp32'] / 1e9:.2f} GB at fp32, {torch.get_num_threads()} threads ==")
+          f"{sizes['fp32'] / 1e9:.2f} GB at fp32, {device}, {torch.get_num_threads()} threads ==")
     head = f"{'precision':<10}{'bytes':>16}{'ratio':>8}" + "".join(
         f"{f'p50@{b}':>11}{f'p99@{b}':>11}{f'QPS@{b}':>13}{'xfp32':>7}" for b in batches)
     lines = [head]
@@ -212,6 +214,7 @@ def main() -> None:
                         "configs/movielens_compress.toml's teacher)")
     parser.add_argument("--out", default="runs/bench_compression")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
     parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -243,7 +246,7 @@ def main() -> None:
                                                              ("int2", "mixed-int2-bytes-loss")])
         if "large" in parts:
             for dim in (64, 128):
-                large_tables(scale, out, dim=dim)
+                large_tables(scale, out, torch.device(args.device), dim=dim)
     except UserError as e:
         sys.exit(f"error: {e}")
 
