@@ -74,6 +74,37 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
             if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)]
 
 
+LABEL_PT = 7  # font size of the point labels
+
+
+def label_boxes(anchors: Sequence[tuple[float, float]], widths: Sequence[float],
+                height: float) -> list[float]:
+    """Label bottoms (display units) so no two labels overlap: each sits right of its anchor at the
+    anchor's height, raised just above any already placed label it would cover (lowest first)."""
+    placed: list[tuple[float, float, float]] = []  # x0, x1, bottom
+    bottoms = [0.0] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda i: anchors[i][1]):
+        x0, x1, y = anchors[i][0], anchors[i][0] + widths[i], anchors[i][1]
+        while clash := [b for a0, a1, b in placed if x0 < a1 and a0 < x1 and abs(y - b) < height - 1e-6]:
+            y = max(clash) + height
+        placed.append((x0, x1, y))
+        bottoms[i] = y
+    return bottoms
+
+
+def _annotate(ax, names: Sequence[str], points: Sequence[tuple[float, float]]) -> None:
+    """Variant names beside their points, moved apart (with a leader line) where they would collide."""
+    ax.figure.canvas.draw()  # fixes the axes' transform
+    px = ax.figure.dpi / 72
+    anchors = [tuple(ax.transData.transform(p) + 3 * px) for p in points]
+    widths = [0.62 * LABEL_PT * px * len(n) for n in names]
+    bottoms = label_boxes(anchors, widths, 1.3 * LABEL_PT * px)
+    for name, point, (_, y), bottom in zip(names, points, anchors, bottoms):
+        lift = (bottom - y) / px
+        ax.annotate(name, point, xytext=(3, 3 + lift), textcoords="offset points", fontsize=LABEL_PT,
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="grey") if lift else None)
+
+
 def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
     """PNG with accuracy vs bytes and accuracy vs p99, Pareto-optimal variants joined and ringed."""
     import matplotlib
@@ -86,10 +117,9 @@ def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
         points = [(getattr(r, attr), r.value) for r in rows]
         front = sorted(pareto_front(points), key=lambda i: points[i][0])
         ax.scatter(*zip(*points), color="tab:blue")
+        ax.margins(x=0.22, y=0.1)  # room for the labels right of and above the points
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-", color="tab:red",
                 mfc="none", ms=12, label="Pareto front")
-        for r, (x, y) in zip(rows, points):
-            ax.annotate(r.variant, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label + (f" (batch {rows[0].batch_size})" if attr == "p99_ms" and rows else ""))
         ax.set_ylabel(rows[0].metric if rows else "")
         ax.legend()
@@ -97,6 +127,8 @@ def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
             ax.set_xscale("log")
     fig.suptitle(title)
     fig.tight_layout()
+    for ax, attr in zip(axes, ("bytes", "p99_ms")):
+        _annotate(ax, [r.variant for r in rows], [(getattr(r, attr), r.value) for r in rows])
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=120)
     plt.close(fig)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 
-from compression.report import VariantRow, format_table, pareto_front, plot, write_csv
+import numpy as np
+
+from compression.report import VariantRow, format_table, label_boxes, pareto_front, plot, write_csv
 
 
 def _row(name: str, size: int, auc: float, p99: float) -> VariantRow:
@@ -25,3 +27,17 @@ def test_table_csv_and_png(tmp_path):
         assert [r["variant"] for r in csv.DictReader(f)] == ["fp32", "int8", "int2"]
     plot(rows, tmp_path / "v.png", "test")
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_labels_of_coincident_points_are_stacked_without_overlap():
+    rng = np.random.default_rng(0)
+    anchors = [(100.0, 50.0)] * 4 + [(101.0, 52.0), (400.0, 50.0)] + [tuple(p) for p in rng.uniform(0, 200, (20, 2))]
+    widths = list(rng.uniform(20, 80, len(anchors)))
+    height = 9.0
+    bottoms = label_boxes(anchors, widths, height)
+    boxes = [(x, x + w, b) for (x, _), w, b in zip(anchors, widths, bottoms)]
+    for i, (a0, a1, ab) in enumerate(boxes):
+        for c0, c1, cb in boxes[i + 1:]:
+            assert not (a0 < c1 and c0 < a1 and abs(ab - cb) < height - 1e-6)
+    assert all(b >= y for (_, y), b in zip(anchors, bottoms))  # labels only move up
+    assert bottoms[5] == 50.0  # a label with room keeps its place
