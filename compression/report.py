@@ -93,16 +93,17 @@ def label_boxes(anchors: Sequence[tuple[float, float]], widths: Sequence[float],
 
 
 def _annotate(ax, names: Sequence[str], points: Sequence[tuple[float, float]]) -> None:
-    """Variant names beside their points, moved apart (with a leader line) where they would collide."""
+    """Variant names beside their points (left of those near the right edge), moved apart with a
+    leader line where they would collide."""
     ax.figure.canvas.draw()  # fixes the axes' transform
-    px = ax.figure.dpi / 72
-    anchors = [tuple(ax.transData.transform(p) + 3 * px) for p in points]
+    px, right = ax.figure.dpi / 72, ax.get_window_extent().x1
+    at = [ax.transData.transform(p) for p in points]
     widths = [0.62 * LABEL_PT * px * len(n) for n in names]
+    anchors = [(x + 3 * px if x + 3 * px + w < right else x - 3 * px - w, y + 3 * px) for (x, y), w in zip(at, widths)]
     bottoms = label_boxes(anchors, widths, 1.3 * LABEL_PT * px)
-    for name, point, (_, y), bottom in zip(names, points, anchors, bottoms):
-        lift = (bottom - y) / px
-        ax.annotate(name, point, xytext=(3, 3 + lift), textcoords="offset points", fontsize=LABEL_PT,
-                    arrowprops=dict(arrowstyle="-", lw=0.4, color="grey") if lift else None)
+    for name, point, (x, y), (ax_, ay), bottom in zip(names, points, at, anchors, bottoms):
+        ax.annotate(name, point, xytext=((ax_ - x) / px, (bottom - y) / px), textcoords="offset points",
+                    fontsize=LABEL_PT, arrowprops=dict(arrowstyle="-", lw=0.4, color="grey") if bottom > ay else None)
 
 
 def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
@@ -117,7 +118,7 @@ def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
         points = [(getattr(r, attr), r.value) for r in rows]
         front = sorted(pareto_front(points), key=lambda i: points[i][0])
         ax.scatter(*zip(*points), color="tab:blue")
-        ax.margins(x=0.22, y=0.1)  # room for the labels right of and above the points
+        ax.margins(x=0.08, y=0.1)  # room for the labels right of and above the points
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-", color="tab:red",
                 mfc="none", ms=12, label="Pareto front")
         ax.set_xlabel(label + (f" (batch {rows[0].batch_size})" if attr == "p99_ms" and rows else ""))
