@@ -1,9 +1,10 @@
 """Logistic regression over the same features as DLRM: one weight per id plus a linear dense term.
 
 A baseline that must be beaten; its id weights live in an EmbeddingBagCollection so it trains,
-shards and checkpoints exactly like the deep models. Each id has ID_COLUMNS columns whose sum is
+shards and checkpoints exactly like the deep models. Each id has ID_COLUMNS columns whose mean is
 its weight (still one linear weight per id): FBGEMM's fused table-wise kernel, which the planner
-picks for large tables, refuses dims not divisible by 4.
+picks for large tables, refuses dims not divisible by 4. Row-wise Adagrad is invariant to the
+gradient's scale, so the mean moves exactly as a single weight would.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class LogisticRegression(nn.Module):
         self.loss_fn = nn.BCEWithLogitsLoss()
 
     def score(self, batch: Batch) -> torch.Tensor:
-        return self.ebc(batch.sparse_features).values().sum(-1) + self.dense(batch.dense_features).squeeze(-1)
+        ids = self.ebc(batch.sparse_features).values().sum(-1) / ID_COLUMNS
+        return ids + self.dense(batch.dense_features).squeeze(-1)
 
     def forward(self, batch: Batch) -> TaskOutput:
         logits = self.score(batch)
