@@ -73,8 +73,9 @@ def test_main_job_on_a_generated_criteo_log_with_large_tables(tiny_config) -> No
              '[[compress.variants]]\nname = "mixed"\nquantize = { budget_ratio = 3.5, sensitivity_batches = 2 }\n')
     path = tiny_config("cl", extra)
     sets = ["--set", 'data.source="criteo_like"', "--set", "data.criteo_like.num_rows=12000",
-            "--set", "data.criteo_like.max_cardinality=2000", "--set", "data.criteo.num_embeddings=[100000]",
-            "--set", "two_tower.enabled=false", "--set", "baselines.popularity=false"]
+            "--set", "data.criteo_like.max_cardinality=200", "--set", "data.criteo.num_embeddings=[100000]",
+            "--set", "two_tower.enabled=false", "--set", "baselines.popularity=false",
+            "--set", "baselines.logistic_optim={batch_size=256, epochs=3, lr_sparse=0.1}"]
     proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(path), *sets],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
