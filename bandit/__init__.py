@@ -3,7 +3,7 @@ from bandit.allocation import Allocation
 from bandit.errors import BanditInputError, BanditStateError
 from bandit.ledger import DecisionLedger, Feedback
 from bandit.memory import Discounted, SlidingWindow, Stationary
-from bandit.ope import Estimate, LoggedBandit, evaluate
+from bandit.ope import Estimate, LoggedBandit, off_policy_value
 from bandit.policies import (
     EXP3,
     KLUCB,
@@ -24,7 +24,7 @@ from bandit.tradeoff import Constrained, LatencySLO, NonInferiority, Scalarised,
 
 __all__ = [
     "Allocation", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback", "Discounted",
-    "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "evaluate", "UCB1", "KLUCB", "EXP3",
+    "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "off_policy_value", "UCB1", "KLUCB", "EXP3",
     "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
     "TopTwoTS", "BetaBernoulli", "LogNormalLatency", "NormalInverseGamma", "from_json", "to_json",
     "StoppingResult", "StoppingRule", "check_stopping", "GLRResult", "GLRRule", "check_glr",

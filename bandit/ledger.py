@@ -2,8 +2,9 @@
 are matched to the arm and propensity recorded when the decision was made."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -87,7 +87,7 @@ def _terms(name: str, log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray |
     raise BanditInputError("estimators", f"unknown estimator {name!r}; choose from {ESTIMATORS}")
 
 
-def evaluate(log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray | None = None,
+def off_policy_value(log: LoggedBandit, target: np.ndarray, q_hat: np.ndarray | None = None,
              estimators: tuple[str, ...] | None = None, n_boot: int = 2000, alpha: float = 0.05,
              rng: np.random.Generator | int | None = None) -> dict[str, Estimate]:
     """Estimate the mean reward of a target policy given as P(arm | logged row), shape (n, K).

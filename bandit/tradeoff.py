@@ -148,11 +148,12 @@ class TradeoffTS(ThompsonSampling):
         return pareto_front(self.model.mean(self._rewards), self.latency.percentile(self._latencies, percentile))
 
 
-def pareto_front(reward: np.ndarray, latency: np.ndarray) -> np.ndarray:
-    """Indices of points no other point beats on both (higher reward, lower latency)."""
-    r, lat = np.asarray(reward, float), np.asarray(latency, float)
+def pareto_front(value: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both (higher value, e.g. reward or AUC; lower
+    cost, e.g. latency or bytes), in index order."""
+    r, lat = np.asarray(value, float), np.asarray(cost, float)
     if r.shape != lat.shape or r.ndim != 1:
-        raise BanditInputError("latency", f"shape {lat.shape} does not match reward shape {r.shape}")
+        raise BanditInputError("cost", f"shape {lat.shape} does not match value shape {r.shape}")
     no_worse = (r[None, :] >= r[:, None]) & (lat[None, :] <= lat[:, None])
     better = (r[None, :] > r[:, None]) | (lat[None, :] < lat[:, None])
     dominated = (no_worse & better).any(axis=1)

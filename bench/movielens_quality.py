@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
-
 BPR = {"recall@10": 0.21, "ndcg@10": 0.44}
 
 

@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-import _repo_root  # noqa: F401  (the packages, not the bench scripts named like them)
 import torch
 from torch.distributed.optim import _apply_optimizer_in_backward as apply_optimizer_in_backward
 from torchrec.distributed.model_parallel import DistributedModelParallel

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from compression.config import CompressConfig, LatencyConfig
+from compression.config import CompressConfig, TimingConfig
 from compression.evaluate import evaluate, with_deltas
 from compression.latency import measure
 from compression.recipe import Teacher, build_variant, fp32_variant
@@ -43,7 +43,7 @@ def latency_batches(dataset: ClickDataset, sizes: Sequence[int], per_size: int =
 
 
 def measure_variants(scorers: dict[str, CompressedScorer], dataset: ClickDataset,
-                     config: LatencyConfig) -> dict[str, dict[str, Any]]:
+                     config: TimingConfig) -> dict[str, dict[str, Any]]:
     """Latency of every scorer side by side; {variant: {batch size: stats dict}}."""
     stats = measure({n: s.score for n, s in scorers.items()}, latency_batches(dataset, config.batch_sizes), config)
     return {n: {str(b): st.to_dict() for b, st in per.items()} for n, per in stats.items()}

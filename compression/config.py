@@ -105,7 +105,7 @@ class VariantConfig:
 
 
 @dataclass(frozen=True)
-class LatencyConfig:
+class TimingConfig:
     batch_sizes: tuple[int, ...] = (1, 64, 512, 4096)
     repeats: int = 5  # rounds over all variants; each reports its median
     iters: int = 20  # timed batches per variant per round
@@ -127,7 +127,7 @@ class CompressConfig:
     variants: tuple[VariantConfig, ...] = ()
     eval_batch_size: int = 4096
     ks: tuple[int, ...] = (10, 20)  # recall/NDCG cut-offs for two-tower
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    latency: TimingConfig = field(default_factory=TimingConfig)
     device: Literal["cpu", "cuda"] = "cpu"  # the serving device variants are evaluated and timed on
 
     def __post_init__(self) -> None:

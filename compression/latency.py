@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compression.config import LatencyConfig
+from compression.config import TimingConfig
 from recsys.serving.timing import timed
 
 Runner = Callable[[Any], Any]
@@ -37,7 +37,7 @@ class LatencyStats:
 
 
 @torch.no_grad()
-def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
+def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: TimingConfig,
             device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
     """Latency of every runner on the pre-built `batches` of each batch size (cycled through)."""
     threads = torch.get_num_threads()
@@ -48,7 +48,7 @@ def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], confi
         torch.set_num_threads(threads)
 
 
-def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: LatencyConfig,
+def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: TimingConfig,
              device: torch.device) -> dict[str, dict[int, LatencyStats]]:
     names = list(runners)
     out: dict[str, dict[int, LatencyStats]] = {name: {} for name in names}

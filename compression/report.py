@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bandit.tradeoff import pareto_front
 from compression.variant import read_manifest
 from recsys.atomic import write_bytes, write_text
 
@@ -68,12 +71,6 @@ def write_csv(rows: Iterable[VariantRow], path: Path | str) -> None:
     write_text(Path(path), text.getvalue())
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of points no other point beats: lower or equal x and higher or equal y, one strictly."""
-    return [i for i, (x, y) in enumerate(points)
-            if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)]
-
-
 LABEL_PT = 7  # font size of the point labels
 
 
@@ -116,7 +113,8 @@ def plot(rows: Sequence[VariantRow], path: Path | str, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, attr, label in ((axes[0], "bytes", "embedding bytes (log)"), (axes[1], "p99_ms", "p99 ms per batch")):
         points = [(getattr(r, attr), r.value) for r in rows]
-        front = sorted(pareto_front(points), key=lambda i: points[i][0])
+        cost, value = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+        front = sorted(pareto_front(value, cost).tolist(), key=lambda i: points[i][0])
         ax.scatter(*zip(*points), color="tab:blue")
         ax.margins(x=0.08, y=0.1)  # room for the labels right of and above the points
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "o-", color="tab:red",

@@ -16,7 +16,7 @@ TOML layout (every key optional; defaults below):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from recsys.errors import require
 
@@ -126,7 +126,7 @@ class SimulatorConfig:
     candidates: int = 100  # C
     slate_size: int = 10  # K
     candidate_source: Literal["popularity", "random", "retrieval"] = "popularity"
-    retrieval_model: Optional[str] = None  # exported two-tower folder, for candidate_source = retrieval
+    retrieval_model: str | None = None  # exported two-tower folder, for candidate_source = retrieval
     counterfactual: bool = True  # score every variant on every request: exact regret
     reward: Literal["any_click", "clicks"] = "any_click"  # clicks: clicks / slate_size
     users: UserConfig = field(default_factory=UserConfig)

@@ -17,7 +17,7 @@ from simulator.config import SimulatorConfig
 from simulator.effects import LatencyEffects
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
-from simulator.serving import CandidateBatches, Variant, fit_latency
+from simulator.serving import Arm, CandidateBatches, timed_latency_model
 from simulator.sessions import Sessions, request_context
 from simulator.step import Draws, Requests, Simulator
 from simulator.streams import Streams
@@ -80,13 +80,13 @@ class Environment:
         self.sessions.renew(self.world.world, ended, self.config.users.session_mean_requests,
                             self.streams.sessions)
 
-    def latency(self, variant: Variant, draws: Draws, measured_ms: np.ndarray) -> np.ndarray:
+    def latency(self, variant: Arm, draws: Draws, measured_ms: np.ndarray) -> np.ndarray:
         """The variant's latency for each request: measured, or its model at the shared quantile."""
         if self.config.latency.source == "measured":
             return measured_ms
         return variant.latency.quantile(draws.latency)
 
-    def prepare_latency(self, variants: list[Variant]) -> None:
+    def prepare_latency(self, variants: list[Arm]) -> None:
         """Fitted mode: give each variant its latency model, from the config's p50/p99 or fitted
         to timed single-request calls (on requests from the latency stream, so the run's other
         draws do not depend on it)."""
@@ -109,4 +109,4 @@ class Environment:
         batches = self.batches.batches(requests, 1)
         for v in variants:
             if v.latency is None:
-                v.latency = fit_latency(v, batches)
+                v.latency = timed_latency_model(v, batches)

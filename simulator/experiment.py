@@ -17,7 +17,7 @@ from bandit import Policy, StoppingRule, ThompsonSampling, check_stopping
 from recsys.errors import ConfigError
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
-from simulator.serving import Variant, score
+from simulator.serving import Arm, score
 from simulator.step import Draws, Outcome, Requests
 
 
@@ -97,7 +97,7 @@ def make_policy(config: SimulatorConfig, n_arms: int, seed: int) -> Policy:
     return cls(n_arms, seed=seed, **config.policy.options)
 
 
-def run_experiment(env: Environment, variants: list[Variant]) -> ExperimentResult:
+def run_experiment(env: Environment, variants: list[Arm]) -> ExperimentResult:
     """Run until num_requests or the stopping rule; all randomness from env.streams."""
     config = env.config
     env.prepare_latency(variants)
@@ -123,7 +123,7 @@ def run_experiment(env: Environment, variants: list[Variant]) -> ExperimentResul
     return _result(env, variants, policy, trace, totals, stopped)
 
 
-def _serve(env: Environment, variants: list[Variant], requests: Requests, draws: Draws,
+def _serve(env: Environment, variants: list[Arm], requests: Requests, draws: Draws,
            arms: np.ndarray) -> tuple[Outcome, np.ndarray | None]:
     """Scores and latencies of the serving variants (of all, in counterfactual mode)."""
     sim, n = env.simulator, len(requests)
@@ -164,7 +164,7 @@ def _should_stop(env: Environment, policy: Policy, step: int) -> bool:
     return result.stop
 
 
-def _result(env: Environment, variants: list[Variant], policy: Policy, trace: Trace,
+def _result(env: Environment, variants: list[Arm], policy: Policy, trace: Trace,
             totals: np.ndarray, stopped: bool) -> ExperimentResult:
     k = len(variants)
     arms, latency = np.concatenate(trace.arms), np.concatenate(trace.latency_ms)

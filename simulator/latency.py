@@ -39,7 +39,7 @@ class LatencyModel:
         return LatencyModel(float(np.log(p50_ms)), float(np.log(p99_ms / p50_ms) / Z99))
 
     @staticmethod
-    def fit(samples_ms: np.ndarray, tail_share: float = 0.05) -> LatencyModel:
+    def from_samples(samples_ms: np.ndarray, tail_share: float = 0.05) -> LatencyModel:
         """Lognormal body from the lower 1 - tail_share of the samples, Pareto tail (Hill)."""
         x = np.sort(check_latencies(np.asarray(samples_ms, np.float64), "latency samples"))
         if len(x) < 20 or x[0] <= 0:

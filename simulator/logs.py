@@ -20,7 +20,7 @@ from recsys.data.in_memory import InMemoryDataset
 from recsys.data.jagged import Jagged
 from recsys.data.synthetic import World
 from simulator.environment import Environment
-from simulator.serving import Variant, score
+from simulator.serving import Arm, score
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +47,7 @@ class LoggedImpressions:
                         self.item, world.user_table(), world.item_table())
 
 
-def log_impressions(env: Environment, variant: Variant, folder: Path | str | None = None) -> LoggedImpressions:
+def log_impressions(env: Environment, variant: Arm, folder: Path | str | None = None) -> LoggedImpressions:
     """Serve config.log.requests requests with the logging policy; write parts to `folder`."""
     env.prepare_latency([variant])
     parts, part = [], 0
@@ -79,7 +79,7 @@ def as_dataset(log: LoggedImpressions, world: World, fractions: dict[str, float]
                            {s: click_log.subset(np.sort(idx)) for s, idx in splits.items()}, seed)
 
 
-def _log_step(env: Environment, variant: Variant, requests, draws, scores: np.ndarray,
+def _log_step(env: Environment, variant: Arm, requests, draws, scores: np.ndarray,
               measured: np.ndarray) -> LoggedImpressions:
     eps, (n, c) = env.config.log.epsilon, requests.candidates.shape
     rng = env.streams.logging

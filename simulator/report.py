@@ -26,7 +26,7 @@ def result_dict(r: ExperimentResult) -> dict:
             "variants": rows, "calibration": r.calibration}
 
 
-def write_report(r: ExperimentResult, folder: Path | str) -> None:
+def write_simulation_report(r: ExperimentResult, folder: Path | str) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = result_dict(r)

@@ -25,7 +25,7 @@ from simulator.step import Requests
 
 
 @dataclass(eq=False)
-class Variant:
+class Arm:
     name: str
     scorer: Scorer
     latency: LatencyModel | None = None  # fitted mode: set before serving
@@ -66,7 +66,7 @@ def check_scores(name: str, scores: object, rows: int) -> np.ndarray:
     return out
 
 
-def score(variant: Variant, batches: list[Batch], requests: Requests) -> tuple[np.ndarray, np.ndarray]:
+def score(variant: Arm, batches: list[Batch], requests: Requests) -> tuple[np.ndarray, np.ndarray]:
     """Scores [n, C] of every request's candidates and the measured latency [n] in ms of the
     call that scored each request (one call per batch)."""
     n, c = requests.candidates.shape
@@ -79,16 +79,16 @@ def score(variant: Variant, batches: list[Batch], requests: Requests) -> tuple[n
     return np.concatenate(parts).reshape(n, c), np.concatenate(times)
 
 
-def fit_latency(variant: Variant, batches: list[Batch], warmup: int = 5) -> LatencyModel:
+def timed_latency_model(variant: Arm, batches: list[Batch], warmup: int = 5) -> LatencyModel:
     """Fit the variant's latency model to timed calls, one per batch, after `warmup` untimed calls."""
     for batch in batches[:warmup]:
         variant.scorer.score(batch)
-    return LatencyModel.fit(np.array([timed(variant.scorer.score, b, variant.scorer.device)[1] for b in batches]))
+    return LatencyModel.from_samples(np.array([timed(variant.scorer.score, b, variant.scorer.device)[1] for b in batches]))
 
 
-def load_exported(folder: Path | str, name: str | None = None) -> Variant:
+def load_exported(folder: Path | str, name: str | None = None) -> Arm:
     """An exported recsys model folder (runs/<name>/<model>/model) as an fp32 variant."""
     from recsys.serving.export import load_model
     from recsys.serving.scorer import ModelScorer
     folder = Path(folder)
-    return Variant(name or folder.parent.name, ModelScorer(load_model(folder).model))
+    return Arm(name or folder.parent.name, ModelScorer(load_model(folder).model))

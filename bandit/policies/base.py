@@ -168,7 +168,7 @@ class Policy:
         self._rng = rng
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Policy":
+    def from_state_dict(cls, state: dict) -> Policy:
         """Build the saved policy (any registered class) and restore its state."""
         payload = unseal(state, "policy")
         policy_cls = Policy.registry.get(payload.get("policy"))

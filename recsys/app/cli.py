@@ -5,7 +5,8 @@ import argparse
 import logging
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tomllib
 
@@ -83,11 +84,11 @@ def _load(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     _quiet_libraries()
-    from recsys.app.run import run_experiment
+    from recsys.app.run import run_job
     from recsys.train.distributed import shutdown
 
     try:
-        results = run_experiment(config, resume=not args.fresh)
+        results = run_job(config, resume=not args.fresh)
     finally:
         shutdown()
     if results["is_main"]:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from compression.config import CompressConfig
 from recsys.config_loading import from_dict, read_toml, to_dict
@@ -52,8 +52,8 @@ class ExperimentConfig:
     dlrm: DLRMSection = field(default_factory=DLRMSection)
     two_tower: TwoTowerSection = field(default_factory=TwoTowerSection)
     baselines: BaselineSection = field(default_factory=BaselineSection)
-    compress: Optional[CompressConfig] = None  # present: compressed variants of a trained model
-    simulator: Optional[SimulatorConfig] = None  # present: the bandit picks among the variants
+    compress: CompressConfig | None = None  # present: compressed variants of a trained model
+    simulator: SimulatorConfig | None = None  # present: the bandit picks among the variants
 
     def __post_init__(self) -> None:
         require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",

@@ -14,7 +14,7 @@ from recsys.atomic import write_bytes, write_text  # noqa: E402
 RANKING_COLUMNS = ("auc", "log_loss", "ne", "calibration")
 
 
-def write_report(results: dict, run_dir: Path) -> Path:
+def write_run_report(results: dict, run_dir: Path) -> Path:
     """Write curves.png and report.md into run_dir (atomically); returns the report path."""
     trained = {n: m for n, m in results["models"].items() if m.get("history")}
     if trained:
@@ -27,7 +27,7 @@ def write_report(results: dict, run_dir: Path) -> Path:
         lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
     for name, m in trained.items():
         lines += [f"### {name}: sharding", "", "| table | type | ranks |", "|---|---|---|"]
-        lines += [f"| {t} | {kind} | {ranks} |" for t, (kind, ranks) in m.get("placements", {}).items()]
+        lines += [f"| {t} | {sharding} | {ranks} |" for t, (sharding, ranks) in m.get("placements", {}).items()]
         lines.append("")
     path = run_dir / "report.md"
     write_text(path, "\n".join(lines))
@@ -61,7 +61,7 @@ def _provenance_line(p: dict) -> str:
 
 
 def _ranking_table(models: dict) -> list[str]:
-    rows = {n: m["test"] for n, m in models.items() if m["kind"] == "ranking"}
+    rows = {n: m["test"] for n, m in models.items() if m["task"] == "ranking"}
     if not rows:
         return []
     out = ["## Ranking (test split)", "", "| model | " + " | ".join(RANKING_COLUMNS) + " |",
@@ -71,7 +71,7 @@ def _ranking_table(models: dict) -> list[str]:
 
 
 def _retrieval_table(models: dict) -> list[str]:
-    rows = {n: m["test"] for n, m in models.items() if m["kind"] == "retrieval"}
+    rows = {n: m["test"] for n, m in models.items() if m["task"] == "retrieval"}
     if not rows:
         return []
     cols = [c for c in next(iter(rows.values())) if c.startswith(("recall@", "ndcg@"))]

@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from recsys.app.compress import compress_run
 from recsys.app.config import ExperimentConfig
-from recsys.app.report import write_report
+from recsys.app.report import write_run_report
 from recsys.app.simulate import simulate
 from recsys.atomic import write_text
 from recsys.config_loading import to_dict
@@ -34,7 +34,7 @@ from recsys.train.loop import TrainResult, train
 from recsys.train.tasks import ClickTask, RetrievalTask, predict, retrieval_scores
 
 
-def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
+def run_job(config: ExperimentConfig, resume: bool = True) -> dict:
     """Train everything the config enables; returns what metrics.json holds."""
     env = init_distributed(config.train.device)
     _set_threads(config.train.threads)
@@ -64,7 +64,7 @@ def run_experiment(config: ExperimentConfig, resume: bool = True) -> dict:
 
 def _write_results(results: dict, run_dir) -> None:
     write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
-    write_report(results, run_dir)
+    write_run_report(results, run_dir)
 
 
 def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:
@@ -78,10 +78,10 @@ def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) ->
         task = ClickTask("logistic", dataset, lambda d: LogisticRegression(dataset.schema, d))
         models["logistic"] = _trained(task, config.baselines.logistic_optim, config, env,
                                       "baselines.logistic_optim", {}, resume)
-    popularity = Popularity.fit(dataset, item_key) if item_key and config.baselines.popularity else None
+    popularity = Popularity.from_dataset(dataset, item_key) if item_key and config.baselines.popularity else None
     if config.dlrm.enabled and popularity is not None:
         logits, labels = predict(popularity, dataset, "test", config.train.eval_batch_size)
-        models["popularity"] = {"kind": "ranking", "test": ctr_metrics(labels, logits, from_logits=True).to_dict()}
+        models["popularity"] = {"task": "ranking", "test": ctr_metrics(labels, logits, from_logits=True).to_dict()}
     if config.two_tower.enabled:
         popularity_q = dataset.item_popularity()
         task = RetrievalTask("two_tower", dataset, ks=config.two_tower.ks, factory=lambda d: TwoTower(
@@ -102,15 +102,15 @@ def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, 
     export_model(result.model, task.name, task.dataset.schema, model_config, out / "model",
                  {"test": result.test, "provenance": provenance(env.device, env.world_size),
                   "experiment": config.to_dict()})
-    return {"kind": "ranking" if isinstance(task, ClickTask) else "retrieval", "primary": task.primary,
+    return {"task": "ranking" if isinstance(task, ClickTask) else "retrieval", "primary": task.primary,
             "test": result.test, "tested_epoch": result.tested_epoch, "history": result.history,
-            "placements": {k: [kind, ranks] for k, (kind, ranks) in result.placements.items()}}
+            "placements": {k: [sharding, ranks] for k, (sharding, ranks) in result.placements.items()}}
 
 
 def _popularity_retrieval(popularity: Popularity, dataset, ks: tuple[int, ...]) -> dict:
     data = dataset.retrieval("test")
     users = torch.ones(len(data.users), 1)
-    return {"kind": "retrieval", "test": retrieval_scores(users, popularity.item_embeddings(), data, ks)}
+    return {"task": "retrieval", "test": retrieval_scores(users, popularity.item_embeddings(), data, ks)}
 
 
 def _set_threads(threads: int) -> None:

@@ -24,7 +24,7 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     MovieLens truth); otherwise it is rebuilt from the data config."""
     from simulator.environment import Environment
     from simulator.experiment import run_experiment
-    from simulator.report import result_dict, write_report
+    from simulator.report import result_dict, write_simulation_report
 
     if config.simulator is None:
         raise ConfigError("simulator: the config has no [simulator] section")
@@ -38,18 +38,18 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval,
                             truth=truth)
     result = run_experiment(env, variants)
-    write_report(result, config.run_dir / "simulation")
+    write_simulation_report(result, config.run_dir / "simulation")
     return result_dict(result)
 
 
 def arms(config: ExperimentConfig) -> list:
     """The simulation's variants: exported ranking models, then the configured compressed ones."""
     from compression.variant import load_variant
-    from simulator.serving import Variant, load_exported
+    from simulator.serving import Arm, load_exported
 
     folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
     out = [load_exported(f, f.parent.name) for f in folders if f.is_dir()]
-    out += [Variant(f"{config.compress.teacher}-{f.name}", load_variant(f)) for f in variant_folders(config)]
+    out += [Arm(f"{config.compress.teacher}-{f.name}", load_variant(f)) for f in variant_folders(config)]
     if not out:
         raise UserError(f"{config.run_dir}: no exported models to simulate; run `recsys run` first")
     return out

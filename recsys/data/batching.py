@@ -7,7 +7,7 @@ others' feature gathers, and a global batch may span chunk boundaries.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from torchrec.datasets.utils import Batch

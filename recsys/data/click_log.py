@@ -7,8 +7,8 @@ come from the same tables the ranking batches use.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -6,7 +6,7 @@ Split fractions are shared by every source: `test_fraction` of the rows go to te
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from recsys.data.packaged import DEFAULT_CACHE
 from recsys.errors import require
@@ -57,7 +57,7 @@ class MovieLensConfig:
     published BPR figures on ML-100k.
     """
 
-    path: Optional[str] = None  # folder with RecBole ml-100k.* or GroupLens u.* files; None: fetch
+    path: str | None = None  # folder with RecBole ml-100k.* or GroupLens u.* files; None: fetch
     click_threshold: int = 4
     rating3: Literal["negative", "drop"] = "negative"
     split: Literal["random", "temporal"] = "random"  # temporal: the latest ratings are test

@@ -9,9 +9,10 @@ items: `retrieval` and `item_popularity` raise DataError.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 from torchrec.datasets.utils import Batch

@@ -42,7 +42,7 @@ def cardinalities(config: CriteoLikeConfig) -> tuple[int, ...]:
     return tuple(min(c, config.max_cardinality) for c in KAGGLE_CARDINALITY)
 
 
-class ClickModel:
+class CriteoLikeTruth:
     """The log's truth: value frequencies, per-value effects and interaction vectors of each feature."""
 
     def __init__(self, config: CriteoLikeConfig, seed: int):
@@ -139,7 +139,7 @@ def ensure(config: CriteoLikeConfig, seed: int, cache_dir: Path | str) -> Path:
     folder = folder_for(config, seed, cache_dir)
     if (folder / "truth.json").is_file():
         return folder
-    model = ClickModel(config, seed)
+    model = CriteoLikeTruth(config, seed)
     labels_all, probs_all = [], []
     with staged_folder(folder) as tmp:
         with open(tmp / "log.tsv", "wb") as f, bar(config.num_rows, "criteo_like rows", unit="row") as progress:
@@ -156,7 +156,7 @@ def ensure(config: CriteoLikeConfig, seed: int, cache_dir: Path | str) -> Path:
     return folder
 
 
-def _truth(config: CriteoLikeConfig, seed: int, model: ClickModel, labels: np.ndarray, p: np.ndarray) -> dict:
+def _truth(config: CriteoLikeConfig, seed: int, model: CriteoLikeTruth, labels: np.ndarray, p: np.ndarray) -> dict:
     best = ctr_metrics(labels, p, from_logits=False)
     return {"config": asdict(config), "seed": seed, "intercept": model.intercept, "ctr": float(labels.mean()),
             "true_probability_metrics": {"auc": best.auc, "log_loss": best.log_loss, "ne": best.ne},

@@ -1,8 +1,9 @@
 """The one dataset interface every source implements, and the retrieval view of a split."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 from torchrec.datasets.utils import Batch

@@ -1,7 +1,7 @@
 """A `ClickDataset` over click logs held in memory, one per split (MovieLens, small synthetic)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torchrec.datasets.utils import Batch

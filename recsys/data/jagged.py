@@ -5,8 +5,8 @@ this is the common case (user id, item id, categories) and the one that bounds t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

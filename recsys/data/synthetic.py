@@ -9,9 +9,9 @@ which also enables retrieval evaluation.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator
 
 import numpy as np
 from torchrec.datasets.utils import Batch

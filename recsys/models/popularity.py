@@ -22,7 +22,7 @@ class Popularity(nn.Module):
         self.item_key = item_key
 
     @classmethod
-    def fit(cls, dataset: ClickDataset, item_key: str, batch_size: int = 8192) -> "Popularity":
+    def from_dataset(cls, dataset: ClickDataset, item_key: str, batch_size: int = 8192) -> Popularity:
         """Count impressions and clicks per item over the train split."""
         items = dataset.schema.feature(item_key).num_embeddings
         clicks, shown = np.zeros(items), np.zeros(items)

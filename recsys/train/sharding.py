@@ -50,12 +50,12 @@ class ShardingConfig:
                 f"no such table (tables: {', '.join(table_names)})")
         out = {}
         for name in table_names:
-            kind = self.tables.get(name, self.default)
+            sharding_type = self.tables.get(name, self.default)
             key = f"train.sharding.tables.{name}" if name in self.tables else "train.sharding.default"
-            require(device.type == "cuda" or kind not in CUDA_ONLY, key,
-                    f"{kind} sharding is CUDA-only in TorchRec 1.8; use table_wise or column_wise on CPU")
-            if kind != "auto":
-                out[name] = ParameterConstraints(sharding_types=[kind],
+            require(device.type == "cuda" or sharding_type not in CUDA_ONLY, key,
+                    f"{sharding_type} sharding is CUDA-only in TorchRec 1.8; use table_wise or column_wise on CPU")
+            if sharding_type != "auto":
+                out[name] = ParameterConstraints(sharding_types=[sharding_type],
                                                  min_partition=self.column_shard_dim or None)
         return out
 

@@ -1,8 +1,9 @@
 """What is trained and how it is judged: click ranking (CTR metrics) or retrieval (recall/NDCG)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.distributed as dist

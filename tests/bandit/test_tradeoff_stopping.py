@@ -53,10 +53,12 @@ def test_scalarised_prefers_low_latency_when_lambda_is_large():
 
 def test_pareto_front_by_brute_force():
     rng = np.random.default_rng(0)
-    r, lat = rng.random(30), rng.random(30)
-    expected = [i for i in range(30)
-                if not any(r[j] >= r[i] and lat[j] <= lat[i] and (r[j] > r[i] or lat[j] < lat[i]) for j in range(30))]
-    assert pareto_front(r, lat).tolist() == expected
+    for r, lat in ((rng.random(30), rng.random(30)), (rng.integers(0, 5, 30) / 4, rng.integers(0, 5, 30) / 4)):
+        expected = [i for i in range(30) if not any(
+            r[j] >= r[i] and lat[j] <= lat[i] and (r[j] > r[i] or lat[j] < lat[i]) for j in range(30))]
+        assert pareto_front(r, lat).tolist() == expected
+    value, cost = np.array([0.78, 0.779, 0.775, 0.77, 0.769, 0.77]), np.array([100, 50, 50, 20, 30, 20])
+    assert pareto_front(value, cost).tolist() == [0, 1, 3, 5]  # exact ties both stay
 
 
 def test_stopping_picks_best_slo_meeting_arm_and_reports_evidence():

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from compression.config import LatencyConfig
+from compression.config import TimingConfig
 from compression.latency import measure
 
 
@@ -19,7 +19,7 @@ def test_interleaved_and_ordered():
         return run
 
     threads = torch.get_num_threads()
-    config = LatencyConfig(batch_sizes=(8,), repeats=3, iters=4, warmup=2, threads=1)
+    config = TimingConfig(batch_sizes=(8,), repeats=3, iters=4, warmup=2, threads=1)
     out = measure({"fast": runner("fast", 0.001), "slow": runner("slow", 0.004)}, {8: [None]}, config)
     assert calls[:4] == ["fast", "fast", "slow", "slow"]  # warm-up first
     timed = calls[4:]

@@ -5,16 +5,11 @@ import csv
 
 import numpy as np
 
-from compression.report import VariantRow, format_table, label_boxes, pareto_front, plot, write_csv
+from compression.report import VariantRow, format_table, label_boxes, plot, write_csv
 
 
 def _row(name: str, size: int, auc: float, p99: float) -> VariantRow:
     return VariantRow(name, size, 1000 / size, "auc", auc, auc - 0.78, p99 / 2, p99, 4096 / p99, 4096)
-
-
-def test_pareto_front_keeps_only_undominated_points():
-    points = [(100, 0.78), (50, 0.779), (50, 0.775), (20, 0.77), (30, 0.769), (20, 0.77)]
-    assert pareto_front(points) == [0, 1, 3, 5]
 
 
 def test_table_csv_and_png(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from recsys.data import criteo_like
 from recsys.data.config import CriteoConfig, CriteoLikeConfig, DataConfig
 from recsys.data.criteo import NUM_SPARSE, mix64, parse_chunk
-from recsys.data.criteo_like import EFFECT_STD, INTERACTIONS, ClickModel, cardinalities, ensure, format_tsv
+from recsys.data.criteo_like import EFFECT_STD, INTERACTIONS, CriteoLikeTruth, cardinalities, ensure, format_tsv
 from recsys.data.sources import load_dataset
 from recsys.errors import ConfigError
 
@@ -16,7 +16,7 @@ SMALL = CriteoLikeConfig(num_rows=5_000, max_cardinality=500, chunk_rows=1_500)
 
 
 def test_lines_read_back_as_written(tmp_path):
-    model = ClickModel(SMALL, seed=1)
+    model = CriteoLikeTruth(SMALL, seed=1)
     counts, ranks, p = model.sample(np.random.default_rng(0), 400)
     labels = (np.random.default_rng(1).random(400) < p).astype(np.int64)
     text = format_tsv(labels, counts, ranks)
@@ -38,7 +38,7 @@ def test_lines_read_back_as_written(tmp_path):
 
 
 def test_the_log_follows_its_click_model():
-    model = ClickModel(SMALL, seed=2)
+    model = CriteoLikeTruth(SMALL, seed=2)
     counts, ranks, p = model.sample(np.random.default_rng(5), 100_000)
     labels = np.random.default_rng(6).random(len(p)) < p
     assert labels.mean() == pytest.approx(SMALL.base_ctr, abs=0.01)

@@ -16,7 +16,7 @@ from simulator.experiment import run_experiment
 from simulator.latency import LatencyModel
 from simulator.logs import log_impressions
 from simulator.oracle import WorldScorer
-from simulator.serving import Variant
+from simulator.serving import Arm
 from tests.simulator.conftest import WORLD
 
 
@@ -63,7 +63,7 @@ def test_probability_outside_unit_interval():
 ])
 def test_bad_scores_stop_the_run(sim_config, bad, words):
     env = Environment.build(sim_config, WORLD, 0)
-    variants = [Variant("ok", WorldScorer(env.world.world)), Variant("broken", Broken(env.world.world, bad))]
+    variants = [Arm("ok", WorldScorer(env.world.world)), Arm("broken", Broken(env.world.world, bad))]
     with pytest.raises(SimulationError) as exc:
         run_experiment(env, variants)
     _one_line(exc, *words)
@@ -75,7 +75,7 @@ def test_negative_latency(sim_config):
         env.simulator.expected_reward(*_request_scores(env), np.full(1000, -1.0))
     _one_line(exc, "latency", "-1.0")
     with pytest.raises(SimulationError) as exc:
-        LatencyModel.fit(np.r_[np.ones(30), -2.0])
+        LatencyModel.from_samples(np.r_[np.ones(30), -2.0])
     _one_line(exc, "negative")
 
 
@@ -89,6 +89,6 @@ def test_failure_keeps_written_parts(sim_config, tmp_path):
     env = Environment.build(config, WORLD, 0)
     scorer = Broken(env.world.world, lambda s: s * float("nan"), good_calls=2)
     with pytest.raises(SimulationError):
-        log_impressions(env, Variant("broken", scorer, LatencyModel.from_quantiles(5, 20)), tmp_path)
+        log_impressions(env, Arm("broken", scorer, LatencyModel.from_quantiles(5, 20)), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part-00000.npz", "part-00001.npz"]
     assert len(np.load(tmp_path / "part-00001.npz")["user"]) > 0

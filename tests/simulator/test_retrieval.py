@@ -12,7 +12,7 @@ from simulator.config import SimulatorConfig
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
-from simulator.serving import Variant
+from simulator.serving import Arm
 
 # the tiny config's world (tests/conftest.py TINY): the world the two-tower model trained on
 TINY_WORLD, TINY_SEED = SyntheticConfig(num_users=300, num_items=200, num_rows=24000), 3
@@ -49,5 +49,5 @@ def test_retrieval_candidates_are_the_model_top_c(two_tower):
     truth = lambda items: env.world.attraction(requests.users, items, requests.dense, requests.t).mean()  # noqa: E731
     assert truth(c) > truth(random_items)
     result = run_experiment(Environment.build(config, TINY_WORLD, TINY_SEED, retrieval_model=two_tower),
-                            [Variant("exact", WorldScorer(w))])
+                            [Arm("exact", WorldScorer(w))])
     assert result.requests == 2000 and result.impressions > 0

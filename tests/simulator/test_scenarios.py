@@ -10,7 +10,7 @@ from simulator.config import LatencyConfig, StoppingConfig, UserConfig
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
-from simulator.serving import Variant, score
+from simulator.serving import Arm, score
 from simulator.step import Draws
 from tests.simulator.conftest import WORLD
 
@@ -32,7 +32,7 @@ def test_measured_latency_is_the_timed_call(sim_config):
                                  latency=LatencyConfig(source="measured", serving_batch=250))
     env = Environment.build(config, WORLD, 0)
     w = env.world.world
-    result = run_experiment(env, [Variant("fast", WorldScorer(w)), Variant("slow", Sleepy(w, 50.0))])
+    result = run_experiment(env, [Arm("fast", WorldScorer(w)), Arm("slow", Sleepy(w, 50.0))])
     assert result.latency_models == [{}, {}]  # nothing fitted: every latency was measured
     fast, slow = result.latency_p50_ms
     assert fast > 0.0 and slow >= 50.0 and slow - fast >= 25.0, (fast, slow)
@@ -42,7 +42,7 @@ def test_clicks_reward_is_clicks_per_slot(sim_config):
     """Realised reward = clicks / K; its mean over replays of the user draws is the closed form."""
     env = Environment.build(dataclasses.replace(sim_config, reward="clicks"), WORLD, 0)
     requests, _ = env.requests()
-    scores, _ = score(Variant("v", WorldScorer(env.world.world, 0.5)),
+    scores, _ = score(Arm("v", WorldScorer(env.world.world, 0.5)),
                       env.batches.batches(requests, len(requests)), requests)
     latency, arms = np.full(len(requests), 100.0), np.zeros(len(requests), np.int64)
     expected = env.simulator.expected_reward(requests, scores, latency)
@@ -62,7 +62,7 @@ def test_stopping_rule_fires_on_a_clear_winner(sim_config):
                                                          check_every_steps=1, min_requests=3000))
     env = Environment.build(config, WORLD, 0)
     w = env.world.world
-    result = run_experiment(env, [Variant("noise", WorldScorer(w, 3.0, seed=1)), Variant("exact", WorldScorer(w))])
+    result = run_experiment(env, [Arm("noise", WorldScorer(w, 3.0, seed=1)), Arm("exact", WorldScorer(w))])
     assert result.stopped and result.variants[result.winner] == "exact"
     assert 3000 <= result.requests < 100_000 and result.prob_best[1] >= 0.95
 
@@ -75,7 +75,7 @@ def test_drift_changes_the_best_variant(sim_config):
     env = Environment.build(config, WORLD, 0)
     w, sim = env.world.world, env.world
     later = dataclasses.replace(w, user_latent=sim.drift.users / w.config.preference_scale)
-    variants = [Variant("start", WorldScorer(w)), Variant("drifted", WorldScorer(later))]
+    variants = [Arm("start", WorldScorer(w)), Arm("drifted", WorldScorer(later))]
 
     def expected(at: int) -> np.ndarray:
         env.t = at

@@ -9,7 +9,7 @@ from simulator.config import SimulatorConfig
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
-from simulator.serving import Variant
+from simulator.serving import Arm
 from tests.simulator.conftest import WORLD
 
 SMALL = FitConfig(dim=8, steps=60, lr=0.1, l2=5.0)
@@ -37,7 +37,7 @@ def test_environment_serves_the_movielens_truth(fitted):
     world, _ = fitted
     env = Environment.build(CONFIG, WORLD, 0, truth=world)
     assert env.world.world is world and env.batches.keys == world.schema().keys()
-    variants = [Variant("exact", WorldScorer(world)), Variant("noisy", WorldScorer(world, 2.0, seed=1))]
+    variants = [Arm("exact", WorldScorer(world)), Arm("noisy", WorldScorer(world, 2.0, seed=1))]
     result = run_experiment(env, variants)
     assert result.requests == 2000 and result.expected_all[0] > result.expected_all[1]
 

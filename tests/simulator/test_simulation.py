@@ -14,15 +14,15 @@ from simulator.experiment import run_experiment
 from simulator.latency import LatencyModel
 from simulator.logs import log_impressions
 from simulator.oracle import WorldScorer
-from simulator.report import write_report
-from simulator.serving import Variant, score
+from simulator.report import write_simulation_report
+from simulator.serving import Arm, score
 from simulator.step import Draws
 from tests.simulator.conftest import WORLD
 
 
-def _variants(env: Environment) -> list[Variant]:
+def _variants(env: Environment) -> list[Arm]:
     w = env.world.world
-    return [Variant("exact", WorldScorer(w, 0.0)), Variant("noisy", WorldScorer(w, 1.0, seed=1))]
+    return [Arm("exact", WorldScorer(w, 0.0)), Arm("noisy", WorldScorer(w, 1.0, seed=1))]
 
 
 def test_expected_reward_is_the_mean_over_user_draws(sim_config):
@@ -47,7 +47,7 @@ def test_same_draws_same_outcome_for_identical_variants(sim_config):
     w = env.world.world
     outs = []
     for scorer in (WorldScorer(w, 0.0), WorldScorer(w, 0.0)):
-        s, _ = score(Variant("v", scorer), env.batches.batches(requests, len(requests)), requests)
+        s, _ = score(Arm("v", scorer), env.batches.batches(requests, len(requests)), requests)
         outs.append(env.simulator.serve(requests, np.zeros(len(requests), np.int64), s,
                                         np.full(len(requests), 10.0), draws))
     np.testing.assert_array_equal(outs[0].clicks, outs[1].clicks)
@@ -65,9 +65,9 @@ def test_exact_regret_prefers_the_better_variant(sim_config):
 
 def _run_bytes(config, folder: Path) -> tuple[bytes, bytes]:
     env = Environment.build(config, WORLD, 7)
-    write_report(run_experiment(env, _variants(env)), folder)
+    write_simulation_report(run_experiment(env, _variants(env)), folder)
     env = Environment.build(config, WORLD, 7)
-    log_impressions(env, Variant("log", WorldScorer(env.world.world, 0.5), LatencyModel.from_quantiles(5, 20)),
+    log_impressions(env, Arm("log", WorldScorer(env.world.world, 0.5), LatencyModel.from_quantiles(5, 20)),
                     folder / "log")
     log = b"".join(p.read_bytes() for p in sorted((folder / "log").glob("part-*.npz")))
     return (folder / "results.json").read_bytes(), log
@@ -96,7 +96,7 @@ def test_latency_effects_monotone():
 def test_latency_model_fit_recovers_quantiles():
     rng = np.random.default_rng(0)
     x = np.exp(np.log(8.0) + 0.3 * rng.standard_normal(20_000))
-    model = LatencyModel.fit(x)
+    model = LatencyModel.from_samples(x)
     q = model.quantile(np.array([0.5, 0.9, 0.99]))
     np.testing.assert_allclose(q, np.quantile(x, [0.5, 0.9, 0.99]), rtol=0.05)
 

@@ -4,19 +4,18 @@ Prints tables: regret (5 Bernoulli arms, CTR 4.0%..5.0%), decisions per second, 
 identification (top-two TS vs a fixed equal-split A/B test), constrained mode with a latency
 SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit Dataset.
 
-    python bench/bandit.py            # full run (about 25 minutes on 2 shared CPU cores)
-    python bench/bandit.py --quick    # smoke run (well under a minute)
+    python bench/bandit_bench.py            # full run (about 25 minutes on 2 shared CPU cores)
+    python bench/bandit_bench.py --quick    # smoke run (well under a minute)
 """
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
+import numpy as np
+from scipy import stats
 
 from bandit import (
     EXP3,
@@ -38,9 +37,9 @@ from bandit import (
     TradeoffTS,
     check_glr,
     check_stopping,
-    evaluate,
+    off_policy_value,
 )
-from bandit.ope import cross_fitted_means  # noqa: E402
+from bandit.ope import cross_fitted_means
 
 CTR = np.linspace(0.040, 0.050, 5)
 
@@ -358,7 +357,7 @@ def obd_table() -> None:
     ts = ThompsonSampling(log.n_items, model=BetaBernoulli(tuple(alpha), tuple(beta)), seed=12345)
     ranks = ts.rank_probabilities(log.n_positions, 100_000)
     logged = LoggedBandit(log.items, log.clicks, log.propensities, log.n_items, log.positions)
-    res = evaluate(logged, ranks[:, log.positions].T, cross_fitted_means(logged, rng=0), n_boot=2000, rng=0)
+    res = off_policy_value(logged, ranks[:, log.positions].T, cross_fitted_means(logged, rng=0), n_boot=2000, rng=0)
     base = log.clicks.mean()
     print(f"random policy CTR {base:.5f} over {len(log.items):,} rows; OBP quick-start IPW reports 1.198x")
     print("estimator | relative CTR | 95% bootstrap CI | ESS")

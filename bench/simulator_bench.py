@@ -6,7 +6,7 @@
 2. the same work per request in plain Python (the reference): the ratio of the two.
 3. one step with a real DLRM variant scoring the candidate batch: the simulator's share.
 
-    python bench/simulator.py [--dlrm runs/quickstart/dlrm/model]
+    python bench/simulator_bench.py [--dlrm runs/quickstart/dlrm/model]
 """
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ import math
 import random
 import time
 
-import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from recsys.data.config import SyntheticConfig  # noqa: E402
-from recsys.data.synthetic import CONTEXT_WEIGHTS  # noqa: E402
-from simulator.config import LatencyConfig, SimulatorConfig  # noqa: E402
-from simulator.environment import Environment  # noqa: E402
-from simulator.latency import LatencyModel  # noqa: E402
-from simulator.serving import Variant, score  # noqa: E402
+from recsys.data.config import SyntheticConfig
+from recsys.data.synthetic import CONTEXT_WEIGHTS
+from simulator.config import LatencyConfig, SimulatorConfig
+from simulator.environment import Environment
+from simulator.latency import LatencyModel
+from simulator.serving import Arm, score
 
 C, K, N = 50, 10, 8192
 LATENCY = LatencyModel.from_quantiles(8.0, 40.0)
@@ -126,7 +125,7 @@ def dlrm_step(env: Environment, folder: str | None) -> tuple[float, float, float
     else:
         model = build_model("dlrm", env.world.world.schema(), {"embedding_dim": 16, "dense_arch": [64, 16],
                             "over_arch": [64, 32, 1]}, torch.device("cpu"))
-    variant = Variant("dlrm", ModelScorer(model), LATENCY)
+    variant = Arm("dlrm", ModelScorer(model), LATENCY)
     times = np.zeros(3)
     for step in range(4):  # the first is warm-up
         t0 = time.perf_counter()

@@ -13,9 +13,9 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
 
-    python bench/compression.py          # full (~25 min on 2 cores)
-    python bench/compression.py --quick  # smoke run
-    python bench/compression.py --parts large --device cuda  # large-table QPS on a GPU
+    python bench/compression_bench.py          # full (~25 min on 2 cores)
+    python bench/compression_bench.py --quick  # smoke run
+    python bench/compression_bench.py --parts large --device cuda  # large-table QPS on a GPU
 """
 from __future__ import annotations
 
@@ -28,13 +28,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import _repo_root  # noqa: F401,E402  (the packages, not the bench scripts named like them)
 import numpy as np
 import torch
 from torchrec import KeyedJaggedTensor
 
 from compression.build import compress
-from compression.config import CompressConfig, LatencyConfig
+from compression.config import CompressConfig, TimingConfig
 from compression.latency import measure
 from compression.report import VariantRow, format_table, plot, run_rows, write_csv
 from compression.scorer import build_quant_ebc
@@ -58,17 +57,17 @@ class Scale:
     """Sizes of every part; --quick shrinks them."""
 
     distill_epochs: int
-    latency: LatencyConfig
+    latency: TimingConfig
     synthetic_rows: int
     criteo_like_rows: int
     large_bytes: float  # fp32 bytes of the large-table part
-    large_latency: LatencyConfig
+    large_latency: TimingConfig
 
 
-FULL = Scale(4, LatencyConfig(repeats=5, iters=20, warmup=3), 400_000, 1_000_000, 2.5e9,
-             LatencyConfig(repeats=5, iters=10, warmup=3))
-QUICK = Scale(1, LatencyConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 100_000, 1e8,
-              LatencyConfig(repeats=2, iters=4, warmup=1))
+FULL = Scale(4, TimingConfig(repeats=5, iters=20, warmup=3), 400_000, 1_000_000, 2.5e9,
+             TimingConfig(repeats=5, iters=10, warmup=3))
+QUICK = Scale(1, TimingConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 100_000, 1e8,
+              TimingConfig(repeats=2, iters=4, warmup=1))
 
 def uniform_ratio(exported: ExportedModel, precision: str) -> float:
     """The fp32/bytes ratio uniform `precision` reaches on this teacher (the mixed-precision budget)."""
