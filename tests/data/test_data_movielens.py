@@ -40,7 +40,7 @@ def _write_grouplens(src: Path, dst: Path) -> None:
         ratings.user, ratings.item, ratings.rating, ratings.timestamp)))
     (dst / "u.user").write_text("".join(f"{u}|{a}|{g}|{o}|{z}\n" for u, a, g, o, z in zip(
         users.id, users.age, users.gender, users.occupation, users.zip_code)))
-    lines = [f"{i}|Title ({y})|{'01-Jan-%d' % y if y >= 0 else ''}||http://x|"
+    lines = [f"{i}|Title ({y})|{f'01-Jan-{y}' if y >= 0 else ''}||http://x|"
              + "|".join(str(int(f)) for f in flags) for i, y, flags in zip(items.id, items.year, items.genres)]
     (dst / "u.item").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
 
@@ -56,13 +56,36 @@ def test_grouplens_files_give_the_same_rows(recbole, tmp_path):
         assert x.sparse_features.lengths().equal(y.sparse_features.lengths())
 
 
+def _raw_ids(path: Path) -> np.ndarray:
+    """First column (the id) of a RecBole atomic file, in file order: row i of its table."""
+    return np.array([line.split("\t")[0] for line in path.read_text().splitlines()[1:]], dtype=np.int64)
+
+
+def _split_timestamps(ds, folder: Path) -> dict[str, np.ndarray]:
+    """Timestamp of each rating of each split, looked up by (user, item) in the raw .inter file."""
+    rows = [line.split("\t") for line in (folder / "ml-100k.inter").read_text().splitlines()[1:]]
+    when = {(int(u), int(i)): float(t) for u, i, _, t in rows}
+    assert len(when) == len(rows) == 100_000  # one rating per (user, item): the lookup is exact
+    users, items = _raw_ids(folder / "ml-100k.user"), _raw_ids(folder / "ml-100k.item")
+    return {s: np.array([when[int(u), int(i)] for u, i in zip(users[ds.log(s).user], items[ds.log(s).item])])
+            for s in ("train", "val", "test")}
+
+
 def test_temporal_split_puts_latest_ratings_in_test(recbole):
     ds = load_movielens(_config(recbole, split="temporal"), seed=0)
-    a, b = load_movielens(_config(recbole), seed=0), load_movielens(_config(recbole), seed=1)
-    assert not np.array_equal(a.log("test").user, b.log("test").user)
     assert ds.num_rows("test") == 25_000
+    ts = _split_timestamps(ds, recbole)
+    assert ts["test"].min() >= max(ts["train"].max(), ts["val"].max())
+    assert ts["train"].min() < ts["test"].min()  # not vacuous: the test split is not all ties
     rows = ds.retrieval("test")
     assert rows.num_items == 1682 and len(rows.users) > 0
+
+
+def test_random_split_depends_on_the_seed(recbole):
+    a, b = load_movielens(_config(recbole), seed=0), load_movielens(_config(recbole), seed=1)
+    assert not np.array_equal(a.log("test").user, b.log("test").user)
+    ts = _split_timestamps(a, recbole)
+    assert ts["test"].min() < ts["train"].max()  # random, not temporal: the two overlap in time
 
 
 @pytest.mark.parametrize("file,line,text,message", [
