@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from recsys.data.config import SyntheticConfig
-from recsys.data.synthetic import CONTEXT_WEIGHTS
+from recsys.data.world import CONTEXT_WEIGHTS, World
 from simulator.config import LatencyConfig, SimulatorConfig
 from simulator.environment import Environment
 from simulator.latency import LatencyModel
@@ -34,7 +34,7 @@ LATENCY = LatencyModel.from_quantiles(8.0, 40.0)
 def environment(batch: int) -> Environment:
     config = SimulatorConfig(batch_requests=batch, candidates=C, slate_size=K,
                              latency=LatencyConfig(effects="google2009"))
-    return Environment.build(config, SyntheticConfig(), 0)
+    return Environment.build(config, World.generate(SyntheticConfig(), 0), 0)
 
 
 def vectorised(env: Environment, steps: int, scores: np.ndarray) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import torch
 
-from recsys.data.synthetic import World
+from recsys.data.world import World
 from simulator.errors import SimulationError
 
 

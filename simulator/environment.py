@@ -1,5 +1,6 @@
-"""Everything a run draws requests from, built from the config: the world, the click model, the
-latency effects, the candidate source, the open sessions and the random streams."""
+"""Everything a run draws requests from: the given World (as the simulator's drifting truth) and,
+built from the config, the click model, the latency effects, the candidate source, the open
+sessions and the random streams."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.data.config import SyntheticConfig
-from recsys.data.synthetic import World
+from recsys.data.world import World
 from simulator.calibration import Calibration, calibrate_obd
 from simulator.candidates import Retriever, make_candidates
 from simulator.click_models import examination_vector, make_click_model
@@ -18,7 +18,7 @@ from simulator.effects import LatencyEffects
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
 from simulator.serving import Arm, CandidateBatches, timed_latency_model
-from simulator.sessions import Sessions, request_context
+from simulator.sessions import Sessions
 from simulator.step import Draws, Requests, Simulator
 from simulator.streams import Streams
 from simulator.world import SimWorld
@@ -37,37 +37,34 @@ class Environment:
     t: int = 0  # requests sent so far
 
     @staticmethod
-    def build(config: SimulatorConfig, world_config: SyntheticConfig, seed: int,
+    def build(config: SimulatorConfig, world: World, seed: int,
               retrieval_model: torch.nn.Module | None = None,
-              obd_folder: Path | str | None = None, truth: World | None = None) -> Environment:
-        """The environment of a run; `world_config` and `seed` are those the variants trained on.
-        `truth`: a ground-truth World to serve instead (e.g. recsys.data.synthetic.world_for's
-        MovieLens fit); OBD calibration, which changes a generated world's base CTR, is refused."""
+              obd_folder: Path | str | None = None) -> Environment:
+        """The environment of a run serving `world` (the World the variants' training logs came
+        from); `seed` seeds the run's random streams. OBD calibration (click.calibrate = "obd")
+        sets the examination per position and changes only the World's base CTR."""
         streams = Streams.from_seed(seed)
         click = config.click
         calibration = calibrate_obd(folder=obd_folder) if click.calibrate == "obd" else None
-        if truth is not None and calibration is not None:
-            raise SimulationError("click.calibrate: 'obd' recalibrates a generated world's base CTR; "
-                                  "a given truth (e.g. the MovieLens fit) keeps its own")
-        world = (SimWorld.of(truth, config.users.drift_requests, streams.world) if truth is not None else
-                 SimWorld.build(world_config, seed, config.users.drift_requests, streams.world,
-                                calibration.base_ctr if calibration else None))
+        if calibration is not None:
+            world = world.with_base_ctr(calibration.base_ctr, seed)
+        truth = SimWorld.of(world, config.users.drift_requests, streams.world)
         examination = (calibration.examination_for(config.slate_size) if calibration else
                        examination_vector(click.examination, click.examination_decay, config.slate_size))
         model = make_click_model(click.model, examination, click.continuation, click.no_click_weight)
-        simulator = Simulator(world, model, LatencyEffects.from_config(config.latency),
+        simulator = Simulator(truth, model, LatencyEffects.from_config(config.latency),
                               config.slate_size, config.reward)
-        source = make_candidates(config.candidate_source, world.world, streams.candidates, retrieval_model)
-        sessions = Sessions.start(world.world, config.batch_requests,
-                                  config.users.session_mean_requests, streams.sessions)
-        return Environment(config, world, simulator, source, CandidateBatches(world.world), sessions,
+        source = make_candidates(config.candidate_source, world, streams.candidates, retrieval_model)
+        sessions = Sessions.start(world, config.batch_requests, config.users.session_mean_requests,
+                                  streams.sessions)
+        return Environment(config, truth, simulator, source, CandidateBatches(world), sessions,
                            streams, calibration)
 
     def requests(self) -> tuple[Requests, Draws]:
         """The next step: one request per open session, and the users' shared draws."""
         s, n = self.sessions, len(self.sessions.users)
         users = s.users.copy()
-        dense = request_context(self.world.world, users, self.streams.context)
+        dense = self.world.world.sample_context(users, self.streams.context)
         t = self.t + np.arange(n)
         self.t += n
         requests = Requests(users, s.device.copy(), dense, t, s.patience.copy(),
@@ -103,9 +100,10 @@ class Environment:
         users = rng.integers(0, self.world.num_users, lat.fit_samples)
         source = make_candidates(self.config.candidate_source, self.world.world, rng, None) \
             if self.config.candidate_source != "retrieval" else self.source
-        requests = Requests(users, rng.integers(0, self.world.world.config.num_devices, len(users)),
-                            request_context(self.world.world, users, rng), np.zeros(len(users), np.int64),
-                            np.ones(len(users)), source.candidates(users, self.config.candidates))
+        world = self.world.world
+        requests = Requests(users, world.sample_devices(rng, len(users)), world.sample_context(users, rng),
+                            np.zeros(len(users), np.int64), np.ones(len(users)),
+                            source.candidates(users, self.config.candidates))
         batches = self.batches.batches(requests, 1)
         for v in variants:
             if v.latency is None:

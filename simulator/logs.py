@@ -9,16 +9,17 @@ Abandoned requests render nothing and are not logged.
 """
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from recsys.atomic import write_bytes
 from recsys.data.click_log import ClickLog
 from recsys.data.in_memory import InMemoryDataset
 from recsys.data.jagged import Jagged
-from recsys.data.synthetic import World
+from recsys.data.world import World
 from simulator.environment import Environment
 from simulator.serving import Arm, score
 
@@ -100,7 +101,6 @@ def _log_step(env: Environment, variant: Arm, requests, draws, scores: np.ndarra
 
 
 def _write_part(log: LoggedImpressions, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **{f.name: getattr(log, f.name) for f in fields(LoggedImpressions)})
-    os.replace(tmp, path)
+    part = io.BytesIO()
+    np.savez(part, **{f.name: getattr(log, f.name) for f in fields(LoggedImpressions)})
+    write_bytes(path, part.getvalue())

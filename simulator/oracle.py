@@ -2,16 +2,19 @@
 variant (tests, benchmarks, and an upper bound on what ranking quality can buy).
 
 It reads user_id, item_id and the dense context from a real candidate Batch, like a model, and
-returns the World's true click logit computed from latents perturbed by Gaussian noise of
-relative size `noise` (0: the exact ranking).
+returns the click logit of a World whose latents are the true ones perturbed by Gaussian noise of
+relative size `noise` (0: the true logit, hence the exact ranking), computed by the World's own
+formula (`World.logit`).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 from torchrec.datasets.utils import Batch
 
-from recsys.data.synthetic import CONTEXT_WEIGHTS, World
+from recsys.data.world import World
 
 
 class WorldScorer:
@@ -21,16 +24,15 @@ class WorldScorer:
         rng = np.random.default_rng(seed)
         scale = world.config.latent_dim ** -0.25
         perturb = lambda x: x + noise * scale * rng.standard_normal(x.shape)  # noqa: E731
-        self.users = torch.from_numpy(perturb(world.user_latent) * world.config.preference_scale)
-        self.items = torch.from_numpy(perturb(world.item_latent))
-        self.bias = torch.from_numpy(world.item_bias)
-        self.weights = torch.from_numpy(CONTEXT_WEIGHTS)
+        self.world = dataclasses.replace(world, user_latent=perturb(world.user_latent),
+                                         item_latent=perturb(world.item_latent))
 
     def score(self, batch: Batch) -> torch.Tensor:
         kjt = batch.sparse_features
-        user, item = kjt["user_id"].values(), kjt["item_id"].values()
-        return ((self.users[user] * self.items[item]).sum(1) + self.bias[item]
-                + batch.dense_features.double() @ self.weights).float()
+        user, item = kjt["user_id"].values().numpy(), kjt["item_id"].values().numpy()
+        logit = self.world.logit(user, item, batch.dense_features.numpy())
+        return torch.from_numpy(logit).float()
 
     def embedding_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.users, self.items, self.bias))
+        w = self.world
+        return w.user_latent.nbytes + w.item_latent.nbytes + w.item_bias.nbytes

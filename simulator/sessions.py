@@ -1,9 +1,10 @@
 """Concurrent user sessions: each step, every open session sends its next request.
 
-A session belongs to one user (drawn by the World's power-law activity) on one device, lasts a
-geometric number of requests, and carries a patience in (0, 1] that waiting erodes; a user who
-abandons a request leaves. Ended sessions are replaced by fresh ones before the next step, so a
-step is always `size` requests from distinct sessions and the state update is vectorised.
+A session belongs to one user and one device, both drawn by the World (users by their power-law
+activity), lasts a geometric number of requests, and carries a patience in (0, 1] that waiting
+erodes; a user who abandons a request leaves. Ended sessions are replaced by fresh ones before
+the next step, so a step is always `size` requests from distinct sessions and the state update
+is vectorised.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.data.synthetic import World
+from recsys.data.world import World
 
 
 @dataclass(eq=False)
@@ -32,10 +33,8 @@ class Sessions:
               rng: np.random.Generator) -> None:
         """Replace the sessions flagged `ended` by new ones."""
         n = int(ended.sum())
-        cdf = np.cumsum(world.user_activity)
-        self.users[ended] = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"),
-                                       world.num_users - 1)
-        self.device[ended] = rng.integers(0, world.config.num_devices, n)
+        self.users[ended] = world.sample_users(rng, n)
+        self.device[ended] = world.sample_devices(rng, n)
         self.remaining[ended] = rng.geometric(1.0 / mean_requests, n)
         self.patience[ended] = 1.0
 
@@ -44,18 +43,3 @@ class Sessions:
         self.patience *= np.exp(-latency_ms / patience_ms)
         self.remaining -= 1
         return (self.remaining <= 0) | abandoned
-
-
-def request_context(world: World, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Dense context float32 [n, 4] of requests by `users`, distributed as in the World's logs
-    (recsys.data.synthetic.sample_impressions): hour of day, log activity, a noise feature.
-    The hour's sine and cosine are looked up (24 values), written straight into the result."""
-    hour = rng.integers(0, 24, len(users))
-    dense = np.empty((len(users), 4), np.float32)
-    dense[:, 0], dense[:, 1] = _HOUR_SIN[hour], _HOUR_COS[hour]
-    dense[:, 2] = world.log_activity(users)
-    dense[:, 3] = rng.standard_normal(len(users))
-    return dense
-
-
-_HOUR_SIN, _HOUR_COS = np.sin(np.arange(24) * (2 * np.pi / 24)), np.cos(np.arange(24) * (2 * np.pi / 24))

@@ -20,6 +20,7 @@ from recsys.app.simulate import simulate
 from recsys.atomic import write_text
 from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
+from recsys.data.synthetic import SyntheticDataset
 from recsys.errors import UserError
 from recsys.metrics.ctr import ctr_metrics
 from recsys.models.dlrm import DLRMRanker
@@ -58,7 +59,7 @@ def run_job(config: ExperimentConfig, resume: bool = True) -> dict:
         results["variants"] = compress_run(config, dataset)
         _write_results(results, run_dir)
     if env.is_main and config.simulator is not None:
-        results["simulation"] = simulate(config, getattr(dataset, "world", None))
+        results["simulation"] = simulate(config, dataset.world if isinstance(dataset, SyntheticDataset) else None)
     return {**results, "is_main": env.is_main}
 
 

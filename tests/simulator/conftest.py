@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 
 from recsys.data.config import SyntheticConfig
+from recsys.data.world import World
 from simulator.config import LatencyConfig, SimulatorConfig
 
-WORLD = SyntheticConfig(num_users=300, num_items=200)
+WORLD_CONFIG = SyntheticConfig(num_users=300, num_items=200)
+WORLD = World.generate(WORLD_CONFIG, 0)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import torch
 
 from recsys.app.cli import main
 from recsys.data.config import SyntheticConfig
+from recsys.data.world import World
 from recsys.serving.export import load_model
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
@@ -15,7 +16,8 @@ from simulator.oracle import WorldScorer
 from simulator.serving import Arm
 
 # the tiny config's world (tests/conftest.py TINY): the world the two-tower model trained on
-TINY_WORLD, TINY_SEED = SyntheticConfig(num_users=300, num_items=200, num_rows=24000), 3
+TINY_SEED = 3
+TINY_WORLD = World.generate(SyntheticConfig(num_users=300, num_items=200, num_rows=24000), TINY_SEED)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_drift_changes_the_best_variant(sim_config):
     config = dataclasses.replace(sim_config, users=UserConfig(drift_requests=drift))
     env = Environment.build(config, WORLD, 0)
     w, sim = env.world.world, env.world
-    later = dataclasses.replace(w, user_latent=sim.drift.users / w.config.preference_scale)
+    later = sim.drift.world  # the World with the tastes users drift to
     variants = [Arm("start", WorldScorer(w)), Arm("drifted", WorldScorer(later))]
 
     def expected(at: int) -> np.ndarray:

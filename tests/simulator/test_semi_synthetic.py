@@ -10,7 +10,6 @@ from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
 from simulator.serving import Arm
-from tests.simulator.conftest import WORLD
 
 SMALL = FitConfig(dim=8, steps=60, lr=0.1, l2=5.0)
 CONFIG = SimulatorConfig(num_requests=2000, batch_requests=1000, candidates=20, slate_size=5)
@@ -35,7 +34,7 @@ def test_fit_predicts_held_out_ratings_and_is_the_world_truth(fitted):
 
 def test_environment_serves_the_movielens_truth(fitted):
     world, _ = fitted
-    env = Environment.build(CONFIG, WORLD, 0, truth=world)
+    env = Environment.build(CONFIG, world, 0)
     assert env.world.world is world and env.batches.keys == world.schema().keys()
     variants = [Arm("exact", WorldScorer(world)), Arm("noisy", WorldScorer(world, 2.0, seed=1))]
     result = run_experiment(env, variants)
@@ -52,7 +51,6 @@ def test_data_truth_movielens_fits_the_default_model_and_logs_from_it():
     from recsys.config_loading import from_dict
     from recsys.data.config import DataConfig
     from recsys.data.sources import load_dataset
-    from recsys.data.synthetic import sample_impressions
 
     config = from_dict(DataConfig, {"synthetic": {"truth": "movielens", "num_rows": 20000}}, "data")
     data = load_dataset(config, 0)
@@ -61,6 +59,6 @@ def test_data_truth_movielens_fits_the_default_model_and_logs_from_it():
     assert data.schema == world.schema() and data.num_rows("test") == 5000
     labels = np.concatenate([b.labels for b in data.batches("train", 4096)])
     observed = float(np.mean(labels[labels >= 0]))  # padding rows (-1) left out
-    users, items, dense, _ = sample_impressions(world, np.random.default_rng(1), 200_000)
+    users, items, dense, _ = world.sample_impressions(np.random.default_rng(1), 200_000)
     expected = float(np.mean(world.click_probability(users, items, dense)))  # the fit's CTR on such impressions
     assert abs(observed - expected) < 0.02, (observed, expected)  # 14,000 rows: standard error 0.004

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.data.world import World
 from simulator.config import LatencyConfig, LogConfig
 from simulator.effects import LatencyEffects
 from simulator.environment import Environment
@@ -17,7 +18,7 @@ from simulator.oracle import WorldScorer
 from simulator.report import write_simulation_report
 from simulator.serving import Arm, score
 from simulator.step import Draws
-from tests.simulator.conftest import WORLD
+from tests.simulator.conftest import WORLD, WORLD_CONFIG
 
 
 def _variants(env: Environment) -> list[Arm]:
@@ -64,9 +65,10 @@ def test_exact_regret_prefers_the_better_variant(sim_config):
 
 
 def _run_bytes(config, folder: Path) -> tuple[bytes, bytes]:
-    env = Environment.build(config, WORLD, 7)
+    world = World.generate(WORLD_CONFIG, 7)
+    env = Environment.build(config, world, 7)
     write_simulation_report(run_experiment(env, _variants(env)), folder)
-    env = Environment.build(config, WORLD, 7)
+    env = Environment.build(config, world, 7)
     log_impressions(env, Arm("log", WorldScorer(env.world.world, 0.5), LatencyModel.from_quantiles(5, 20)),
                     folder / "log")
     log = b"".join(p.read_bytes() for p in sorted((folder / "log").glob("part-*.npz")))
