@@ -141,7 +141,10 @@ def regret_table(sc: Scale) -> None:
     MAB, LP = mw
     for name, lp in (("MABWiser TS", LP.ThompsonSampling()), ("MABWiser UCB1 (alpha 1)", LP.UCB1(alpha=1.0))):
         t0 = time.perf_counter()
-        make = lambda s, lp=lp: MAB(list(range(5)), lp, seed=s)
+
+        def make(s: int, lp=lp):
+            return MAB(list(range(5)), lp, seed=s)
+
         results[name] = [run_mabwiser(make, sc.steps, sc.batch, s) for s in range(sc.mab_seeds)]
         print(f"{name:38s} {mean_ci(results[name])}   ({time.perf_counter() - t0:5.1f} s, batched predict)")
     ts, mts = np.array(results["ours TS (Beta(1,1))"]), np.array(results["MABWiser TS"])
@@ -314,7 +317,10 @@ def constrained_table(sc: Scale) -> None:
 
 def drift_table(sc: Scale) -> None:
     half = sc.drift_steps // 2
-    mu = lambda t: CTR if t < half else CTR[::-1]
+
+    def mu(t: int) -> np.ndarray:
+        return CTR if t < half else CTR[::-1]
+
     print(f"\n## Drifting rewards: CTRs reverse at step {half:,} of {sc.drift_steps:,}; batch 1000, "
           f"{sc.drift_seeds} seeds (mean cumulative pseudo-regret, 95% CI)")
     makes = {
