@@ -1,9 +1,10 @@
 """Adaptive traffic allocation among variants: batched bandit policies, guardrails, stopping, OPE."""
 from bandit.allocation import Allocation
-from bandit.errors import BanditInputError, BanditStateError
+from bandit.errors import BanditArmCountError, BanditInputError, BanditStateError
 from bandit.ledger import DecisionLedger, Feedback
 from bandit.memory import Discounted, SlidingWindow, Stationary
 from bandit.ope import Estimate, LoggedBandit, off_policy_value
+from bandit.options import policy_kwargs
 from bandit.policies import (
     EXP3,
     KLUCB,
@@ -23,9 +24,9 @@ from bandit.stopping import GLRResult, GLRRule, StoppingResult, StoppingRule, ch
 from bandit.tradeoff import Constrained, LatencySLO, NonInferiority, Scalarised, TradeoffTS, pareto_front
 
 __all__ = [
-    "Allocation", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback", "Discounted",
-    "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "off_policy_value", "UCB1", "KLUCB", "EXP3",
-    "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
+    "Allocation", "BanditArmCountError", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback",
+    "Discounted", "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "off_policy_value", "policy_kwargs",
+    "UCB1", "KLUCB", "EXP3", "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
     "TopTwoTS", "BetaBernoulli", "LogNormalLatency", "NormalInverseGamma", "from_json", "to_json",
     "StoppingResult", "StoppingRule", "check_stopping", "GLRResult", "GLRRule", "check_glr",
     "Constrained", "LatencySLO", "NonInferiority", "Scalarised", "TradeoffTS", "pareto_front",

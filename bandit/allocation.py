@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit.checks import in_range, positive_int
-from bandit.errors import BanditInputError
+from bandit.errors import BanditArmCountError, BanditInputError
 from bandit.state import serializable
 
 
@@ -55,11 +55,11 @@ class Allocation:
         """Reject controls that cannot be met with `n_arms` arms."""
         shared = n_arms - (self.control is not None)
         if self.control is not None and self.control >= n_arms:
-            raise BanditInputError("allocation.control", f"arm {self.control} not in 0..{n_arms - 1}")
+            raise BanditArmCountError("allocation.control", f"arm {self.control} not in 0..{n_arms - 1}")
         if shared < 1 and self.control_share < 1:
-            raise BanditInputError("allocation.control_share", "no other arm to take the rest")
+            raise BanditArmCountError("allocation.control_share", "no other arm to take the rest")
         if self.floor * shared > 1 + 1e-12:
-            raise BanditInputError("allocation.floor", f"{self.floor} x {shared} arms exceeds 1")
+            raise BanditArmCountError("allocation.floor", f"{self.floor} x {shared} arms exceeds 1")
 
     def warming_up(self, pulls: np.ndarray) -> bool:
         """True while the equal-split warm-up still applies."""

@@ -13,12 +13,14 @@ def positive_int(value: object, field: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def in_range(value: float, field: str, low: float, high: float) -> float:
-    """Return `value` as a float in [low, high], or raise naming `field`."""
+def in_range(value: float, field: str, low: float, high: float, closed: bool = True) -> float:
+    """Return `value` as a float in [low, high] (in (low, high) unless `closed`), or raise naming `field`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise BanditInputError(field, f"expected a number, got {value!r}")
-    if not (low <= float(value) <= high):
-        raise BanditInputError(field, f"must lie in [{low}, {high}], got {value!r}")
+    inside = low <= float(value) <= high if closed else low < float(value) < high
+    if not inside:
+        span = f"[{low}, {high}]" if closed else f"({low:g}, {high:g})"
+        raise BanditInputError(field, f"must be in {span}, got {value!r}")
     return float(value)
 
 

@@ -8,6 +8,12 @@ class BanditInputError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
+
+
+class BanditArmCountError(BanditInputError):
+    """An option does not fit the number of arms (an arm id out of range, floors summing over 1):
+    a caller that does not know the arms yet may leave this check for when it does."""
 
 
 class BanditStateError(BanditInputError):

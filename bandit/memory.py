@@ -49,9 +49,9 @@ class ArmStats:
 
     def __init__(self, n_arms: int, memory: Memory) -> None:
         self.memory = memory
-        self.n = np.zeros(n_arms)
-        self.s = np.zeros(n_arms)
-        self.ss = np.zeros(n_arms)
+        self.n: np.ndarray = np.zeros(n_arms)
+        self.s: np.ndarray = np.zeros(n_arms)
+        self.ss: np.ndarray = np.zeros(n_arms)
         size = memory.size if isinstance(memory, SlidingWindow) else 0
         self.window_arms = np.full(size, -1, dtype=np.int64)
         self.window_values = np.zeros(size)

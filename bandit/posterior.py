@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 
 from bandit.checks import in_range
-from bandit.errors import BanditInputError
+from bandit.errors import BanditArmCountError
 from bandit.memory import ArmStats
 from bandit.state import serializable
 
@@ -24,11 +24,11 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(10)
 
 
 def _per_arm(value: float | tuple, n_arms: int, field: str) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_arms,)) if np.ndim(value) == 0 \
-        else np.asarray(value, dtype=np.float64)
-    if arr.shape != (n_arms,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise BanditInputError(f"model.{field}", f"expected a positive number or {n_arms} of them")
-    return arr
+    if not isinstance(value, tuple):
+        return np.full(n_arms, float(value))
+    if len(value) != n_arms:
+        raise BanditArmCountError(f"model.{field}", f"expected one number or {n_arms} (one per arm), got {len(value)}")
+    return np.asarray(value, dtype=np.float64)
 
 
 @serializable
@@ -44,9 +44,10 @@ class BetaBernoulli:
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if np.ndim(value) == 0:
-                in_range(value, f"model.{name}", 1e-12, np.inf)
+                in_range(value, f"model.{name}", 0.0, np.inf, closed=False)
             else:
-                object.__setattr__(self, name, tuple(float(v) for v in value))
+                per_arm = tuple(in_range(v, f"model.{name}", 0.0, np.inf, closed=False) for v in value)
+                object.__setattr__(self, name, per_arm)
 
     def params(self, s: ArmStats) -> tuple[np.ndarray, np.ndarray]:
         """Posterior Beta parameters per arm (rewards in [0, 1] count fractionally)."""

@@ -69,13 +69,16 @@ def unseal(state: Any, kind: str) -> dict:
     if state.get("kind") != kind:
         raise BanditStateError("kind", f"state is for {state.get('kind')!r}, not {kind!r}")
     payload = state.get("payload")
-    try:
-        ok = isinstance(payload, dict) and _checksum(payload) == state.get("checksum")
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    if not isinstance(payload, dict) or not _checksum_matches(payload, state.get("checksum")):
         raise BanditStateError("checksum", "state is corrupt (checksum mismatch)")
     return payload
+
+
+def _checksum_matches(payload: dict, checksum: Any) -> bool:
+    try:
+        return _checksum(payload) == checksum
+    except (TypeError, ValueError):
+        return False
 
 
 def load_arrays(saved: Any, current: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -98,7 +101,7 @@ def load_arrays(saved: Any, current: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 def rng_state(rng: np.random.Generator) -> dict:
     """The JSON-able state of a PCG64 generator."""
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def restore_rng(state: Any) -> np.random.Generator:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bandit.checks import in_range, positive_int
-from bandit.errors import BanditInputError
+from bandit.errors import BanditArmCountError, BanditInputError
 from bandit.memory import ArmStats
 from bandit.policies.thompson import ThompsonSampling
 from bandit.posterior import LogNormalLatency, prob_best
@@ -30,7 +30,7 @@ class LatencySLO:
 
     def __post_init__(self) -> None:
         in_range(self.threshold, "slo.threshold", 1e-300, np.inf)
-        in_range(self.percentile, "slo.percentile", 1e-6, 1 - 1e-6)
+        in_range(self.percentile, "slo.percentile", 0.0, 1.0, closed=False)
         in_range(self.max_violation_prob, "slo.max_violation_prob", 0.0, 1.0)
 
 
@@ -120,7 +120,7 @@ class TradeoffTS(ThompsonSampling):
         super().__init__(n_arms, objective=objective, latency=latency, n_draws=n_draws, **kwargs)
         if isinstance(objective, Constrained) and objective.noninferiority is not None \
                 and objective.noninferiority.control >= self.n_arms:
-            raise BanditInputError("noninferiority.control", f"not an arm id below {self.n_arms}")
+            raise BanditArmCountError("objective.noninferiority.control", f"not an arm id below {self.n_arms}")
 
     def guardrails(self, rng: np.random.Generator | None = None) -> Guardrails:
         """Current guardrail judgement (uses the policy's own RNG unless one is given)."""
@@ -130,7 +130,7 @@ class TradeoffTS(ThompsonSampling):
         return judge_guardrails(self.model, self._rewards, self.latency, self._latencies, slo, ni,
                                 self.n_draws, self._rng if rng is None else rng)
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         if isinstance(self.objective, Scalarised):
             draws = self.model.sample(self._rewards, self.n_draws, self._rng)
             utility = draws - self.objective.lam * self.latency.sample_mean(self._latencies, self.n_draws, self._rng)

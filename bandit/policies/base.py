@@ -6,6 +6,9 @@ probabilities, whatever approximation produced the vector.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,20 +39,48 @@ def ties_split(scores: np.ndarray) -> np.ndarray:
 
 
 class Policy:
-    """Base class: validation, allocation controls, sampling, state. Subclasses give `_preferred`."""
+    """Base class: validation, allocation controls, sampling, state. Subclasses give `_preferred`.
 
-    registry: ClassVar[dict[str, type]] = {}
+    A policy's options are the keyword parameters of its constructors (its own and its base
+    classes'), typed by their annotations; `declared_options` lists them and any other keyword is
+    refused.
+    """
+
+    registry: ClassVar[dict[str, type[Policy]]] = {}
     contextual: ClassVar[bool] = False
     needs_latency: ClassVar[bool] = False
     reward_range: tuple[float, float] = (0.0, 1.0)
+    dim: int  # features per context row (contextual policies only)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Policy.registry[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            Policy.registry[cls.__name__] = cls
+
+    @classmethod
+    @functools.cache
+    def declared_options(cls) -> dict[str, inspect.Parameter]:
+        """Every keyword option, the class's own first, with its resolved type and its default
+        (`inspect.Parameter.empty` when required); n_arms is an argument, not an option."""
+        out: dict[str, inspect.Parameter] = {}
+        for klass in cls.__mro__[:cls.__mro__.index(Policy) + 1]:
+            init = vars(klass).get("__init__")
+            if init is None:
+                continue
+            hints = typing.get_type_hints(init)
+            for p in inspect.signature(init).parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "n_arms"):
+                    out.setdefault(p.name, p.replace(annotation=hints[p.name]))
+        return out
 
     def __init__(self, n_arms: int, *, memory: Memory = Stationary(),
                  allocation: Allocation = Allocation(), seed: int | None = None, **options: Any) -> None:
         self.n_arms = checks.positive_int(n_arms, "n_arms")
+        declared = type(self).declared_options()
+        unknown = [name for name in options if name not in declared]
+        if unknown:
+            raise BanditInputError(unknown[0], f"unknown option of {type(self).__name__} "
+                                   f"(allowed: {', '.join(declared)})")
         if not isinstance(allocation, Allocation):
             raise BanditInputError("allocation", f"expected an Allocation, got {allocation!r}")
         allocation.check_arms(self.n_arms)
@@ -171,7 +202,7 @@ class Policy:
     def from_state_dict(cls, state: dict) -> Policy:
         """Build the saved policy (any registered class) and restore its state."""
         payload = unseal(state, "policy")
-        policy_cls = Policy.registry.get(payload.get("policy"))
+        policy_cls = Policy.registry.get(str(payload.get("policy")))
         if policy_cls is None:
             raise BanditStateError("policy", f"unknown policy {payload.get('policy')!r}")
         try:

@@ -21,15 +21,16 @@ class EXP3(Policy):
         super().__init__(n_arms, gamma=gamma, **kwargs)
         self._log_weights = np.zeros(self.n_arms)
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         return (1 - self.gamma) * softmax(self._log_weights) + self.gamma / self.n_arms
 
     def _check_update(self, propensities: np.ndarray | None) -> None:
         if propensities is None:
             raise BanditInputError("propensities", "EXP3 needs the selection propensity of each arm")
 
-    def _learn(self, arms: np.ndarray, rewards: np.ndarray, propensities: np.ndarray,
-               context: None) -> None:
+    def _learn(self, arms: np.ndarray, rewards: np.ndarray, propensities: np.ndarray | None,
+               context: np.ndarray | None) -> None:
+        assert propensities is not None  # _check_update refused a batch without them
         gain = np.bincount(arms, rewards / propensities, minlength=self.n_arms)
         self._log_weights = self._log_weights + self.gamma * gain / self.n_arms
         self._log_weights -= self._log_weights.max()

@@ -25,7 +25,7 @@ class EpsilonGreedy(Policy):
         """Exploration rate after the observations received so far."""
         return self.epsilon / (1.0 + self.decay * float(self._pulls.sum()))
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         eps = self.current_epsilon()
         return eps / self.n_arms + (1 - eps) * ties_split(self._rewards.mean(default=np.inf))
 
@@ -40,5 +40,5 @@ class Softmax(Policy):
         self.temperature = in_range(temperature, "temperature", 1e-12, np.inf)
         super().__init__(n_arms, temperature=temperature, **kwargs)
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         return softmax(self._rewards.mean(default=1.0) / self.temperature)

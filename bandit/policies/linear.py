@@ -41,8 +41,9 @@ class _Linear(Policy):
             spread[:, k] = np.square(solve_triangular(chol, context.T, lower=True)).sum(axis=0)
         return mean, spread
 
-    def _learn(self, arms: np.ndarray, rewards: np.ndarray, propensities: Any,
-               context: np.ndarray) -> None:
+    def _learn(self, arms: np.ndarray, rewards: np.ndarray, propensities: np.ndarray | None,
+               context: np.ndarray | None) -> None:
+        assert context is not None  # Policy.update checks the rows of contextual policies
         for k in np.unique(arms):
             x, r = context[arms == k], rewards[arms == k]
             self._design[k] += x.T @ x
@@ -59,7 +60,8 @@ class LinUCB(_Linear):
         self.alpha = in_range(alpha, "alpha", 0.0, np.inf)
         super().__init__(n_arms, dim, alpha=alpha, **kwargs)
 
-    def _preferred(self, context: np.ndarray) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
+        assert context is not None  # Policy.probabilities checks the rows of contextual policies
         mean, spread = self.score_moments(context)
         return ties_split(mean + self.alpha * np.sqrt(spread))
 
@@ -71,6 +73,7 @@ class LinTS(_Linear):
         self.v = in_range(v, "v", 1e-12, np.inf)
         super().__init__(n_arms, dim, v=v, **kwargs)
 
-    def _preferred(self, context: np.ndarray) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
+        assert context is not None  # Policy.probabilities checks the rows of contextual policies
         mean, spread = self.score_moments(context)
         return prob_best(stats.norm(loc=mean, scale=self.v * np.sqrt(spread)))

@@ -48,7 +48,7 @@ class ThompsonSampling(Policy):
                 counts[:, s] += np.bincount(top[:, s], minlength=self.n_arms)
         return counts / n_draws
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         return self.prob_best()
 
 
@@ -67,7 +67,10 @@ class TopTwoTS(ThompsonSampling):
 
     def __init__(self, n_arms: int, beta: float | str = 0.5, challenger: str = "resample",
                  **kwargs: Any) -> None:
-        beta = beta if beta == "ids" else in_range(beta, "beta", 0.0, 1.0)
+        if not isinstance(beta, str):
+            beta = in_range(beta, "beta", 0.0, 1.0)
+        elif beta != "ids":
+            raise BanditInputError("beta", f"expected a number in [0, 1] or 'ids', got {beta!r}")
         if challenger not in ("resample", "tcb"):
             raise BanditInputError("challenger", f"expected 'resample' or 'tcb', got {challenger!r}")
         self.beta, self.challenger = beta, challenger
@@ -99,6 +102,6 @@ class TopTwoTS(ThompsonSampling):
         tied = cost == cost.min(axis=1, keepdims=True)
         return np.argmax(np.where(tied, self._rewards.mean(), -np.inf), axis=1)
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         pairs, share = self.pair_probabilities(), self.leader_shares()
         return (pairs * share).sum(axis=1) + (pairs * (1 - share)).sum(axis=0)

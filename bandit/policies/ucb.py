@@ -27,7 +27,7 @@ class _IndexPolicy(Policy):
     def indices(self) -> np.ndarray:
         raise NotImplementedError
 
-    def _preferred(self, context: None) -> np.ndarray:
+    def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         return ties_split(self.indices())
 
 

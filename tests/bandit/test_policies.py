@@ -55,7 +55,8 @@ def test_ts_allocation_equals_thompson_draw_frequency():
 def test_top_two_allocation_matches_resampling_simulation():
     p = TopTwoTS(3, beta=0.5, seed=0)
     p.update([0] * 20 + [1] * 20 + [2] * 20, [1] * 5 + [0] * 15 + [1] * 8 + [0] * 12 + [1] * 9 + [0] * 11)
-    a = np.array([6, 9, 10.0]); b = 22 - a
+    a = np.array([6, 9, 10.0])
+    b = 22 - a
     rng = np.random.default_rng(1)
     leader = rng.beta(a, b, size=(100_000, 3)).argmax(1)
     picks = []
@@ -174,7 +175,10 @@ def test_top_two_tcb_with_ids_beta_matches_simulation_of_its_definition():
     p = TopTwoTS(3, beta="ids", challenger="tcb", seed=0)
     p.update([0] * 20 + [1] * 40 + [2] * 60, [1] * 5 + [0] * 15 + [1] * 12 + [0] * 28 + [1] * 21 + [0] * 39)
     mean, n = np.array([5 / 20, 12 / 40, 21 / 60]), np.array([20.0, 40.0, 60.0])
-    pooled = lambda i, j: (n[i] * mean[i] + n[j] * mean[j]) / (n[i] + n[j])
+
+    def pooled(i, j):
+        return (n[i] * mean[i] + n[j] * mean[j]) / (n[i] + n[j])
+
     w21 = n[2] * bernoulli_kl(mean[2], pooled(2, 1)) + n[1] * bernoulli_kl(mean[1], pooled(2, 1))
     w20 = n[2] * bernoulli_kl(mean[2], pooled(2, 0)) + n[0] * bernoulli_kl(mean[0], pooled(2, 0))
     w = transport_costs(p.model, p.reward_stats)
@@ -182,7 +186,10 @@ def test_top_two_tcb_with_ids_beta_matches_simulation_of_its_definition():
     assert w[0, 1] == w[0, 2] == w[1, 2] == 0 and w21 < w20
     # leader 2 is challenged by the arm the data least separate from it (1); a leader below the
     # empirical best is challenged by the best (zero cost, ties to the higher mean)
-    challenger_of = lambda lead: np.array([2, 2, 1])[lead]
+
+    def challenger_of(lead):
+        return np.array([2, 2, 1])[lead]
+
     share = np.square(n)[None, :] / (np.square(n)[:, None] + np.square(n)[None, :])
     freq = _pair_simulation(p.prob_best(), challenger_of, share, np.random.default_rng(3))
     np.testing.assert_allclose(p.probabilities(), freq, atol=4e-3)
