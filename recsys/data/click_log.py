@@ -92,16 +92,31 @@ class ClickLog:
     users: FeatureTable | None = None
     items: FeatureTable | None = None
 
+    def __post_init__(self) -> None:
+        for name, index, table in (("user", self.user, self.users), ("item", self.item, self.items)):
+            if (index is None) != (table is None):
+                raise ValueError(f"click log: `{name}` and `{name}s` must be given together")
+
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _sides(self) -> list[tuple[str, np.ndarray, FeatureTable]]:
+        """(name, index of each event, table) for the user and the item side, where the log has them."""
+        return [(name, index, table) for name, index, table in
+                (("user", self.user, self.users), ("item", self.item, self.items))
+                if index is not None and table is not None]
+
+    def user_item(self) -> tuple[np.ndarray, np.ndarray]:
+        """The user and the item index of each event; DataError if the log has none."""
+        if self.user is None or self.item is None:
+            raise DataError("click log: the events have no user and item indices")
+        return self.user, self.item
 
     def rows(self, idx: np.ndarray) -> Rows:
         """Events `idx` joined with their user's and item's features (schema key order)."""
         sparse: list[Jagged] = []
-        if self.users is not None:
-            sparse += self.users.take(self.user[idx])
-        if self.items is not None:
-            sparse += self.items.take(self.item[idx])
+        for _, index, table in self._sides():
+            sparse += table.take(index[idx])
         sparse += [c.take(idx) for c in self.context]
         return Rows(self.dense[idx], tuple(sparse), self.labels[idx])
 
@@ -122,6 +137,6 @@ class ClickLog:
         if not finite.all():
             raise DataError(f"{where}: row {int(np.argmin(finite))}: dense feature is NaN or inf")
         check_ids(context_features, self.context, where)
-        for name, index, table in (("user", self.user, self.users), ("item", self.item, self.items)):
-            if table is not None and len(index) and (index.min() < 0 or index.max() >= table.size):
+        for name, index, table in self._sides():
+            if len(index) and (index.min() < 0 or index.max() >= table.size):
                 raise DataError(f"{where}: {name} index outside [0, {table.size})")

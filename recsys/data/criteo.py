@@ -9,10 +9,10 @@ items: `retrieval` and `item_popularity` raise DataError.
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from torchrec.datasets.utils import Batch
@@ -34,8 +34,8 @@ _ZEROS = np.uint64(0x3030303030303030)  # eight ASCII '0's
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer: a bijective scramble of uint64 values (a new array)."""
+def mix64(x: np.ndarray | np.uint64) -> np.ndarray:
+    """splitmix64 finalizer: a bijective scramble of uint64 values, an array or one (a new array)."""
     x = np.array(x, dtype=np.uint64)
     x ^= x >> np.uint64(30)
     x *= np.uint64(0xBF58476D1CE4E5B9)
@@ -142,7 +142,7 @@ def _integers(buf, words, starts, ends, path, first_line) -> np.ndarray:
     return np.where(negative, -value, value)
 
 
-def _open(path: Path) -> BinaryIO:
+def _open(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 

@@ -46,7 +46,8 @@ class InMemoryDataset:
         train = self._splits["train"]
         if train.items is None:
             raise DataError(f"{self.name}: has no items, so no item popularity")
-        return np.bincount(train.item[train.labels > 0], minlength=train.items.size).astype(np.float64)
+        item = train.user_item()[1]
+        return np.bincount(item[train.labels > 0], minlength=train.items.size).astype(np.float64)
 
     def retrieval(self, split: Split) -> RetrievalData:
         """Users with a click in `split` that is not among their interactions in other splits."""
@@ -69,7 +70,8 @@ class InMemoryDataset:
 
 
 def _pairs(log: ClickLog, n_items: int) -> np.ndarray:
-    return log.user.astype(np.int64) * n_items + log.item
+    user, item = log.user_item()
+    return user.astype(np.int64) * n_items + item
 
 
 def _csr(pairs: np.ndarray, users: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from recsys.data.click_log import ClickLog, FeatureTable
 from recsys.data.config import DataConfig
+from recsys.data.dataset import Split
 from recsys.data.in_memory import InMemoryDataset
 from recsys.data.jagged import Jagged
 from recsys.data.packaged import MOVIELENS_100K
@@ -29,6 +30,7 @@ DENSE = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
          "log_user_train_count", "log_item_train_count", "movie_age")
 RECBOLE = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
 GROUPLENS = ("u.data", "u.user", "u.item")
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +77,8 @@ def read_folder(folder: Path) -> tuple[Ratings, Users, Items]:
             missing = [n for n in names if not (folder / n).is_file()]
             if missing:
                 raise DataError(f"{folder / missing[0]}: no such file (needed next to {names[0]})")
-            return tuple(read(folder / name) for read, name in zip(readers, names))
+            read_ratings, read_users, read_items = readers
+            return read_ratings(folder / names[0]), read_users(folder / names[1]), read_items(folder / names[2])
     raise DataError(f"{folder}: no MovieLens files (expected {', '.join(RECBOLE)} "
                     f"or {', '.join(GROUPLENS)})")
 
@@ -93,13 +96,13 @@ def load_movielens(config: DataConfig, seed: int) -> InMemoryDataset:
     user_table, item_table = _user_table(users), _item_table(items)
     log = ClickLog(labels, dense, (), user, item, user_table, item_table)
     schema = Schema(DENSE, user_table.features + item_table.features)
-    splits = {name: log.subset(np.flatnonzero(split == code))
-              for code, name in enumerate(("train", "val", "test"))}
+    splits: dict[Split, ClickLog] = {name: log.subset(np.flatnonzero(split == code))
+                                     for code, name in enumerate(SPLITS)}
     return InMemoryDataset("movielens", schema, splits, seed)
 
 
 def _assign_splits(timestamp: np.ndarray, config: DataConfig, seed: int) -> np.ndarray:
-    """0 train, 1 val, 2 test: a seeded random permutation, or the latest ratings for test."""
+    """0 train, 1 val, 2 test (the order of SPLITS): a seeded random permutation, or the latest ratings for test."""
     n = len(timestamp)
     n_test, n_val = round(n * config.test_fraction), round(n * config.val_fraction)
     if config.movielens.split == "temporal":

@@ -65,18 +65,24 @@ def top_k(
         raise ValueError(f"need 1 <= k <= {items} items and chunk >= 1; got k={k}, chunk={chunk}")
     if not (torch.isfinite(user_emb).all() and torch.isfinite(item_emb).all()):
         raise ValueError("embeddings contain NaN or inf")
-    indptr, indices = _check_csr("exclude", exclude, users, items) if exclude is not None else (None, None)
+    excluded = _check_csr("exclude", exclude, users, items) if exclude is not None else None
     item_t = item_emb.detach().cpu().to(user_emb.dtype).T
     out = torch.empty(users, k, dtype=torch.long)
     for lo in range(0, users, chunk):
         hi = min(lo + chunk, users)
         scores = user_emb[lo:hi].detach().cpu() @ item_t
-        if indptr is not None:
-            sub = indptr[lo : hi + 1] - indptr[lo]
-            cols = indices[indptr[lo] : indptr[hi]]
-            scores[torch.from_numpy(_row_ids(sub)), torch.from_numpy(cols)] = float("-inf")
+        if excluded is not None:
+            _exclude_rows(scores, excluded, lo, hi)
         out[lo:hi] = _ordered_topk(scores, k)
     return out
+
+
+def _exclude_rows(scores: torch.Tensor, exclude: Csr, lo: int, hi: int) -> None:
+    """Set to -inf the items that rows lo..hi-1 of `exclude` list; `scores` holds those rows."""
+    indptr, indices = exclude
+    sub = indptr[lo : hi + 1] - indptr[lo]
+    cols = indices[indptr[lo] : indptr[hi]]
+    scores[torch.from_numpy(_row_ids(sub)), torch.from_numpy(cols)] = float("-inf")
 
 
 def _hits(topk_items: torch.Tensor | np.ndarray, positives: Csr) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
 from recsys.atomic import write_text
 from recsys.data.dataset import ClickDataset
-from recsys.errors import DataError
+from recsys.errors import CheckpointError, DataError
 from recsys.progress import bar
 from recsys.train import checkpoint
 from recsys.train.checkpoint import LoopState
@@ -71,10 +71,19 @@ def train(task: Task, dataset: ClickDataset, optim: OptimConfig, config: TrainCo
         if improved:
             checkpoint.mark_best(saved)
     if config.select_best and state.best_epoch and state.best_epoch != state.epoch:
-        checkpoint.load(checkpoint.best(ckpt_dir), dmp, opt, fingerprint)
+        _restore_best(ckpt_dir, dmp, opt, fingerprint)
     test = task.evaluate(dmp, "test", config.eval_batch_size)
     tested = state.best_epoch if config.select_best and state.best_epoch else len(history)
     return TrainResult(dmp, history, test, placements(dmp.plan), tested)
+
+
+def _restore_best(ckpt_dir: Path, dmp: DistributedModelParallel, opt: CombinedOptimizer, fingerprint: str) -> None:
+    """Load the checkpoint marked best; CheckpointError if the marker is gone."""
+    best = checkpoint.best(ckpt_dir)
+    if best is None:
+        raise CheckpointError(f"{ckpt_dir / 'BEST'}: missing, so the best epoch cannot be restored; "
+                              "delete the checkpoints or set train.select_best = false")
+    checkpoint.load(best, dmp, opt, fingerprint)
 
 
 def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParallel, opt: CombinedOptimizer,
