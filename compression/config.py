@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from recsys.config_loading import from_dict, to_dict
 from recsys.errors import require
 
 Step = Literal["distill", "prune", "quantize"]
+ModelConfig = TypeVar("ModelConfig")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -68,7 +70,7 @@ class PruneConfig:
 class DistillConfig:
     """Train a smaller student on alpha * BCE(labels) + (1 - alpha) * soft loss at temperature T."""
 
-    student: dict[str, Any] = field(default_factory=dict)  # overrides of the teacher's model config
+    student: dict[str, Any] = field(default_factory=dict)  # overrides of the teacher's model config (see student_model)
     alpha: float = 0.5
     temperature: float = 2.0
     epochs: int = 3
@@ -82,6 +84,11 @@ class DistillConfig:
         require(self.temperature > 0, "temperature", "must be > 0")
         require(self.epochs >= 1 and self.batch_size >= 2, "epochs", "epochs >= 1 and batch_size >= 2")
         require(self.lr_dense > 0 and self.lr_sparse > 0, "lr_dense", "learning rates must be > 0")
+
+    def student_model(self, teacher: ModelConfig, key: str = "student") -> ModelConfig:
+        """The teacher's model config (a recsys model config dataclass) with the `student`
+        overrides, typed and checked as the teacher's was; errors name `key`.<field>."""
+        return from_dict(type(teacher), {**to_dict(teacher), **self.student}, key)
 
 
 @dataclass(frozen=True)

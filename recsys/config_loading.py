@@ -10,7 +10,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, cast, get_args, get_origin, get_type_hints
 
 import tomllib
 
@@ -36,7 +36,7 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix or '<root>'}: expected a table, got {type(raw).__name__}")
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cast("type[Any]", cls)) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(f"{_key(prefix, unknown[0])}: unknown key (allowed: {', '.join(fields)})")
@@ -50,7 +50,7 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"{prefix}.{e}" if prefix else str(e)) from None
 
 
-def to_dict(config: Any) -> dict[str, Any]:
+def to_dict(config: Any) -> Any:
     """The inverse of `from_dict`: plain dicts, lists and scalars (None values dropped, as TOML has no null)."""
     if dataclasses.is_dataclass(config):
         return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)
@@ -70,7 +70,7 @@ def _is_required(f: dataclasses.Field) -> bool:
 
 def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     if origin in (typing.Union, types.UnionType):
         options = get_args(hint)

@@ -16,9 +16,10 @@ TOML layout (every key optional; defaults below):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from recsys.errors import require
+from bandit import BanditInputError, Policy, policy_kwargs
+from recsys.errors import ConfigError, require
 
 CLICK_MODELS = ("pbm", "cascade", "dcm", "choice")
 
@@ -81,14 +82,32 @@ class LatencyConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """The bandit policy that picks the serving variant per request (bandit.Policy.registry)."""
+    """The bandit policy that picks the serving variant per request: a context-free policy of
+    bandit.Policy.registry and its options, as plain TOML values (tables for the guardrail,
+    allocation, memory and model objects), checked in full by bandit.policy_kwargs."""
 
     name: str = "ThompsonSampling"
-    options: dict[str, float] = field(default_factory=dict)  # extra keyword arguments
+    options: dict[str, Any] = field(default_factory=dict)  # the policy's keyword options
     update_delay_steps: int = 1  # feedback of step s reaches the policy before step s + delay
 
     def __post_init__(self) -> None:
+        choices = ", ".join(sorted(n for n, cls in Policy.registry.items() if not cls.contextual))
+        require(self.name in Policy.registry, "name", f"unknown policy {self.name!r} (one of {choices})")
+        require(not self.policy_class.contextual, "name", f"{self.name} needs a context per request; the "
+                f"simulator picks variants with a context-free policy (one of {choices})")
+        self.kwargs()
         require(self.update_delay_steps >= 0, "update_delay_steps", "must be >= 0")
+
+    @property
+    def policy_class(self) -> type[Policy]:
+        return Policy.registry[self.name]
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options built into the policy's keyword arguments (the seed is the simulator's)."""
+        try:
+            return policy_kwargs(self.policy_class, self.options, fixed=("seed",))
+        except BanditInputError as e:
+            raise ConfigError(f"options.{e}") from None
 
 
 @dataclass(frozen=True)

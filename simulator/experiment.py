@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit import Policy, StoppingRule, ThompsonSampling, check_stopping
+from bandit import BanditInputError, Policy, StoppingRule, ThompsonSampling, check_stopping
 from recsys.errors import ConfigError
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
@@ -87,14 +87,12 @@ class ExperimentResult:
 
 
 def make_policy(config: SimulatorConfig, n_arms: int, seed: int) -> Policy:
-    cls = Policy.registry.get(config.policy.name)
-    if cls is None:
-        raise ConfigError(f"simulator.policy.name: unknown policy {config.policy.name!r} "
-                          f"(one of {', '.join(sorted(Policy.registry))})")
-    if cls.contextual:
-        raise ConfigError(f"simulator.policy.name: {cls.__name__} is contextual; the simulator "
-                          "picks variants with context-free policies")
-    return cls(n_arms, seed=seed, **config.policy.options)
+    """The configured policy (its name and options checked with the config) for `n_arms` variants;
+    options that do not fit this many arms (an arm id, floors over 1) fail here, in one line."""
+    try:
+        return config.policy.policy_class(n_arms, seed=seed, **config.policy.kwargs())
+    except BanditInputError as e:
+        raise ConfigError(f"simulator.policy.options.{e} (the simulation has {n_arms} variants)") from None
 
 
 def run_experiment(env: Environment, variants: list[Arm]) -> ExperimentResult:

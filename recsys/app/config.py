@@ -65,8 +65,10 @@ class ExperimentConfig:
                 or self.data.synthetic.truth == "generated", "simulator.click.calibrate",
                 "'obd' recalibrates a generated world's base CTR; the MovieLens truth keeps its fit")
         if self.compress is not None:
-            teacher = self.compress.teacher
-            require(getattr(self, teacher).enabled, "compress.teacher", f"{teacher!r} is not enabled in this config")
+            teacher = getattr(self, self.compress.teacher)
+            require(teacher.enabled, "compress.teacher", f"{self.compress.teacher!r} is not enabled in this config")
+            for i, variant in enumerate(self.compress.variants):
+                variant.distill.student_model(teacher.model, f"compress.variants[{i}].distill.student")
 
     @property
     def run_dir(self) -> Path:

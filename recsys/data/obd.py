@@ -83,7 +83,7 @@ def _parse_prior_yaml(text: str) -> dict[str, dict[str, list[float]]]:
         elif stripped.endswith(":") and campaign is not None:
             key = stripped[:-1]
             out[campaign][key] = []
-        elif stripped.startswith("- ") and key is not None:
+        elif stripped.startswith("- ") and campaign is not None and key is not None:
             out[campaign][key].append(float(stripped[2:]))
         else:
             raise DataError(f"obd: unexpected line in prior_bts.yaml: {stripped!r}")

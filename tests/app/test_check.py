@@ -1,0 +1,129 @@
+"""`recsys check` validates the whole config before any work: policy names and typed options,
+guardrail objects, distillation students. One line naming the full key, exit status 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from recsys.app.cli import main
+
+CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml"))
+QUICKSTART = CONFIGS[0].with_name("quickstart.toml")
+CONTEXT_FREE = "EXP3, EpsilonGreedy, KLUCB, Softmax, ThompsonSampling, TopTwoTS, TradeoffTS, UCB1"
+
+TRADEOFF = """
+[simulator.policy.options]
+n_draws = 2000
+allocation = {{ floor = 0.02, control = 0, control_share = 0.2 }}
+
+[simulator.policy.options.objective.slo]
+threshold = 5.0
+percentile = {percentile}
+
+[simulator.policy.options.objective.noninferiority]
+control = 0
+margin = 0.002
+"""
+
+DISTILLED = """
+[[compress.variants]]
+name = "student"
+steps = ["distill", "quantize"]
+distill = {{ student = {student} }}
+"""
+
+
+def _check(capsys, config: Path, *sets: str) -> tuple[int, str, str]:
+    status = main(["check", str(config), *[a for s in sets for a in ("--set", s)]])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _with(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(QUICKSTART.read_text() + text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_passes_check(capsys, path: Path) -> None:
+    status, out, err = _check(capsys, path)
+    assert (status, err) == (0, "") and out.startswith("name = ")
+
+
+@pytest.mark.parametrize("sets, message", [
+    (['simulator.policy.name="ThompsonSampler"'],
+     f"simulator.policy.name: unknown policy 'ThompsonSampler' (one of {CONTEXT_FREE})"),
+    (['simulator.policy.name="LinUCB"'],
+     "simulator.policy.name: LinUCB needs a context per request; the simulator picks variants with a "
+     f"context-free policy (one of {CONTEXT_FREE})"),
+    (["simulator.policy.options.gama=0.1"],
+     "simulator.policy.options.gama: unknown option of ThompsonSampling (allowed: model, memory, allocation)"),
+    (['simulator.policy.name="EXP3"', 'simulator.policy.options.gamma="high"'],
+     "simulator.policy.options.gamma: expected float, got str 'high'"),
+    (['simulator.policy.name="EXP3"', "simulator.policy.options.gamma=1.5"],
+     "simulator.policy.options.gamma: must be in [1e-12, 1.0], got 1.5"),
+    (["simulator.policy.options.seed=3"],
+     "simulator.policy.options.seed: set by the caller, not an option of ThompsonSampling here"),
+    (['simulator.policy.name="TradeoffTS"'],
+     "simulator.policy.options.objective: required option of TradeoffTS is missing"),
+    (["simulator.policy.options.memory={ gamma = 1.5 }"],
+     "simulator.policy.options.memory.gamma: must be in [1e-09, 1.0], got 1.5"),
+])
+def test_bad_policy_is_one_line_naming_the_key(capsys, sets: list[str], message: str) -> None:
+    assert _check(capsys, QUICKSTART, *sets) == (2, "", f"error: {message}\n")
+
+
+def test_guardrail_tables_are_built_and_checked(capsys, tmp_path: Path) -> None:
+    good = _with(tmp_path, TRADEOFF.format(percentile=0.99))
+    status, out, _ = _check(capsys, good, 'simulator.policy.name="TradeoffTS"')
+    assert status == 0
+    assert tomllib.loads(out)["simulator"]["policy"]["options"]["objective"]["slo"] == {"threshold": 5.0,
+                                                                                       "percentile": 0.99}
+    bad = _with(tmp_path, TRADEOFF.format(percentile=1.5))
+    assert _check(capsys, bad, 'simulator.policy.name="TradeoffTS"') == (
+        2, "", "error: simulator.policy.options.objective.slo.percentile: must be in (0, 1), got 1.5\n")
+
+
+@pytest.mark.parametrize("student, message", [
+    ("{ embeding_dim = 8 }", "compress.variants[2].distill.student.embeding_dim: unknown key (allowed: arch, "
+                             "embedding_dim, dense_arch, over_arch, dcn_layers, dcn_rank)"),
+    ('{ embedding_dim = "8" }', "compress.variants[2].distill.student.embedding_dim: expected int, got str '8'"),
+    ("{ embedding_dim = 8 }", "compress.variants[2].distill.student.dense_arch: last layer (16) must equal "
+                              "embedding_dim (8): DLRM's dot interaction needs it"),
+])
+def test_bad_student_is_one_line_naming_the_key(capsys, tmp_path: Path, student: str, message: str) -> None:
+    assert _check(capsys, _with(tmp_path, DISTILLED.format(student=student))) == (2, "", f"error: {message}\n")
+
+
+def test_good_student_passes(capsys, tmp_path: Path) -> None:
+    config = _with(tmp_path, DISTILLED.format(student="{ embedding_dim = 8, dense_arch = [32, 8] }"))
+    status, out, _ = _check(capsys, config)
+    assert status == 0
+    assert tomllib.loads(out)["compress"]["variants"][2]["distill"]["student"] == {"embedding_dim": 8,
+                                                                                  "dense_arch": [32, 8]}
+
+
+def test_the_command_exits_with_status_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "check", str(QUICKSTART), "--set",
+                           "simulator.policy.options.gama=0.1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: simulator.policy.options.gama: unknown option of ThompsonSampling "
+                           "(allowed: model, memory, allocation)\n")
+
+
+def test_options_that_need_the_arm_count_fail_in_one_line_when_the_simulation_builds_its_policy() -> None:
+    from recsys.app.config import load_config
+    from recsys.errors import ConfigError
+    from simulator.experiment import make_policy
+
+    config = load_config(QUICKSTART, {"simulator.policy.options.allocation": {"control": 5, "control_share": 0.2}})
+    assert make_policy(config.simulator, 6, seed=0).allocation.control == 5
+    with pytest.raises(ConfigError) as info:
+        make_policy(config.simulator, 3, seed=0)
+    assert str(info.value) == ("simulator.policy.options.allocation.control: arm 5 not in 0..2 "
+                               "(the simulation has 3 variants)")
