@@ -16,14 +16,22 @@ rounding of p and the float32 coin of the residual alias table (2^-24 of a slot)
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numba
 import numpy as np
 import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.world import World
 from simulator.errors import SimulationError
+
+
+class Embedder(Protocol):
+    """A two-tower model: the embedding of every row of a one-side feature KJT."""
+
+    def embed(self, features: KeyedJaggedTensor, side: Literal["user", "item"]) -> torch.Tensor:
+        """Embeddings [rows, dim]."""
 
 
 class Retriever(Protocol):
@@ -146,7 +154,7 @@ def _alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class TwoTowerRetriever:
     """Top-C items by an exported two-tower model's user-item dot product (exact, all items)."""
 
-    def __init__(self, model: torch.nn.Module, world: World) -> None:
+    def __init__(self, model: Embedder, world: World) -> None:
         with torch.no_grad():
             self.users = model.embed(world.user_table().kjt(), "user")
             self.items = model.embed(world.item_table().kjt(), "item")
@@ -160,7 +168,7 @@ class TwoTowerRetriever:
 
 
 def make_candidates(source: str, world: World, rng: np.random.Generator,
-                    retrieval_model: torch.nn.Module | None = None) -> Retriever:
+                    retrieval_model: Embedder | None = None) -> Retriever:
     """The configured candidate source."""
     if source == "popularity":
         return SampledCandidates(world.item_exposure, rng)

@@ -25,7 +25,9 @@ from simulator.errors import SimulationError
 
 
 class ClickModel(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The config's name of the model."""
 
     def click_probabilities(self, attraction: np.ndarray) -> np.ndarray:
         """Exact P(click) per position, [n, K]."""

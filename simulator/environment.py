@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recsys.data.world import World
 from simulator.calibration import Calibration, calibrate_obd
-from simulator.candidates import Retriever, make_candidates
+from simulator.candidates import Embedder, Retriever, make_candidates
 from simulator.click_models import examination_vector, make_click_model
 from simulator.config import SimulatorConfig
 from simulator.effects import LatencyEffects
@@ -38,7 +37,7 @@ class Environment:
 
     @staticmethod
     def build(config: SimulatorConfig, world: World, seed: int,
-              retrieval_model: torch.nn.Module | None = None,
+              retrieval_model: Embedder | None = None,
               obd_folder: Path | str | None = None) -> Environment:
         """The environment of a run serving `world` (the World the variants' training logs came
         from); `seed` seeds the run's random streams. OBD calibration (click.calibrate = "obd")
@@ -81,6 +80,8 @@ class Environment:
         """The variant's latency for each request: measured, or its model at the shared quantile."""
         if self.config.latency.source == "measured":
             return measured_ms
+        if variant.latency is None:
+            raise SimulationError(f"variant {variant.name!r}: no latency model (prepare_latency gives one)")
         return variant.latency.quantile(draws.latency)
 
     def prepare_latency(self, variants: list[Arm]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from recsys.atomic import write_bytes
 from recsys.data.click_log import ClickLog
+from recsys.data.dataset import Split
 from recsys.data.in_memory import InMemoryDataset
 from recsys.data.jagged import Jagged
 from recsys.data.world import World
@@ -75,7 +76,8 @@ def as_dataset(log: LoggedImpressions, world: World, fractions: dict[str, float]
     click_log = log.to_click_log(world)
     order = np.random.default_rng(seed).permutation(len(log))
     val, test = round(len(log) * fractions["val"]), round(len(log) * fractions["test"])
-    splits = {"test": order[:test], "val": order[test:test + val], "train": order[test + val:]}
+    splits: dict[Split, np.ndarray] = {"test": order[:test], "val": order[test:test + val],
+                                       "train": order[test + val:]}
     return InMemoryDataset("simulated", world.schema(),
                            {s: click_log.subset(np.sort(idx)) for s, idx in splits.items()}, seed)
 

@@ -104,7 +104,7 @@ class Simulator:
         abandoned = draws.abandon < p_abandon
         clicks = self.click_model.sample(a, draws.click_u, draws.click_v) & ~abandoned[:, None]
         if self.reward == "any_click":
-            reward = clicks.any(axis=1).astype(np.float64)
+            reward = np.any(clicks, axis=1).astype(np.float64)
         else:
             reward = clicks.sum(axis=1) / self.slate_size
         expected = (1.0 - p_abandon) * self._reward_given_render(a)

@@ -85,9 +85,9 @@ def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) ->
         models["popularity"] = {"task": "ranking", "test": ctr_metrics(labels, logits, from_logits=True).to_dict()}
     if config.two_tower.enabled:
         popularity_q = dataset.item_popularity()
-        task = RetrievalTask("two_tower", dataset, ks=config.two_tower.ks, factory=lambda d: TwoTower(
+        retrieval = RetrievalTask("two_tower", dataset, ks=config.two_tower.ks, factory=lambda d: TwoTower(
             dataset.schema, config.two_tower.model, popularity_q, d))
-        models["two_tower"] = _trained(task, config.two_tower.optim, config, env, "two_tower",
+        models["two_tower"] = _trained(retrieval, config.two_tower.optim, config, env, "two_tower",
                                        to_dict(config.two_tower.model), resume)
         if popularity is not None:
             models["popularity_retrieval"] = _popularity_retrieval(popularity, dataset, config.two_tower.ks)

@@ -9,12 +9,17 @@ runs/<name>/simulation/ (results.json, report.md, report.png).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.app.compress import variant_folders
 from recsys.app.config import ExperimentConfig
 from recsys.data.synthetic import world_for
 from recsys.data.world import World
 from recsys.errors import ConfigError, UserError
+from simulator.config import SimulatorConfig
+
+if TYPE_CHECKING:
+    from recsys.models.two_tower import TwoTower
 
 VARIANT_MODELS = ("dlrm", "logistic")
 
@@ -32,7 +37,7 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     if config.data.source != "synthetic":
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
     variants = arms(config)
-    retrieval = _retrieval_model(config)
+    retrieval = _retrieval_model(config.simulator)
     truth = world if world is not None else world_for(config.data, config.seed)
     env = Environment.build(config.simulator, truth, config.seed, retrieval_model=retrieval)
     result = run_experiment(env, variants)
@@ -47,15 +52,22 @@ def arms(config: ExperimentConfig) -> list:
 
     folders = [config.run_dir / m / "model" for m in VARIANT_MODELS]
     out = [load_exported(f, f.parent.name) for f in folders if f.is_dir()]
-    out += [Arm(f"{config.compress.teacher}-{f.name}", load_variant(f)) for f in variant_folders(config)]
+    if config.compress is not None:
+        out += [Arm(f"{config.compress.teacher}-{f.name}", load_variant(f)) for f in variant_folders(config)]
     if not out:
         raise UserError(f"{config.run_dir}: no exported models to simulate; run `recsys run` first")
     return out
 
 
-def _retrieval_model(config: ExperimentConfig):
-    if config.simulator.candidate_source != "retrieval":
+def _retrieval_model(config: SimulatorConfig) -> TwoTower | None:
+    """The exported two-tower model whose top C items are the candidates, if so configured."""
+    if config.candidate_source != "retrieval" or config.retrieval_model is None:
         return None
+    from recsys.models.two_tower import TwoTower
     from recsys.serving.export import load_model
 
-    return load_model(Path(config.simulator.retrieval_model)).model
+    exported = load_model(Path(config.retrieval_model))
+    if not isinstance(exported.model, TwoTower):
+        raise ConfigError(f"simulator.retrieval_model: {config.retrieval_model} holds a {exported.kind} "
+                          "model, not a two-tower")
+    return exported.model

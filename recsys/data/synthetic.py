@@ -87,6 +87,7 @@ class SyntheticDataset:
     def _streamed_popularity(self) -> np.ndarray:
         counts = np.zeros(self.world.num_items)
         for log, _ in self._segments("train", 0, False, False):
+            assert log.item is not None  # sample_log's logs carry their items
             counts += np.bincount(log.item[log.labels > 0], minlength=len(counts))
         return counts
 
@@ -113,11 +114,12 @@ def world_for(config: DataConfig, seed: int) -> World:
 
     world = movielens_world(config.movielens.path, FitConfig(seed=seed), config.cache_dir)[0]
     c = config.synthetic
-    sizes = {"num_rows": c.num_rows, "chunk_rows": c.chunk_rows, "max_in_memory_rows": c.max_in_memory_rows}
-    return dataclasses.replace(world, config=dataclasses.replace(world.config, **sizes))
+    sizes = dataclasses.replace(world.config, num_rows=c.num_rows, chunk_rows=c.chunk_rows,
+                                max_in_memory_rows=c.max_in_memory_rows)
+    return dataclasses.replace(world, config=sizes)
 
 
-def _split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[str, int]:
+def _split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[Split, int]:
     val, test = round(num_rows * fractions["val"]), round(num_rows * fractions["test"])
     return {"train": num_rows - val - test, "val": val, "test": test}
 

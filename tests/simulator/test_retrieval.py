@@ -53,3 +53,23 @@ def test_retrieval_candidates_are_the_model_top_c(two_tower):
     result = run_experiment(Environment.build(config, TINY_WORLD, TINY_SEED, retrieval_model=two_tower),
                             [Arm("exact", WorldScorer(w))])
     assert result.requests == 2000 and result.impressions > 0
+
+
+def test_a_retrieval_model_that_is_not_a_two_tower_is_refused(tmp_path, capsys):
+    """`recsys simulate` with candidate_source = "retrieval" pointing at a logistic model's folder."""
+    import json
+
+    from recsys.models.registry import build_model, schema_to_dict
+    from tests.conftest import TINY
+
+    folder = tmp_path / "runs" / "tiny" / "logistic" / "model"
+    folder.mkdir(parents=True)
+    schema = TINY_WORLD.schema()
+    torch.save(build_model("logistic", schema, {}, torch.device("cpu")).state_dict(), folder / "model.pt")
+    (folder / "model.json").write_text(json.dumps({"kind": "logistic", "schema": schema_to_dict(schema), "config": {}}))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(name="tiny", out=tmp_path / "runs", cache=tmp_path / "cache")
+                    + f'\n[simulator]\ncandidate_source = "retrieval"\nretrieval_model = "{folder}"\n')
+    assert main(["simulate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: simulator.retrieval_model: {folder} holds a logistic model, not a two-tower\n", err
