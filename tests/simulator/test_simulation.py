@@ -13,7 +13,7 @@ from simulator.effects import LatencyEffects
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.latency import LatencyModel
-from simulator.logs import log_impressions
+from simulator.logs import LoggedImpressions, as_dataset, log_impressions, read_impressions
 from simulator.oracle import WorldScorer
 from simulator.report import write_simulation_report
 from simulator.serving import Arm, score
@@ -133,3 +133,23 @@ def test_slate_is_the_stable_top_k(sim_config):
     order = np.argsort(-scores, axis=1, kind="stable")[:, :5]
     expected = np.take_along_axis(requests.candidates, order, axis=1)
     np.testing.assert_array_equal(env.simulator.slate(requests, scores), expected)
+
+
+def test_written_log_reads_back_as_a_training_dataset(sim_config, tmp_path):
+    """log_impressions -> parts on disk -> read_impressions (the same columns) -> as_dataset: every
+    logged impression once, in its split, its clicks the log's."""
+    import dataclasses
+
+    config = dataclasses.replace(sim_config, log=LogConfig(requests=3000, epsilon=0.3))
+    env = Environment.build(config, WORLD, 0)
+    log = log_impressions(env, Arm("log", WorldScorer(WORLD, 0.5), LatencyModel.from_quantiles(5, 20)), tmp_path)
+    back = read_impressions(tmp_path)
+    assert len(list(tmp_path.glob("part-*.npz"))) == 3 and len(back) == len(log) > 0
+    for f in dataclasses.fields(LoggedImpressions):
+        np.testing.assert_array_equal(getattr(back, f.name), getattr(log, f.name))
+    data = as_dataset(back, WORLD, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=0)
+    sizes = {s: data.num_rows(s) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == len(log) and sizes["test"] == round(0.2 * len(log))
+    clicks = [data.log(s).labels for s in sizes]
+    assert sum(float(c.sum()) for c in clicks) == float(log.click.sum())
+    assert data.schema == WORLD.schema()
