@@ -37,7 +37,6 @@ from compression.config import CompressConfig, TimingConfig
 from compression.latency import measure
 from compression.report import VariantRow, format_table, plot, run_rows, write_csv
 from compression.scorer import build_quant_ebc
-from compression.size import fp32_bytes, table_bytes, tbe_bytes
 from compression.tables import FloatTable, float_tables, pack
 from compression.variant import load_variant
 from recsys.app.config import load_config
@@ -47,6 +46,7 @@ from recsys.data.sources import load_dataset
 from recsys.errors import UserError
 from recsys.metrics.ctr import paired_auc_difference
 from recsys.serving.export import ExportedModel, load_model
+from recsys.serving.size import fp32_bytes, table_bytes, tbe_bytes
 
 ML_CONFIG, SYNTHETIC_CONFIG = "configs/movielens_compress.toml", "configs/synthetic_compress.toml"
 CRITEO_LIKE_CONFIG = "configs/criteo_like.toml"

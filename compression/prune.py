@@ -10,59 +10,61 @@ the TBE (`set_index_remappings`), so a lookup stays one kernel.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
+from torchrec.datasets.utils import Batch
 
 from compression.config import PruneConfig
 from compression.tables import FloatTable, ebc_paths
-from recsys.data.dataset import ClickDataset
+from recsys.data.jagged import take_rows
 from recsys.errors import ConfigError
+from recsys.train.tasks import Task
 
 
-def access_counts(dataset: ClickDataset, tables: dict[str, FloatTable], batch_size: int = 4096,
-                  positives_only: bool = False) -> dict[str, torch.Tensor]:
-    """How often each id of each table occurs in the train split."""
+def access_counts(batches: Iterable[Batch], tables: dict[str, FloatTable]) -> dict[str, torch.Tensor]:
+    """How often each id of each table occurs in `batches` (padding rows not counted)."""
     feature_table = {f: name for name, t in tables.items() for f in t.feature_names}
     counts = {name: torch.zeros(t.num_embeddings, dtype=torch.float64) for name, t in tables.items()}
-    for batch in dataset.batches("train", batch_size, drop_last=False, positives_only=positives_only):
-        keep = batch.labels >= 0
-        for key, jt in batch.sparse_features.to_dict().items():
+    for batch in batches:
+        real = take_rows(batch.sparse_features, torch.nonzero(batch.labels >= 0).flatten())
+        for key, jt in real.to_dict().items():
             if key in feature_table:
-                rows = torch.repeat_interleave(keep, jt.lengths().long())
-                counts[feature_table[key]].index_add_(0, jt.values()[rows].long(),
-                                                      torch.ones(int(rows.sum()), dtype=torch.float64))
+                ids = jt.values().long()
+                counts[feature_table[key]].index_add_(0, ids, torch.ones(len(ids), dtype=torch.float64))
     return counts
 
 
-def loss_importance(kind: str, model: nn.Module, dataset: ClickDataset, batch_size: int,
-                    max_batches: int) -> dict[str, torch.Tensor]:
-    """Per row |sum_b grad_b . w|: first-order loss change of zeroing the row, over train batches."""
+def loss_importance(task: Task, model: nn.Module, batch_size: int, max_batches: int) -> dict[str, torch.Tensor]:
+    """Per row |sum_b grad_b . w|: first-order change of the task's loss when the row is zeroed, over
+    full train batches."""
     model = copy.deepcopy(model).train()
     weights = {c.name: ebc.embedding_bags[c.name].weight for ebc in ebc_paths(model).values()
                for c in ebc.embedding_bag_configs()}
     grads = {name: torch.zeros_like(w) for name, w in weights.items()}
-    batches = dataset.batches("train", batch_size, drop_last=True, positives_only=kind == "two_tower")
+    batches = task.dataset.batches("train", batch_size, drop_last=True, positives_only=task.positives_only)
     for _, batch in zip(range(max_batches), batches):
         model.zero_grad()
-        model(batch)[0].backward()
+        task.loss(model, [batch]).backward()
         for name, w in weights.items():
-            grads[name] += w.grad
+            if w.grad is not None:
+                grads[name] += w.grad
     return {name: (grads[name] * weights[name].detach()).sum(1).abs().double() for name in weights}
 
 
-def importance(config: PruneConfig, kind: str, model: nn.Module, tables: dict[str, FloatTable],
-               dataset: ClickDataset | None, batch_size: int = 4096) -> dict[str, torch.Tensor]:
+def importance(config: PruneConfig, model: nn.Module, tables: dict[str, FloatTable], task: Task | None,
+               batch_size: int = 4096) -> dict[str, torch.Tensor]:
     """Row scores by the configured method (higher = keep), on logical ids."""
     if config.method == "l2":
         return {name: _logical(t, t.weight.norm(dim=1).double()) for name, t in tables.items()}
-    if dataset is None:
+    if task is None:
         raise ConfigError(f"prune.method: {config.method!r} needs the training data")
     if config.method == "frequency":
-        return access_counts(dataset, tables, batch_size, positives_only=kind == "two_tower")
-    return loss_importance(kind, model, dataset, batch_size, config.max_batches)
+        return access_counts(task.dataset.batches("train", batch_size, positives_only=task.positives_only), tables)
+    return loss_importance(task, model, batch_size, config.max_batches)
 
 
 def _logical(table: FloatTable, stored_scores: torch.Tensor) -> torch.Tensor:
@@ -122,8 +124,9 @@ def apply_mask(table: FloatTable, keep: torch.Tensor, fallback: str = "zero") ->
     return replace(table, weight=weight.contiguous(), remap=remap)
 
 
-def prune(config: PruneConfig, kind: str, model: nn.Module, tables: dict[str, FloatTable],
-          dataset: ClickDataset | None, batch_size: int = 4096) -> dict[str, FloatTable]:
-    """Every table with its least important rows dropped as `config` asks."""
-    masks = keep_masks(config, importance(config, kind, model, tables, dataset, batch_size))
+def prune(config: PruneConfig, model: nn.Module, tables: dict[str, FloatTable], task: Task | None,
+          batch_size: int = 4096) -> dict[str, FloatTable]:
+    """Every table with its least important rows dropped as `config` asks (`task`: the training data
+    and loss that frequency and loss importance need)."""
+    masks = keep_masks(config, importance(config, model, tables, task, batch_size))
     return {name: apply_mask(t, masks[name], config.fallback) for name, t in tables.items()}

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from recsys.errors import ConfigError
+from recsys.serving.size import BITS
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4", "int2")
-BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}
+PRECISIONS = tuple(BITS)
 PACK_MULTIPLE = {"fp32": 1, "fp16": 1, "int8": 2, "int4": 4, "int2": 8}  # the packed row must be whole 2-byte units
 REFUSED = {
     "bf16": "kills the process (SIGFPE) in FBGEMM 1.8",
@@ -126,4 +126,6 @@ def decode(weight: torch.Tensor, scale_bias: torch.Tensor | None, precision: str
         return weight.contiguous().view(torch.float32)
     if precision == "fp16":
         return weight.contiguous().view(torch.float16).float()
+    if scale_bias is None:
+        raise ValueError(f"{precision} rows need their scale/bias to be decoded")
     return dequantize_rows(RowQuant(weight, scale_bias), BITS[precision])

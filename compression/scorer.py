@@ -2,33 +2,36 @@
 
 The dense layers stay fp32. Pruned tables get their remap set on the TBE, so pruned ids return
 zero vectors and a lookup stays one kernel. The fp32 baseline is the same thing with FP32 tables.
+The model can be any nn.Module whose embeddings are TorchRec EmbeddingBagCollections; it is
+scored by a `ScoreFn` (a recsys model's own `score` by default).
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 
-from compression.size import ROW_ALIGNMENT, size_report, tbe_bytes
-from compression.tables import PackedTable, ebc_paths
-from recsys.errors import ConfigError
+from compression.tables import PackedTable, ebc_paths, size_report
+from recsys.serving.scorer import ScoreFn, call_score
+from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
 
-SCORABLE = ("dlrm", "two_tower")
 CPU = torch.device("cpu")
 
 
-def build_quant_ebc(tables: list[PackedTable], device: torch.device,
+def build_quant_ebc(tables: Sequence[PackedTable], device: torch.device,
                     row_alignment: int = ROW_ALIGNMENT) -> QuantEBC:
-    """One quantized EBC over `tables` (mixed precisions share a TBE), remaps applied."""
+    """One quantized EBC over `tables` (mixed precisions share a TBE), its TBEs registered as
+    submodules (`tbes`), remaps applied to the TBE holding each pruned table."""
     qebc = QuantEBC([t.config() for t in tables], is_weighted=False, device=device,
                     table_name_to_quantized_weights={t.name: (t.weight, t.scale_bias) for t in tables},
-                    row_alignment=row_alignment)
+                    row_alignment=row_alignment, register_tbes=True)
     by_name = {t.name: t for t in tables}
-    for tbe, group in zip(qebc._emb_modules, qebc._key_to_tables.values()):
-        remaps = [by_name[c.name].remap for c in group]
+    for tbe in qebc.tbes:
+        remaps = [by_name[spec[0]].remap for spec in tbe.embedding_specs]  # spec: (table name, rows, ...)
         if any(r is not None for r in remaps):
             tbe.set_index_remappings(remaps)
     return qebc
@@ -44,29 +47,18 @@ def swap_in(model: nn.Module, tables: dict[str, PackedTable], device: torch.devi
     return model
 
 
-def model_logits(kind: str, model: nn.Module, batch: Batch) -> torch.Tensor:
-    """One logit per row: DLRM's click logit, two-tower's user-item cosine over its temperature."""
-    if kind == "dlrm":
-        return model.score(batch)
-    user, item = model.split(batch.sparse_features)
-    return (model.user_tower(user) * model.item_tower(item)).sum(-1) / model.config.temperature
-
-
 class CompressedScorer:
-    """A DLRM or two-tower whose embeddings are packed tables served by FBGEMM TBEs."""
+    """A model whose embeddings are packed tables served by FBGEMM TBEs, scored by `score`."""
 
-    def __init__(self, kind: str, model: nn.Module, tables: dict[str, PackedTable], fp32_total: int,
-                 device: torch.device = CPU) -> None:
-        if kind not in SCORABLE:
-            raise ConfigError(f"compress.teacher: model kind {kind!r} cannot be compressed "
-                              f"(supported: {', '.join(SCORABLE)})")
-        self.kind, self.device, self.tables = kind, device, tables
+    def __init__(self, model: nn.Module, tables: dict[str, PackedTable], fp32_total: int,
+                 device: torch.device = CPU, score: ScoreFn = call_score) -> None:
+        self.device, self.tables, self._score = device, tables, score
         self.model = swap_in(copy.deepcopy(model).to(device), tables, device).eval()
         self.size = size_report(tables.values(), fp32_total)
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:
-        return model_logits(self.kind, self.model, batch.to(self.device))
+        return self._score(self.model, batch.to(self.device))
 
     def embedding_bytes(self) -> int:
         return self.size.total

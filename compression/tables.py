@@ -5,6 +5,7 @@ their fp16 scale/bias, and (after pruning) the remap from logical id to stored r
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
 from compression.quantize import check_precision, decode, encode
+from recsys.errors import ConfigError
+from recsys.serving.size import SizeReport, TableBytes, fp32_bytes, table_bytes
 
 
 @dataclass(frozen=True)
@@ -60,21 +63,48 @@ class PackedTable:
             data_type=DataType[self.precision.upper()],
             num_embeddings_post_pruning=self.rows if self.remap is not None else None)
 
+    def bytes(self) -> TableBytes:
+        """What this table occupies in the TBE (remap included), by the one byte counter."""
+        return table_bytes(self.rows, self.dim, self.precision, self.num_embeddings if self.remap is not None else 0,
+                           name=self.name)
+
 
 def ebc_paths(model: nn.Module) -> dict[str, EmbeddingBagCollection]:
     """The model's float EBCs by dotted path (DLRM has one, two-tower one per tower)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, EmbeddingBagCollection)}
 
 
+def embedding_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Name prefixes of the model's float EBCs: a state-dict key or parameter name starting with one
+    is an embedding table's."""
+    return tuple(f"{path}." if path else "" for path in ebc_paths(model))
+
+
 def float_tables(model: nn.Module) -> dict[str, FloatTable]:
-    """Every embedding table of a float model, by table name, in EBC order."""
+    """Every embedding table of a float model, by table name, in EBC order; ConfigError if the model
+    has no TorchRec EmbeddingBagCollection, or a weighted one (not supported)."""
+    paths = ebc_paths(model)
+    if not paths:
+        raise ConfigError("model: has no torchrec EmbeddingBagCollection to compress")
     out = {}
-    for path, ebc in ebc_paths(model).items():
+    for path, ebc in paths.items():
+        if ebc.is_weighted():
+            raise ConfigError(f"model.{path}: a weighted EmbeddingBagCollection cannot be compressed")
         for cfg in ebc.embedding_bag_configs():
-            weight = ebc.embedding_bags[cfg.name].weight.detach().float()
+            weight = ebc.embedding_bags[cfg.name].weight.detach().float().cpu()
             out[cfg.name] = FloatTable(path, cfg.name, tuple(cfg.feature_names), cfg.pooling.name,
                                        cfg.num_embeddings, weight)
     return out
+
+
+def size_report(tables: Iterable[PackedTable], fp32_total: int) -> SizeReport:
+    """Bytes per table and in total, against `fp32_total` (the fp32 TBE's)."""
+    return SizeReport(tuple(t.bytes() for t in tables), fp32_total)
+
+
+def float_bytes(model: nn.Module) -> int:
+    """Bytes of the model's tables in an fp32 TBE: the reference of every ratio."""
+    return fp32_bytes((t.num_embeddings, t.dim) for t in float_tables(model).values())
 
 
 def pack(table: FloatTable, precision: str, clip_search: bool = True) -> PackedTable:

@@ -1,16 +1,21 @@
-"""The variant store: one folder per variant with manifest.json and weights.pt, written atomically.
+"""Variants and the variant store: one folder per variant with manifest.json and weights.pt.
 
 weights.pt is a plain dict of uint8/int32/float tensors (packed rows, fp16 scale|bias as bytes,
 remaps, dense layers), so `torch.load(weights_only=True)` reads it without running pickled code
 (UInt4Tensor would be refused). The manifest records the recipe, exact bytes per table, metrics,
 latency and provenance, plus the weights' sha256: a corrupt or truncated folder is one
-CheckpointError line. A folder is written under a temporary name and renamed when complete.
+CheckpointError line. A set of variants is written under a temporary name and renamed when complete.
+
+A recsys model is rebuilt from the manifest (its `ModelSpec`); a model of your own is loaded into
+a model of the same architecture that you pass (`load_variant(folder, model=...)`).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +23,35 @@ import torch
 from torch import nn
 
 from compression.scorer import CPU, CompressedScorer
-from compression.size import size_report
-from compression.tables import PackedTable
+from compression.tables import PackedTable, embedding_prefixes, size_report
 from recsys.atomic import staged_folder
 from recsys.data.schema import Schema
 from recsys.errors import CheckpointError
 from recsys.models.registry import build_model, schema_from_dict, schema_to_dict
 from recsys.provenance import provenance
+from recsys.serving.scorer import ScoreFn, call_score
+from recsys.serving.size import SizeReport
 
 FORMAT = 1
 MANIFEST, WEIGHTS = "manifest.json", "weights.pt"
 _TABLE_FIELDS = ("module", "feature_names", "pooling", "num_embeddings", "dim", "precision")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A recsys model the store can rebuild: its kind, schema and model config."""
+
+    kind: str
+    schema: Schema
+    config: dict[str, Any]
+
+    def build(self) -> nn.Module:
+        """A freshly initialised model of this spec, on CPU."""
+        return build_model(self.kind, self.schema, self.config, CPU)
+
+    def with_overrides(self, options: dict[str, Any]) -> ModelSpec:
+        """The same model with some config options changed (a distilled student's)."""
+        return replace(self, config={**self.config, **options})
 
 
 @dataclass
@@ -36,9 +59,7 @@ class Variant:
     """A compressed model before measurement: dense layers of `model` plus packed tables."""
 
     name: str
-    kind: str
-    schema: Schema
-    model_config: dict[str, Any]
+    spec: ModelSpec | None  # None: a model of your own
     model: nn.Module  # its float EBC weights are ignored; the packed tables replace them
     tables: dict[str, PackedTable]
     fp32_total: int  # bytes of the teacher's fp32 TBE: the reference of every ratio
@@ -46,12 +67,46 @@ class Variant:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. chosen precisions, student-alone metrics
     teacher: dict[str, Any] = field(default_factory=dict)  # the teacher's provenance: run config, test metrics
 
-    def scorer(self, device: torch.device = CPU) -> CompressedScorer:
-        return CompressedScorer(self.kind, self.model, self.tables, self.fp32_total, device)
+    def scorer(self, device: torch.device = CPU, score: ScoreFn = call_score) -> CompressedScorer:
+        return CompressedScorer(self.model, self.tables, self.fp32_total, device, score)
+
+
+@dataclass
+class MeasuredVariant:
+    """A variant with its measurements: metrics (with `delta_<metric>` against the fp32 baseline)
+    and latency per batch size, both taken on `device`."""
+
+    variant: Variant
+    metrics: dict[str, float]
+    latency: dict[str, dict[str, Any]]
+    device: torch.device = CPU
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def size(self) -> SizeReport:
+        """Bytes per table and in total, by the one byte counter."""
+        return size_report(self.variant.tables.values(), self.variant.fp32_total)
+
+    def manifest(self) -> dict[str, Any]:
+        """What manifest.json holds (the store adds the weights' checksum)."""
+        v, spec = self.variant, self.variant.spec
+        return {
+            "format": FORMAT, "name": v.name, "kind": spec.kind if spec else None,
+            "schema": schema_to_dict(spec.schema) if spec else None, "model_config": spec.config if spec else None,
+            "recipe": v.recipe, "notes": v.notes, "teacher": v.teacher,
+            "tables": {n: {f: getattr(t, f) for f in _TABLE_FIELDS} | {"rows": t.rows, "pruned": t.remap is not None}
+                       for n, t in v.tables.items()},
+            "size": self.size.to_dict(), "metrics": self.metrics, "latency": self.latency,
+            "provenance": provenance(self.device),
+        }
 
 
 def _dense_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if ".embedding_bags." not in k}
+    prefixes = embedding_prefixes(model)
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
 
 
 def _weights(variant: Variant) -> dict[str, torch.Tensor]:
@@ -73,27 +128,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_variant(folder: Path | str, variant: Variant, metrics: dict[str, float],
-                 latency: dict[str, Any], device: torch.device = CPU) -> dict[str, Any]:
-    """Write `folder` atomically (temp folder, then rename); returns the manifest."""
+def save_variants(folder: Path | str, measured: Sequence[MeasuredVariant]) -> list[dict[str, Any]]:
+    """Replace `folder` as a whole, atomically (temporary folder, then rename), by one subfolder per
+    variant; returns the manifests. The folder always holds one consistent set."""
     with staged_folder(Path(folder)) as tmp:
-        return _write(tmp, variant, metrics, latency, device)
+        return [_write(tmp / m.name, m) for m in measured]
 
 
-def _write(tmp: Path, variant: Variant, metrics: dict[str, float], latency: dict[str, Any],
-           device: torch.device) -> dict[str, Any]:
-    torch.save(_weights(variant), tmp / WEIGHTS)
-    manifest = {
-        "format": FORMAT, "name": variant.name, "kind": variant.kind, "schema": schema_to_dict(variant.schema),
-        "model_config": variant.model_config, "recipe": variant.recipe, "notes": variant.notes,
-        "teacher": variant.teacher,
-        "tables": {n: {f: getattr(t, f) for f in _TABLE_FIELDS} | {"rows": t.rows, "pruned": t.remap is not None}
-                   for n, t in variant.tables.items()},
-        "size": size_report(variant.tables.values(), variant.fp32_total).to_dict(),
-        "metrics": metrics, "latency": latency,
-        "provenance": provenance(device), "weights_sha256": _sha256(tmp / WEIGHTS),
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+def _write(folder: Path, measured: MeasuredVariant) -> dict[str, Any]:
+    folder.mkdir()
+    torch.save(_weights(measured.variant), folder / WEIGHTS)
+    manifest = measured.manifest() | {"weights_sha256": _sha256(folder / WEIGHTS)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
@@ -131,19 +177,31 @@ def _table(name: str, info: dict[str, Any], weights: dict[str, torch.Tensor]) ->
         remap=weights.get(f"table.{name}.remap"))
 
 
-def load_variant(folder: Path | str, device: torch.device = CPU) -> CompressedScorer:
-    """A variant folder as a Scorer; CheckpointError (one line) if anything is missing or corrupt."""
+def _model(folder: Path, manifest: dict[str, Any], model: nn.Module | None) -> nn.Module:
+    """The float model the variant's dense weights go into: the one passed, or the manifest's recsys model."""
+    if model is not None:
+        return copy.deepcopy(model)
+    if manifest.get("kind") is None:
+        raise CheckpointError(f"{folder}: variant of a model of your own; pass a model of its architecture")
+    return ModelSpec(manifest["kind"], schema_from_dict(manifest["schema"]), manifest["model_config"]).build()
+
+
+def load_variant(folder: Path | str, device: torch.device = CPU, model: nn.Module | None = None,
+                 score: ScoreFn = call_score) -> CompressedScorer:
+    """A variant folder as a Scorer; CheckpointError (one line) if anything is missing or corrupt.
+    `model`: for a variant of a model of your own, a model of the same architecture (not modified);
+    `score`: how that model scores a batch."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     weights = _load_weights(folder, manifest)
     try:
-        schema = schema_from_dict(manifest["schema"])
-        model = build_model(manifest["kind"], schema, manifest["model_config"], torch.device("cpu"))
+        target = _model(folder, manifest, model)
         dense = {k.removeprefix("dense."): v for k, v in weights.items() if k.startswith("dense.")}
-        missing, unexpected = model.load_state_dict(dense, strict=False)
-        if unexpected or any(".embedding_bags." not in k for k in missing):
+        missing, unexpected = target.load_state_dict(dense, strict=False)
+        prefixes = embedding_prefixes(target)
+        if unexpected or not all(k.startswith(prefixes) for k in missing):
             raise CheckpointError(f"{folder / WEIGHTS}: dense layers do not match the manifest's model")
         tables = {n: _table(n, info, weights) for n, info in manifest["tables"].items()}
-        return CompressedScorer(manifest["kind"], model, tables, manifest["size"]["fp32_total"], device)
+        return CompressedScorer(target, tables, manifest["size"]["fp32_total"], device, score)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{folder}: variant does not match its manifest ({_first_line(e)})") from None

@@ -83,7 +83,8 @@ def timed_latency_model(variant: Arm, batches: list[Batch], warmup: int = 5) -> 
     """Fit the variant's latency model to timed calls, one per batch, after `warmup` untimed calls."""
     for batch in batches[:warmup]:
         variant.scorer.score(batch)
-    return LatencyModel.from_samples(np.array([timed(variant.scorer.score, b, variant.scorer.device)[1] for b in batches]))
+    scorer = variant.scorer
+    return LatencyModel.from_samples(np.array([timed(scorer.score, b, scorer.device)[1] for b in batches]))
 
 
 def load_exported(folder: Path | str, name: str | None = None) -> Arm:

@@ -1,7 +1,9 @@
-"""Jagged id columns in numpy (a list of id lists per row), gathered and joined without Python loops.
+"""Jagged id columns (a list of id lists per row), gathered and joined without Python loops.
 
-A column with exactly one id per row keeps no offsets, so taking rows is a single gather;
-this is the common case (user id, item id, categories) and the one that bounds throughput.
+`ragged_take` is the one ragged-row gather: numpy `Jagged` columns (the data sources) and TorchRec
+KeyedJaggedTensors (`take_rows`) both use it. A column with exactly one id per row keeps no
+offsets, so taking rows is a single gather; this is the common case (user id, item id,
+categories) and the one that bounds throughput.
 """
 from __future__ import annotations
 
@@ -57,12 +59,8 @@ class Jagged:
         """The given rows, in the given order (repeats allowed)."""
         if self.offsets is None:
             return Jagged(self.values[rows])
-        starts = self.offsets[rows]
-        lengths = self.offsets[rows + 1] - starts
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Jagged(self.values[gather], offsets)
+        lengths, positions = ragged_take(torch.from_numpy(self.offsets), torch.as_tensor(rows, dtype=torch.int64))
+        return Jagged.from_lengths(lengths.numpy(), self.values[positions.numpy()])
 
     @staticmethod
     def concat(parts: Sequence[Jagged]) -> Jagged:
@@ -71,6 +69,38 @@ class Jagged:
         if all(p.offsets is None for p in parts):
             return Jagged(values)
         return Jagged.from_lengths(np.concatenate([p.lengths() for p in parts]), values)
+
+
+def ragged_take(offsets: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `rows` (any order, repeats allowed) of a ragged array with `offsets` [n + 1]: their
+    lengths, and the positions in the values array of their elements, row after row."""
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    ends = torch.cumsum(lengths, 0)
+    within = torch.arange(int(ends[-1]) if len(ends) else 0, device=offsets.device)
+    return lengths, torch.repeat_interleave(starts - (ends - lengths), lengths) + within
+
+
+def take_rows(kjt: KeyedJaggedTensor, rows: torch.Tensor) -> KeyedJaggedTensor:
+    """The KJT made of rows `rows` (any order, repeats allowed) of every key."""
+    lengths, values = [], []
+    for key in kjt.keys():
+        jt = kjt[key]
+        key_lengths, positions = ragged_take(jt.offsets().long(), rows)
+        lengths.append(key_lengths)
+        values.append(jt.values()[positions])
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=kjt.keys(), values=torch.cat(values), lengths=torch.cat(lengths).int())
+
+
+def cat_rows(kjts: Sequence[KeyedJaggedTensor]) -> KeyedJaggedTensor:
+    """The rows of `kjts` (same keys, in the same order), one KJT after another."""
+    keys = kjts[0].keys()
+    if any(k.keys() != keys for k in kjts):
+        raise ValueError(f"KeyedJaggedTensors with different keys cannot be joined by rows ({keys} first)")
+    parts = [k[key] for key in keys for k in kjts]
+    return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=torch.cat([p.values() for p in parts]),
+                                               lengths=torch.cat([p.lengths() for p in parts]).int())
 
 
 def to_kjt(keys: Sequence[str], columns: Sequence[Jagged], num_rows: int) -> KeyedJaggedTensor:

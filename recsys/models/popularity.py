@@ -17,6 +17,8 @@ class Popularity(nn.Module):
     def __init__(self, clicks: np.ndarray, impressions: np.ndarray, item_key: str, prior: float = 10.0) -> None:
         super().__init__()
         rate = clicks.sum() / max(impressions.sum(), 1.0)
+        self.ctr: torch.Tensor
+        self.clicks: torch.Tensor
         self.register_buffer("ctr", torch.as_tensor((clicks + prior * rate) / (impressions + prior)).float())
         self.register_buffer("clicks", torch.as_tensor(clicks).float())
         self.item_key = item_key

@@ -18,10 +18,12 @@ from torchrec.datasets.utils import Batch
 from torchrec.modules.mlp import MLP
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.data.jagged import take_rows
 from recsys.data.schema import Schema
 from recsys.errors import require
 from recsys.models.dlrm import TaskOutput
 from recsys.models.tables import embedding_bag_collection
+from recsys.serving.scorer import model_device
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class TwoTower(nn.Module):
         self.item_tower = Tower(schema, "item", config, device)
         q = torch.as_tensor(item_popularity, dtype=torch.float64) + 1.0
         # Not a meta tensor: DMP materialises meta buffers uninitialised. Moved on first use.
+        self.log_q: torch.Tensor
         self.register_buffer("log_q", torch.log(q / q.sum()).float(), persistent=False)
         self.catalogue: KeyedJaggedTensor | None = None
 
@@ -83,14 +86,27 @@ class TwoTower(nn.Module):
         """Item-side features of every item (row j = item j); needed by sampled softmax."""
         self.catalogue = item_features
 
-    def split(self, features: KeyedJaggedTensor) -> tuple[KeyedJaggedTensor, KeyedJaggedTensor]:
+    def towers(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's user and item embeddings, [rows, dim] each."""
         user, item, _ = features.split(self.side_sizes)
-        return user, item
+        return self.user_tower(user), self.item_tower(item)
+
+    def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The two-tower logit, user . item / temperature, of every (user, item) pair of the last two
+        dims: [n, d] x [m, d] -> [n, m]; batched [n, 1, d] x [n, 1, d] -> [n, 1, 1]."""
+        return users @ items.mT / self.config.temperature
+
+    def row_logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """One logit per row: row i's user with row i's item, [n]."""
+        return self.logits(users[:, None], items[:, None]).flatten()
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        """One logit per row of `batch`: its user's and its item's."""
+        return self.row_logits(*self.towers(batch.sparse_features))
 
     def forward(self, batch: Batch) -> TaskOutput:
-        user_kjt, item_kjt = self.split(batch.sparse_features)
-        users, items = self.user_tower(user_kjt), self.item_tower(item_kjt)
-        item_ids = item_kjt[self.item_key].values()
+        users, items = self.towers(batch.sparse_features)
+        item_ids = batch.sparse_features[self.item_key].values()
         if self.log_q.device != item_ids.device:
             self.log_q = self.log_q.to(item_ids.device)
         if self.config.loss == "in_batch":
@@ -101,7 +117,7 @@ class TwoTower(nn.Module):
 
     def _in_batch_loss(self, users: torch.Tensor, items: torch.Tensor,
                        item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = users @ items.T / self.config.temperature
+        logits = self.logits(users, items)
         if self.config.logq_correction:
             logits = logits - self.log_q[item_ids][None, :]
         same_item = item_ids[:, None] == item_ids[None, :]
@@ -117,8 +133,8 @@ class TwoTower(nn.Module):
         q = self.log_q.exp() if self.config.logq_correction else torch.ones_like(self.log_q)
         negatives = torch.multinomial(q, self.config.num_negatives, replacement=True)
         neg_items = self.item_tower(take_rows(self.catalogue, negatives))
-        pos = (users * items).sum(-1, keepdim=True) / self.config.temperature
-        neg = users @ neg_items.T / self.config.temperature
+        pos = self.row_logits(users, items)[:, None]
+        neg = self.logits(users, neg_items)
         if self.config.logq_correction:
             pos = pos - self.log_q[item_ids][:, None]
             neg = neg - self.log_q[negatives][None, :]
@@ -132,22 +148,7 @@ class TwoTower(nn.Module):
               batch_size: int = 4096) -> torch.Tensor:
         """Embeddings of every row of a one-side KJT, computed in batches on the tower's device."""
         tower = self.user_tower if side == "user" else self.item_tower
-        rows, device = features.stride(), next(tower.parameters()).device
+        rows, device = features.stride(), model_device(tower)
         parts = [tower(take_rows(features, torch.arange(s, min(s + batch_size, rows))).to(device))
                  for s in range(0, rows, batch_size)]
         return torch.cat(parts)
-
-
-def take_rows(kjt: KeyedJaggedTensor, rows: torch.Tensor) -> KeyedJaggedTensor:
-    """The KJT made of rows `rows` (any order, repeats allowed) of every key."""
-    lengths, values = [], []
-    for key in kjt.keys():
-        jt = kjt[key]
-        offsets, vals = jt.offsets(), jt.values()
-        starts, counts = offsets[rows], jt.lengths()[rows]
-        within = torch.arange(int(counts.sum()), device=vals.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
-        values.append(vals[torch.repeat_interleave(starts, counts) + within])
-        lengths.append(counts)
-    return KeyedJaggedTensor.from_lengths_sync(
-        keys=kjt.keys(), values=torch.cat(values), lengths=torch.cat(lengths).int())

@@ -2,15 +2,33 @@
 
 A scorer turns a batch into one score (a click logit) per row on its stated device and knows
 how many bytes its embeddings occupy. The fp32 model and every compressed variant are scorers.
+Every recsys model has `score(batch)` (one logit per row); a model of your own is scored by a
+`ScoreFn` (model, batch) -> logits.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from itertools import chain
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
-from torchrec import EmbeddingBagCollection
 from torchrec.datasets.utils import Batch
+
+from recsys.serving.size import float_embedding_bytes
+
+ScoreFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+def call_score(model: Any, batch: Batch) -> torch.Tensor:
+    """The recsys models' scoring: `model.score(batch)`, one logit per row."""
+    return model.score(batch)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's weights live (its first parameter or buffer; CPU if it has none)."""
+    first = next(chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 @runtime_checkable
@@ -25,7 +43,7 @@ class Scorer(Protocol):
 
 
 class ModelScorer:
-    """A trained model with `score(batch)` (DLRM, logistic regression), in eval mode, without grads."""
+    """A trained float model (DLRM, logistic regression, popularity), in eval mode, without grads."""
 
     def __init__(self, model: nn.Module, device: torch.device = torch.device("cpu")) -> None:
         self.model = model.to(device).eval()
@@ -33,8 +51,7 @@ class ModelScorer:
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:
-        return self.model.score(batch.to(self.device))
+        return call_score(self.model, batch.to(self.device))
 
     def embedding_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for m in self.model.modules()
-                   if isinstance(m, EmbeddingBagCollection) for p in m.parameters())
+        return float_embedding_bytes(self.model)

@@ -1,27 +1,62 @@
-"""What is trained and how it is judged: click ranking (CTR metrics) or retrieval (recall/NDCG)."""
+"""What is trained and how it is judged: click ranking (CTR metrics) or retrieval (recall/NDCG).
+
+A task knows which batches its model needs, its training loss (against labels, and against a
+teacher's soft targets when distilling), and its evaluation. Training, compression and
+distillation all go through it, so a model is judged the same way everywhere. Evaluation runs
+in a process group (every rank gets the same result) or, without one, in a single process.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
+from torchrec.datasets.utils import Batch
 
 from recsys.data.dataset import ClickDataset, RetrievalData, Split
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.two_tower import TwoTower
+from recsys.serving.scorer import ScoreFn, call_score, model_device
+
+
+class BatchSource(Protocol):
+    """Where a task's batches come from: a `ClickDataset`, or any object batching rows the same way."""
+
+    def batches(self, split: Split, batch_size: int, *, epoch: int = 0, shuffle: bool = False,
+                rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                positives_only: bool = False) -> Iterator[Batch]:
+        """This rank's batches of `split` (see `ClickDataset.batches`)."""
 
 
 class Task(Protocol):
     name: str
     positives_only: bool  # train on clicked rows only
-    primary: str  # the metric a learning curve shows
+    needs_full_batches: bool  # the loss compares rows within a batch: padded batches are not used
+
+    @property
+    def primary(self) -> str:
+        """The metric a learning curve shows."""
+
+    @property
+    def dataset(self) -> BatchSource:
+        """The rows the model is trained and judged on."""
 
     def build(self, device: torch.device) -> nn.Module:
         """The model to train (on `device`, usually meta before sharding)."""
+
+    def score(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """One logit per row of `batch`."""
+
+    def loss(self, model: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
+        """The training loss over `batches` (padding rows dropped)."""
+
+    def soft_loss(self, student: nn.Module, teacher: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+        """Distillation: how far the student's outputs are from the teacher's softened ones."""
 
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
         """Metrics of `split`; every rank calls it, every rank gets the same result."""
@@ -29,54 +64,82 @@ class Task(Protocol):
 
 @dataclass
 class ClickTask:
-    """A model with `score(batch) -> logits`, judged by AUC, log loss, NE and calibration."""
+    """A click model scored by `score(model, batch) -> logits`, judged by AUC, log loss, NE and
+    calibration; trained with binary cross-entropy."""
 
     name: str
-    dataset: ClickDataset
+    dataset: BatchSource
     factory: Callable[[torch.device], nn.Module]
     positives_only: bool = False
     primary: str = "auc"
+    score: ScoreFn = call_score
+    needs_full_batches: bool = False
 
     def build(self, device: torch.device) -> nn.Module:
         return self.factory(device)
 
+    def loss(self, model: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
+        logits = torch.cat([self.score(model, b) for b in batches])
+        labels = torch.cat([b.labels.float() for b in batches]).to(logits.device)
+        keep = labels >= 0
+        return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
+
+    def soft_loss(self, student: nn.Module, teacher: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+        """BCE against the teacher's click probability at temperature T, times T^2 (so its gradients
+        keep their size across T)."""
+        with torch.no_grad():
+            target = torch.sigmoid(self.score(teacher, batch) / temperature)
+        logits = self.score(student, batch) / temperature
+        return F.binary_cross_entropy_with_logits(logits, target) * temperature ** 2
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
-        logits, labels = predict(model, self.dataset, split, batch_size)
+        logits, labels = predict(model, self.dataset, split, batch_size, self.score)
         return ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True).to_dict()
 
 
-def predict(model: nn.Module, dataset: ClickDataset, split: Split,
-            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels of every row of `split` (padding rows included), gathered from all ranks."""
-    rank, world = dist.get_rank(), dist.get_world_size()
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size: the process group's, or (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def predict(model: nn.Module, dataset: BatchSource, split: Split, batch_size: int,
+            score: ScoreFn = call_score) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of every row of `split` (padding rows included), gathered from all ranks.
+    Batches go to the model's device; the model's train/eval mode is restored afterwards."""
+    rank, world = rank_and_world()
     module = getattr(model, "module", model)
+    device, was_training = model_device(module), module.training
     module.eval()
-    parts = [(module.score(b), b.labels) for b in dataset.batches(
+    parts = [(score(module, b.to(device)), b.labels) for b in dataset.batches(
         split, batch_size, rank=rank, world_size=world, drop_last=False)]
-    module.train()
+    module.train(was_training)
     logits = torch.cat([p[0].float().cpu() for p in parts])
     labels = torch.cat([p[1].float().cpu() for p in parts])
-    return _all_gather(logits), _all_gather(labels)
+    return _all_gather(logits, world), _all_gather(labels, world)
 
 
-def _all_gather(x: torch.Tensor) -> torch.Tensor:
-    if dist.get_world_size() == 1:
+def _all_gather(x: torch.Tensor, world: int) -> torch.Tensor:
+    if world == 1:
         return x
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    out = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(out, x)
     return torch.cat(out)
 
 
 @dataclass
 class RetrievalTask:
-    """A two-tower model, judged by full-catalogue recall@K and NDCG@K."""
+    """A two-tower model, trained with its in-batch (or sampled) softmax on clicks, judged by
+    full-catalogue recall@K and NDCG@K."""
 
     name: str
     dataset: ClickDataset
     factory: Callable[[torch.device], TwoTower]
     ks: tuple[int, ...] = (10,)
     positives_only: bool = True
+    needs_full_batches: bool = True
 
     @property
     def primary(self) -> str:
@@ -88,15 +151,44 @@ class RetrievalTask:
             model.set_catalogue(self.dataset.retrieval("train").item_features)
         return model
 
+    def score(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return call_score(model, batch)
+
+    def loss(self, model: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
+        """The model's own softmax loss, averaged over the batches without padding rows."""
+        return torch.stack([model(b)[0] for b in batches if bool((b.labels >= 0).all())]).mean()
+
+    def soft_loss(self, student: nn.Module, teacher: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+        """KL(teacher || student) over each user's in-batch item distribution at temperature T, times T^2."""
+        with torch.no_grad():
+            target = F.softmax(_in_batch_logits(teacher, batch) / temperature, dim=1)
+        log_p = F.log_softmax(_in_batch_logits(student, batch) / temperature, dim=1)
+        return F.kl_div(log_p, target, reduction="batchmean") * temperature ** 2
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
-        module = getattr(model, "module", model)
+        module: Any = getattr(model, "module", model)  # a DMP-wrapped model's own module
         data = self.dataset.retrieval(split)
+        was_training = module.training
         module.eval()
         users = module.embed(data.user_features, "user", batch_size)
         items = module.embed(data.item_features, "item", batch_size)
-        module.train()
+        module.train(was_training)
         return retrieval_scores(users, items, data, self.ks)
+
+
+def task_for(kind: str, dataset: ClickDataset, factory: Callable[[torch.device], nn.Module],
+             ks: tuple[int, ...] = (10,)) -> ClickTask | RetrievalTask:
+    """The task a recsys model of `kind` (built by `factory`) is trained and judged by: retrieval for
+    the two-tower, click ranking for the others."""
+    if kind == "two_tower":
+        return RetrievalTask(kind, dataset, lambda device: cast(TwoTower, factory(device)), ks)
+    return ClickTask(kind, dataset, factory)
+
+
+def _in_batch_logits(two_tower: Any, batch: Batch) -> torch.Tensor:
+    """[rows, rows]: every row's user against every row's item, by the two-tower's one logit."""
+    return two_tower.logits(*two_tower.towers(batch.sparse_features))
 
 
 def retrieval_scores(users: torch.Tensor, items: torch.Tensor, data: RetrievalData,

@@ -78,18 +78,21 @@ TINY_CONFIGS = {
 def tiny_exported(tiny_dataset):
     """kind -> an ExportedModel over the tiny dataset's schema, briefly trained so scores mean something
     (trained once per session; tests must not modify it)."""
+    from compression.build import teacher_task
     from compression.config import DistillConfig
     from compression.distill import train_student
+    from recsys.models.registry import build_model
     from recsys.serving.export import ExportedModel
 
     trained: dict[str, ExportedModel] = {}
 
     def make(kind: str) -> ExportedModel:
         if kind not in trained:
-            config = TINY_CONFIGS[kind]
-            model = train_student(kind, tiny_dataset.schema, None, config, tiny_dataset,
+            config, schema = TINY_CONFIGS[kind], tiny_dataset.schema
+            task = teacher_task(ExportedModel(kind, schema, config, None, {}), tiny_dataset)
+            model = train_student(lambda: build_model(kind, schema, config, torch.device("cpu")), None, task,
                                   DistillConfig(alpha=1.0, epochs=1, batch_size=256))
-            trained[kind] = ExportedModel(kind, tiny_dataset.schema, config, model, {})
+            trained[kind] = ExportedModel(kind, schema, config, model, {})
         return trained[kind]
 
     return make

@@ -13,6 +13,12 @@ from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
 
 
+def _task(dataset, model):
+    from recsys.train.tasks import ClickTask
+
+    return ClickTask("dlrm", dataset, lambda device: model)
+
+
 def _lookup_all(packed, table):
     """Every logical id of `table`, one per bag, through a quantized EBC."""
     n = table.num_embeddings
@@ -60,7 +66,7 @@ def test_pruning_twice_composes(random_model):
 def test_l2_per_table_keeps_the_largest_rows(random_model):
     model = random_model("dlrm")
     tables = float_tables(model)
-    out = prune(PruneConfig(method="l2", ratio=0.25), "dlrm", model, tables, None)
+    out = prune(PruneConfig(method="l2", ratio=0.25), model, tables, None)
     for name, t in tables.items():
         kept = out[name].remap >= 0
         assert int(kept.sum()) == t.num_embeddings - int(0.25 * t.num_embeddings)
@@ -78,7 +84,7 @@ def test_global_budget_uses_one_threshold():
 def test_ratio_zero_keeps_everything_without_remap(random_model):
     model = random_model("dlrm")
     tables = float_tables(model)
-    out = prune(PruneConfig(method="l2", ratio=0.0), "dlrm", model, tables, None)
+    out = prune(PruneConfig(method="l2", ratio=0.0), model, tables, None)
     assert all(t.remap is None for t in out.values())
 
 
@@ -88,10 +94,10 @@ def test_frequency_counts_the_train_split(tiny_dataset):
     model = build_model("dlrm", tiny_dataset.schema, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
                         torch.device("cpu"))
     tables = float_tables(model)
-    counts = access_counts(tiny_dataset, tables)
+    counts = access_counts(tiny_dataset.batches("train", 4096), tables)
     rows = tiny_dataset.num_rows("train")
     assert counts["t_user_id"].sum() == rows and counts["t_device"].sum() == rows
-    out = prune(PruneConfig(method="frequency", ratio=0.5), "dlrm", model, tables, tiny_dataset)
+    out = prune(PruneConfig(method="frequency", ratio=0.5), model, tables, _task(tiny_dataset, model))
     kept = out["t_item_id"].remap >= 0
     assert counts["t_item_id"][kept].min() >= counts["t_item_id"][~kept].max()
 
@@ -101,8 +107,8 @@ def test_loss_importance_runs(tiny_dataset):
 
     model = build_model("dlrm", tiny_dataset.schema, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
                         torch.device("cpu"))
-    out = prune(PruneConfig(method="loss", ratio=0.3, max_batches=3), "dlrm", model, float_tables(model),
-                tiny_dataset, batch_size=256)
+    out = prune(PruneConfig(method="loss", ratio=0.3, max_batches=3), model, float_tables(model),
+                _task(tiny_dataset, model), batch_size=256)
     assert out["t_user_id"].weight.shape[0] == 300 - 90
 
 
@@ -121,4 +127,4 @@ def test_bad_prune_configs_are_one_line(raw, fragment):
 def test_unknown_table_is_named(random_model):
     model = random_model("dlrm")
     with pytest.raises(ConfigError, match=r"^prune.tables.t_nope: no such table"):
-        prune(PruneConfig(method="l2", tables={"t_nope": 0.5}), "dlrm", model, float_tables(model), None)
+        prune(PruneConfig(method="l2", tables={"t_nope": 0.5}), model, float_tables(model), None)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from compression.build import compress, teacher_of
+from compression.build import compress, teacher_of, teacher_task
 from compression.config import CompressConfig, VariantConfig
 from compression.recipe import build_variant
-from compression.size import size_report
+from compression.tables import size_report
 from compression.variant import load_variant, read_manifest
 from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
@@ -26,15 +26,13 @@ def _variant(raw: dict) -> VariantConfig:
      "quantize.budget_ratio: 1000.0x cannot be met"),
 ])
 def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
-    import torch
 
     from compression.recipe import Teacher
-    from recsys.models.registry import build_model
+    from compression.variant import ModelSpec
     from tests.compression.conftest import SCHEMA
 
-    model = build_model("dlrm", SCHEMA, {"embedding_dim": 4, "dense_arch": [4], "over_arch": [4, 1]},
-                        torch.device("cpu"))
-    teacher = Teacher("dlrm", SCHEMA, {}, model)
+    spec = ModelSpec("dlrm", SCHEMA, {"embedding_dim": 4, "dense_arch": [4], "over_arch": [4, 1]})
+    teacher = Teacher(spec.build(), spec)
     with pytest.raises(ConfigError) as e:
         build_variant(teacher, None, _variant(raw))
     assert fragment in str(e.value) and "\n" not in str(e.value)
@@ -66,7 +64,7 @@ def test_mixed_precision_meets_the_budget(tiny_exported, tiny_dataset, sensitivi
     teacher = teacher_of(exported)
     config = _variant({"quantize": {"budget_ratio": 3.5, "sensitivity": sensitivity, "sensitivity_batches": 2,
                                     "candidates": ["int8", "int4", "int2"]}})
-    variant = build_variant(teacher, tiny_dataset, config)
+    variant = build_variant(teacher, teacher_task(exported, tiny_dataset), config)
     report = size_report(variant.tables.values(), variant.fp32_total)
     assert report.ratio >= 3.5
     assert len(set(variant.notes["precisions"].values())) > 1  # genuinely mixed at this budget
@@ -107,9 +105,9 @@ def test_two_tower_distillation_and_retrieval_metrics(tiny_exported, tiny_datase
     config = _variant({"steps": ["distill", "quantize"], "quantize": {"default": "int8"},
                        "distill": {"student": {"embedding_dim": 4, "tower": [8, 4]}, "epochs": 1,
                                    "batch_size": 128}})
-    variant = build_variant(teacher, tiny_dataset, config, ks=(10,))
-    assert set(variant.notes["student_alone"]) == {"recall@10", "ndcg@10"}
-    assert variant.model_config["embedding_dim"] == 4
+    variant = build_variant(teacher, teacher_task(exported, tiny_dataset, ks=(10,)), config)
+    assert set(variant.notes["student_alone"]) == {"recall@10", "ndcg@10", "users"}
+    assert variant.spec.config["embedding_dim"] == 4
 
 
 def test_logistic_teacher_is_refused(tiny_dataset):
@@ -120,31 +118,33 @@ def test_logistic_teacher_is_refused(tiny_dataset):
 
 
 def test_exact_and_greedy_searches_agree_on_an_easy_case(monkeypatch, tiny_exported, tiny_dataset):
-    import compression.recipe as recipe
+    import compression.precision as precision
 
-    teacher = teacher_of(tiny_exported("dlrm"))
+    exported = tiny_exported("dlrm")
+    teacher, task = teacher_of(exported), teacher_task(exported, tiny_dataset)
     config = _variant({"quantize": {"budget_ratio": 3.0, "sensitivity_batches": 1, "candidates": ["int8", "int4"]}})
-    exact = build_variant(teacher, tiny_dataset, config).notes["precisions"]
-    monkeypatch.setattr(recipe, "EXACT_SEARCH_LIMIT", 0)
-    greedy = build_variant(teacher, tiny_dataset, config)
+    exact = build_variant(teacher, task, config).notes["precisions"]
+    monkeypatch.setattr(precision, "EXACT_SEARCH_LIMIT", 0)
+    greedy = build_variant(teacher, task, config)
     assert size_report(greedy.tables.values(), greedy.fp32_total).ratio >= 3.0
     assert set(exact.values()) <= {"int8", "int4"} and set(greedy.notes["precisions"].values()) <= {"int8", "int4"}
 
 
 def test_a_budget_sweep_probes_sensitivities_once_per_table_origin(monkeypatch, tiny_exported, tiny_dataset):
-    import compression.recipe as recipe
+    import compression.precision as precision
 
     calls = []
-    real = recipe.sensitivity
-    monkeypatch.setattr(recipe, "sensitivity", lambda *a: calls.append(1) or real(*a))
-    teacher = teacher_of(tiny_exported("dlrm"))
+    real = precision.sensitivity
+    monkeypatch.setattr(precision, "sensitivity", lambda *a: calls.append(1) or real(*a))
+    exported = tiny_exported("dlrm")
+    teacher, task = teacher_of(exported), teacher_task(exported, tiny_dataset)
     quantize = {"sensitivity_batches": 1, "candidates": ["int8", "int4", "int2"]}
     cache = {}
-    shared = [build_variant(teacher, tiny_dataset, _variant({"quantize": {**quantize, "budget_ratio": r}}),
+    shared = [build_variant(teacher, task, _variant({"quantize": {**quantize, "budget_ratio": r}}),
                             cache=cache) for r in (3.0, 3.5, 4.0)]
     assert len(calls) == 1
-    alone = build_variant(teacher, tiny_dataset, _variant({"quantize": {**quantize, "budget_ratio": 3.5}}))
+    alone = build_variant(teacher, task, _variant({"quantize": {**quantize, "budget_ratio": 3.5}}))
     assert alone.notes["precisions"] == shared[1].notes["precisions"]
     pruned = {"steps": ["prune", "quantize"], "prune": {"ratio": 0.3}, "quantize": {**quantize, "budget_ratio": 3.5}}
-    build_variant(teacher, tiny_dataset, _variant(pruned), cache=cache)
+    build_variant(teacher, task, _variant(pruned), cache=cache)
     assert len(calls) == 3  # pruned tables are probed anew; `alone` had its own cache

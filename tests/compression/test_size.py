@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fbgemm_gpu.split_table_batched_embeddings_ops_inference import IntNBitTableBatchedEmbeddingBagsCodegen
 
 from compression.prune import apply_mask
 from compression.scorer import CompressedScorer
-from compression.size import fp32_bytes, row_bytes, table_bytes, tbe_bytes
 from compression.tables import float_tables, pack
+from recsys.serving.size import fp32_bytes, row_bytes, table_bytes, tbe_bytes
 
 
 @pytest.mark.parametrize("precision, expected", [("int8", 68096), ("int4", 36096), ("int2", 20096),
@@ -40,8 +41,9 @@ def test_mixed_precision_and_pruning_match_the_tbe_buffers(random_model, kind):
             t = apply_mask(t, torch.arange(t.num_embeddings) % 3 != 0)
         packed[name] = pack(t, precisions[i % len(precisions)])
     fp32_total = fp32_bytes((t.num_embeddings, t.dim) for t in tables.values())
-    scorer = CompressedScorer(kind, model, packed, fp32_total)
-    tbes = [tbe for m in scorer.model.modules() for tbe in getattr(m, "_emb_modules", [])]
+    scorer = CompressedScorer(model, packed, fp32_total)
+    tbes = [m for m in scorer.model.modules() if isinstance(m, IntNBitTableBatchedEmbeddingBagsCodegen)]
+    assert len(tbes) == (2 if kind == "dlrm" else 4)  # one per pooling type (SUM, MEAN) per EBC
     host = sum(tbe.weights_host.numel() for tbe in tbes)
     remap = sum(tbe.index_remappings_array.numel() * tbe.index_remappings_array.element_size() for tbe in tbes)
     assert scorer.embedding_bytes() == host + remap == tbe_bytes(scorer.model)
@@ -53,5 +55,5 @@ def test_fp32_baseline_ratio_is_exactly_one(random_model):
     model = random_model("dlrm")
     tables = float_tables(model)
     fp32_total = fp32_bytes((t.num_embeddings, t.dim) for t in tables.values())
-    scorer = CompressedScorer("dlrm", model, {n: pack(t, "fp32") for n, t in tables.items()}, fp32_total)
+    scorer = CompressedScorer(model, {n: pack(t, "fp32") for n, t in tables.items()}, fp32_total)
     assert scorer.size.ratio == 1.0 and scorer.runtime_bytes() == fp32_total

@@ -8,58 +8,62 @@ import torch
 
 from compression.config import PruneConfig, QuantizeConfig, VariantConfig
 from compression.recipe import Teacher, build_variant
-from compression.variant import load_variant, read_manifest, save_variant
+from compression.variant import MeasuredVariant, ModelSpec, load_variant, read_manifest, save_variants
 from recsys.errors import CheckpointError
 from tests.compression.conftest import MODEL_CONFIGS, SCHEMA, random_batch
 
 
 def _variant(random_model, kind):
     model = random_model(kind)
-    teacher = Teacher(kind, SCHEMA, MODEL_CONFIGS[kind], model)
+    teacher = Teacher(model, ModelSpec(kind, SCHEMA, MODEL_CONFIGS[kind]))
     config = VariantConfig(name="mix", steps=("prune", "quantize"), prune=PruneConfig(method="l2", ratio=0.3),
                            quantize=QuantizeConfig(default="int4", tables={"t_user_id": "int2", "t_item_tags": "fp16"}))
     return build_variant(teacher, None, config)
 
 
+def _save(folder, variant, metrics):
+    return save_variants(folder, [MeasuredVariant(variant, metrics, {})])
+
+
 @pytest.mark.parametrize("kind", ["dlrm", "two_tower"])
 def test_round_trip_gives_identical_scores(tmp_path, random_model, kind):
     variant = _variant(random_model, kind)
-    manifest = save_variant(tmp_path / "mix", variant, {"auc": 0.5}, {})
-    loaded = load_variant(tmp_path / "mix")
+    [manifest] = _save(tmp_path / "set", variant, {"auc": 0.5})
+    loaded = load_variant(tmp_path / "set" / "mix")
     batch = random_batch(SCHEMA, 50, seed=4)
     assert torch.equal(loaded.score(batch), variant.scorer().score(batch))
     assert loaded.embedding_bytes() == manifest["size"]["total"] == loaded.runtime_bytes()
     assert manifest["tables"]["t_user_id"]["precision"] == "int2" and manifest["tables"]["t_user_id"]["pruned"]
-    state = torch.load(tmp_path / "mix" / "weights.pt", weights_only=True)
+    state = torch.load(tmp_path / "set" / "mix" / "weights.pt", weights_only=True)
     assert all(type(v) is torch.Tensor for v in state.values())
     assert set(manifest["provenance"]) >= {"versions", "device", "git"}
-    assert [p.name for p in tmp_path.iterdir()] == ["mix"]
+    assert [p.name for p in tmp_path.iterdir()] == ["set"] and [p.name for p in (tmp_path / "set").iterdir()] == ["mix"]
 
 
 def test_corrupt_manifest_is_one_line(tmp_path, random_model):
-    save_variant(tmp_path / "v", _variant(random_model, "dlrm"), {}, {})
-    (tmp_path / "v" / "manifest.json").write_text('{"format": 1, "name": ')
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    (tmp_path / "set" / "mix" / "manifest.json").write_text('{"format": 1, "name": ')
     with pytest.raises(CheckpointError) as e:
-        load_variant(tmp_path / "v")
+        load_variant(tmp_path / "set" / "mix")
     assert "manifest.json: not a readable variant manifest" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_truncated_weights_are_one_line(tmp_path, random_model):
-    save_variant(tmp_path / "v", _variant(random_model, "dlrm"), {}, {})
-    path = tmp_path / "v" / "weights.pt"
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    path = tmp_path / "set" / "mix" / "weights.pt"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError) as e:
-        load_variant(tmp_path / "v")
+        load_variant(tmp_path / "set" / "mix")
     assert "weights.pt: checksum does not match" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_manifest_not_matching_weights_is_one_line(tmp_path, random_model):
-    save_variant(tmp_path / "v", _variant(random_model, "dlrm"), {}, {})
-    manifest = read_manifest(tmp_path / "v")
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    manifest = read_manifest(tmp_path / "set" / "mix")
     manifest["tables"]["t_item_id"]["dim"] = 32
-    (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "set" / "mix" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError) as e:
-        load_variant(tmp_path / "v")
+        load_variant(tmp_path / "set" / "mix")
     assert "\n" not in str(e.value)
 
 
@@ -70,13 +74,13 @@ def test_missing_folder_is_one_line(tmp_path):
 
 def test_failed_save_leaves_nothing_and_keeps_the_old_folder(tmp_path, random_model, monkeypatch):
     variant = _variant(random_model, "dlrm")
-    save_variant(tmp_path / "v", variant, {"auc": 0.1}, {})
+    _save(tmp_path / "set", variant, {"auc": 0.1})
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError):
-        save_variant(tmp_path / "v", variant, {"auc": 0.2}, {})
-    assert [p.name for p in tmp_path.iterdir()] == ["v"]
-    assert read_manifest(tmp_path / "v")["metrics"] == {"auc": 0.1}
+        _save(tmp_path / "set", variant, {"auc": 0.2})
+    assert [p.name for p in tmp_path.iterdir()] == ["set"]
+    assert read_manifest(tmp_path / "set" / "mix")["metrics"] == {"auc": 0.1}

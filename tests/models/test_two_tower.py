@@ -8,9 +8,10 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.config import DataConfig, SyntheticConfig
+from recsys.data.jagged import take_rows
 from recsys.data.sources import load_dataset
 from recsys.metrics.retrieval import retrieval_metrics
-from recsys.models.two_tower import TwoTower, TwoTowerConfig, take_rows
+from recsys.models.two_tower import TwoTower, TwoTowerConfig
 
 
 def test_take_rows_matches_python_slicing() -> None:
@@ -39,10 +40,9 @@ def test_in_batch_loss_equals_hand_computation() -> None:
     model = TwoTower(dataset.schema, TwoTowerConfig(temperature=0.2), popularity, torch.device("cpu"))
     batch = next(iter(dataset.batches("train", 64, positives_only=True)))
     loss, _ = model(batch)
-    user_kjt, item_kjt = model.split(batch.sparse_features)
     with torch.no_grad():
-        u, v = model.user_tower(user_kjt), model.item_tower(item_kjt)
-    ids = item_kjt["item_id"].values().tolist()
+        u, v = model.towers(batch.sparse_features)
+    ids = batch.sparse_features["item_id"].values().tolist()
     q = (popularity + 1.0) / (popularity + 1.0).sum()
     rows = []
     for i in range(len(ids)):

@@ -1,0 +1,201 @@
+"""Which precision each table gets: explicit (`default` + per-table overrides) or mixed (a byte budget).
+
+Automatic mixed precision: each table's sensitivity is measured with only that table lowered to
+a candidate precision (the rest as they are): the mean squared change of the probe batches'
+logits (default; label-free, so less noisy on small validation splits) or the increase of the
+task's loss on them. Starting from every table at its most precise candidate, the table whose
+next step down costs the least loss per byte saved is lowered until the byte budget holds (or,
+when the combinations are few, every combination is searched). Tables named in
+`quantize.tables` keep their precision.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torchrec.datasets.utils import Batch
+
+from compression.config import QuantizeConfig
+from compression.quantize import BITS, PACK_MULTIPLE, check_precision
+from compression.tables import FloatTable, load_tables, pack, unpack
+from recsys.errors import ConfigError
+from recsys.serving.size import table_bytes
+from recsys.train.tasks import Task
+
+EXACT_SEARCH_LIMIT = 100_000  # combinations of per-table precisions searched exhaustively
+PROBE_BATCH_SIZE = 1024
+
+
+def _bytes(table: FloatTable, precision: str) -> int:
+    remap_ids = table.num_embeddings if table.remap is not None else 0
+    return table_bytes(table.weight.shape[0], table.dim, precision, remap_ids).total
+
+
+def _check_overrides(config: QuantizeConfig, tables: dict[str, FloatTable]) -> None:
+    """ConfigError naming the key if `quantize.tables` names an unknown table or an unpackable dim."""
+    unknown = sorted(set(config.tables) - set(tables))
+    if unknown:
+        raise ConfigError(f"quantize.tables.{unknown[0]}: no such table (tables: {', '.join(tables)})")
+    for name, precision in config.tables.items():
+        check_precision(f"quantize.tables.{name}", precision, tables[name].dim)
+
+
+def explicit_precisions(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[str, str]:
+    """`default` for every table, `tables` overriding; ConfigError for unknown tables or bad dims."""
+    _check_overrides(config, tables)
+    for name, table in tables.items():
+        if name not in config.tables:
+            check_precision(f"quantize.default (table {name})", config.default, table.dim)
+    return {name: config.tables.get(name, config.default) for name in tables}
+
+
+def probe_batches(task: Task, batches: int, loss: bool) -> list[Batch]:
+    """The first `batches` validation batches of the task's rows, read once: every probe scores the
+    same rows (a streamed source would re-parse its files per probe). Full batches only when the
+    task's loss needs them."""
+    full = loss and task.needs_full_batches
+    stream = task.dataset.batches("val", PROBE_BATCH_SIZE, drop_last=full, positives_only=task.positives_only)
+    out = list(itertools.islice(stream, batches))
+    if full and not out:
+        raise ConfigError(f"quantize.sensitivity: the val split has no full batch of {PROBE_BATCH_SIZE} "
+                          f"{'clicks' if task.positives_only else 'rows'}; use 'output'")
+    return out
+
+
+def _probe_signal(task: Task, config: QuantizeConfig) -> Callable[[nn.Module], Any]:
+    """A function of the probe model: the task's loss on the probe batches, or their logits (for the
+    output distortion)."""
+    loss = config.sensitivity == "loss"
+    batches = probe_batches(task, config.sensitivity_batches, loss)
+
+    @torch.no_grad()
+    def signal(model: nn.Module) -> Any:
+        model.eval()
+        if loss:
+            return float(task.loss(model, batches))
+        return torch.cat([task.score(model, b) for b in batches])
+
+    return signal
+
+
+def _distortion(config: QuantizeConfig, probe: Any, base: Any) -> float:
+    return float(probe - base) if config.sensitivity == "loss" else float((probe - base).square().mean())
+
+
+def sensitivity(task: Task, model: nn.Module, tables: dict[str, FloatTable],
+                config: QuantizeConfig, candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """How much lowering only table t to precision p hurts: val-loss increase or logit MSE."""
+    probe = copy.deepcopy(model)
+    load_tables(probe, tables)
+    signal = _probe_signal(task, config)
+    base = signal(probe)
+    out: dict[str, dict[str, float]] = {}
+    for name, table in tables.items():
+        out[name] = {}
+        for precision in candidates[name]:
+            load_tables(probe, {name: unpack(pack(table, precision, config.clip_search))})
+            out[name][precision] = _distortion(config, signal(probe), base)
+        load_tables(probe, {name: table})
+    return out
+
+
+def _candidates(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[str, list[str]]:
+    """Per table, the precisions the search may pick, most precise first (fixed tables: one)."""
+    out = {}
+    for name, table in tables.items():
+        allowed = [config.tables[name]] if name in config.tables else [
+            p for p in config.candidates if table.dim % PACK_MULTIPLE[p] == 0]
+        if not allowed:
+            raise ConfigError(f"quantize.candidates: none can pack table {name} of dim {table.dim}")
+        out[name] = sorted(allowed, key=lambda p: -BITS[p])
+    return out
+
+
+def mixed_precision(task: Task | None, model: nn.Module, tables: dict[str, FloatTable],
+                    config: QuantizeConfig, fp32_total: int, cache: dict[str, Any] | None = None,
+                    origin: str = "") -> tuple[dict[str, str], dict[str, Any]]:
+    """Per-table precisions meeting `budget_ratio` with the least summed sensitivity: exact search
+    when the combinations are few, else greedy lowering then spending the slack. Sensitivities do
+    not depend on the budget: `cache` keeps them per (`origin` of the tables, probe settings)."""
+    if config.budget_ratio is None:
+        raise ValueError("mixed precision needs quantize.budget_ratio")
+    _check_overrides(config, tables)
+    budget = fp32_total / config.budget_ratio
+    candidates = _candidates(config, tables)
+    smallest = sum(_bytes(t, candidates[n][-1]) for n, t in tables.items())
+    if smallest > budget:
+        raise ConfigError(f"quantize.budget_ratio: {config.budget_ratio}x cannot be met; the smallest "
+                          f"choice is {smallest} bytes ({fp32_total / smallest:.2f}x)")
+    key = repr(("sensitivity", origin, config.sensitivity, config.sensitivity_batches, config.clip_search,
+                candidates))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        if task is None:
+            raise ConfigError("quantize.budget_ratio: mixed precision needs data for its sensitivity probes")
+        cache[key] = sensitivity(task, model, tables, config, candidates)
+    sens = cache[key]
+    if math.prod(len(c) for c in candidates.values()) <= EXACT_SEARCH_LIMIT:
+        chosen = _exact(tables, candidates, sens, budget)
+    else:
+        level = {name: 0 for name in tables}
+        while _total(tables, candidates, level) > budget:
+            level[_cheapest_step(tables, candidates, level, sens)] += 1
+        _spend_slack(tables, candidates, level, sens, budget)
+        chosen = {n: candidates[n][level[n]] for n in tables}
+    return chosen, {"sensitivity": sens, "budget_bytes": int(budget)}
+
+
+def _exact(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],
+           budget: float) -> dict[str, str]:
+    """Every combination of candidates: the least summed sensitivity within budget (then fewest bytes)."""
+    names = list(tables)
+    options = [[(sens[n][p], _bytes(tables[n], p), p) for p in candidates[n]] for n in names]
+    best = min((combo for combo in itertools.product(*options) if sum(c[1] for c in combo) <= budget),
+               key=lambda combo: (sum(c[0] for c in combo), sum(c[1] for c in combo)))
+    return {n: c[2] for n, c in zip(names, best)}
+
+
+def _total(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int]) -> int:
+    return sum(_bytes(t, candidates[n][level[n]]) for n, t in tables.items())
+
+
+def _spend_slack(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int],
+                 sens: dict[str, dict[str, float]], budget: float) -> None:
+    """Raise tables back (largest loss reduction first) while the budget still holds: the last
+    lowering step may have saved more bytes than needed."""
+    while True:
+        gains = []
+        for name in tables:
+            if level[name] == 0:
+                continue
+            level[name] -= 1
+            fits = _total(tables, candidates, level) <= budget
+            level[name] += 1
+            gain = sens[name][candidates[name][level[name]]] - sens[name][candidates[name][level[name] - 1]]
+            if fits and gain > 0:
+                gains.append((gain, name))
+        if not gains:
+            return
+        level[max(gains)[1]] -= 1
+
+
+def _cheapest_step(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int],
+                   sens: dict[str, dict[str, float]]) -> str:
+    """The table whose next lower precision adds the least loss per byte saved."""
+    best, best_cost = "", float("inf")
+    for name, table in tables.items():
+        if level[name] + 1 >= len(candidates[name]):
+            continue
+        now, nxt = candidates[name][level[name]], candidates[name][level[name] + 1]
+        saved = _bytes(table, now) - _bytes(table, nxt)
+        cost = (sens[name][nxt] - sens[name][now]) / saved if saved > 0 else float("inf")
+        if cost < best_cost or not best:
+            best, best_cost = name, cost
+    return best
+
+
