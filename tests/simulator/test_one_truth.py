@@ -99,3 +99,19 @@ def test_obd_calibration_changes_only_the_base_ctr():
     assert world.intercept == World.generate(replace(WORLD.config, base_ctr=base_ctr), 0).intercept
     users, items, dense, _ = world.sample_impressions(np.random.default_rng(9), ROWS)
     assert world.click_probability(users, items, dense).mean() == pytest.approx(base_ctr, rel=0.03)
+
+
+def test_the_preference_cache_holds_the_world_preference(monkeypatch):
+    """The [U, I] table (float32) and, for worlds too large for one, the per-pair product."""
+    from simulator.world import Affinity
+
+    rng = np.random.default_rng(4)
+    users, items = rng.integers(0, WORLD.num_users, 500), rng.integers(0, WORLD.num_items, (500, 7))
+    truth = WORLD.preference(users[:, None], items)
+    cached = Affinity.of(WORLD)
+    assert cached.table is not None and cached.table.dtype == np.float32
+    np.testing.assert_allclose(cached(users, items), truth, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(Affinity, "max_table", WORLD.num_users * WORLD.num_items - 1)
+    direct = Affinity.of(WORLD)
+    assert direct.table is None
+    np.testing.assert_array_equal(direct(users, items), truth)

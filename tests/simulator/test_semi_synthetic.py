@@ -62,3 +62,22 @@ def test_data_truth_movielens_fits_the_default_model_and_logs_from_it():
     users, items, dense, _ = world.sample_impressions(np.random.default_rng(1), 200_000)
     expected = float(np.mean(world.click_probability(users, items, dense)))  # the fit's CTR on such impressions
     assert abs(observed - expected) < 0.02, (observed, expected)  # 14,000 rows: standard error 0.004
+
+
+def test_movielens_truth_is_fetched_into_the_data_cache_dir(monkeypatch, tmp_path):
+    """data.cache_dir says where the MovieLens files of the MovieLens truth live."""
+    from recsys.data import semi_synthetic
+    from recsys.data.config import DataConfig, SyntheticConfig
+    from recsys.data.synthetic import world_for
+
+    class Fetched(Exception):
+        pass
+
+    def fetch(data, cache_dir):
+        raise Fetched(data.name, cache_dir)
+
+    monkeypatch.setattr(semi_synthetic, "fetch", fetch)
+    config = DataConfig(cache_dir=str(tmp_path), synthetic=SyntheticConfig(truth="movielens"))
+    with pytest.raises(Fetched) as caught:
+        world_for(config, 0)
+    assert caught.value.args == ("ml-100k", str(tmp_path))
