@@ -29,6 +29,7 @@ from compression.config import TimingConfig, VariantConfig
 from compression.latency import measure
 from compression.recipe import EVAL_BATCH_SIZE, Teacher, build_variant, fp32_variant
 from compression.scorer import CPU, CompressedScorer
+from compression.tables import float_tables
 from compression.variant import MeasuredVariant, Variant
 from recsys.errors import ConfigError
 from recsys.progress import interactive
@@ -49,6 +50,7 @@ def compress_model(model: nn.Module, score: ScoreFn, train_batches: Batch | Iter
     distillation; `probe_batches` (default: the train batches) mixed precision's sensitivity probes;
     `eval_batches` the metrics and the latency batches. `student(options)` builds a fresh student
     from `distill.student` (needed by distill steps only). `model` is not modified."""
+    float_tables(model)  # ConfigError now if it has no (or a weighted) EmbeddingBagCollection
     train = as_batches("train_batches", train_batches)
     evals = as_batches("eval_batches", eval_batches)
     probes = train if probe_batches is None else as_batches("probe_batches", probe_batches)

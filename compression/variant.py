@@ -34,7 +34,6 @@ from recsys.serving.size import SizeReport
 
 FORMAT = 1
 MANIFEST, WEIGHTS = "manifest.json", "weights.pt"
-_TABLE_FIELDS = ("module", "feature_names", "pooling", "num_embeddings", "dim", "precision")
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,16 @@ class MeasuredVariant:
             "format": FORMAT, "name": v.name, "kind": spec.kind if spec else None,
             "schema": schema_to_dict(spec.schema) if spec else None, "model_config": spec.config if spec else None,
             "recipe": v.recipe, "notes": v.notes, "teacher": v.teacher,
-            "tables": {n: {f: getattr(t, f) for f in _TABLE_FIELDS} | {"rows": t.rows, "pruned": t.remap is not None}
-                       for n, t in v.tables.items()},
+            "tables": {n: _table_info(t) for n, t in v.tables.items()},
             "size": self.size.to_dict(), "metrics": self.metrics, "latency": self.latency,
             "provenance": provenance(self.device),
         }
+
+
+def _table_info(t: PackedTable) -> dict[str, Any]:
+    return {"module": t.module, "feature_names": list(t.feature_names), "pooling": t.pooling,
+            "num_embeddings": t.num_embeddings, "dim": t.dim, "precision": t.precision, "rows": t.rows,
+            "pruned": t.remap is not None}
 
 
 def _dense_state(model: nn.Module) -> dict[str, torch.Tensor]:
