@@ -37,14 +37,14 @@ class Environment:
 
     @staticmethod
     def build(config: SimulatorConfig, world: World, seed: int,
-              retrieval_model: Embedder | None = None,
-              obd_folder: Path | str | None = None) -> Environment:
+              retrieval_model: Embedder | None = None, cache_dir: Path | str | None = None) -> Environment:
         """The environment of a run serving `world` (the World the variants' training logs came
         from); `seed` seeds the run's random streams. OBD calibration (click.calibrate = "obd")
-        sets the examination per position and changes only the World's base CTR."""
+        sets the examination per position and changes only the World's base CTR; the OBD sample
+        is fetched into `cache_dir` (the data config's in a run; packaged.default_cache() if None)."""
         streams = Streams.from_seed(seed)
         click = config.click
-        calibration = calibrate_obd(folder=obd_folder) if click.calibrate == "obd" else None
+        calibration = calibrate_obd(cache_dir=cache_dir) if click.calibrate == "obd" else None
         if calibration is not None:
             world = world.with_base_ctr(calibration.base_ctr, seed)
         truth = SimWorld.of(world, config.users.drift_requests, streams.world)

@@ -39,7 +39,8 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     variants = arms(config)
     retrieval = _retrieval_model(config.simulator)
     truth = world if world is not None else world_for(config.data, config.seed)
-    env = Environment.build(config.simulator, truth, config.seed, retrieval_model=retrieval)
+    env = Environment.build(config.simulator, truth, config.seed, retrieval_model=retrieval,
+                            cache_dir=config.data.cache_dir)
     result = run_experiment(env, variants)
     write_simulation_report(result, config.run_dir / "simulation")
     return result_dict(result)

