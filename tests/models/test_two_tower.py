@@ -1,32 +1,15 @@
-"""Two-tower: row gathering, the logQ-corrected in-batch loss against a hand computation,
-and sampled softmax training that learns."""
+"""Two-tower: its one logit (scores, in-batch loss), the logQ-corrected in-batch loss against a hand
+computation, and sampled softmax training that learns."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.config import DataConfig, SyntheticConfig
-from recsys.data.jagged import take_rows
 from recsys.data.sources import load_dataset
 from recsys.metrics.retrieval import retrieval_metrics
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
-
-
-def test_take_rows_matches_python_slicing() -> None:
-    rng = np.random.default_rng(0)
-    lengths = {k: rng.integers(0, 4, 30) for k in ("a", "b")}
-    values = {k: rng.integers(0, 100, int(n.sum())) for k, n in lengths.items()}
-    kjt = KeyedJaggedTensor.from_lengths_sync(
-        keys=["a", "b"], values=torch.as_tensor(np.concatenate([values["a"], values["b"]])),
-        lengths=torch.as_tensor(np.concatenate([lengths["a"], lengths["b"]]), dtype=torch.int32))
-    rows = torch.as_tensor([5, 0, 29, 5, 17])
-    got = take_rows(kjt, rows)
-    for key in ("a", "b"):
-        offsets = np.concatenate([[0], np.cumsum(lengths[key])])
-        expected = [values[key][offsets[r]:offsets[r + 1]].tolist() for r in rows.tolist()]
-        assert [x.tolist() for x in got[key].to_dense()] == expected
 
 
 def _dataset():
@@ -51,6 +34,18 @@ def test_in_batch_loss_equals_hand_computation() -> None:
         target = sum(1 for j in range(i) if ids[j] != ids[i])  # position of the diagonal after masking
         rows.append(-logits[target] + np.log(np.sum(np.exp(logits))))
     assert float(loss.detach()) == pytest.approx(np.mean(rows), rel=1e-4)
+
+
+def test_score_is_the_row_logit_of_the_in_batch_matrix() -> None:
+    dataset = _dataset()
+    model = TwoTower(dataset.schema, TwoTowerConfig(temperature=0.2), dataset.item_popularity(), torch.device("cpu"))
+    batch = next(iter(dataset.batches("test", 50)))
+    with torch.no_grad():
+        u, v = model.towers(batch.sparse_features)
+        scores, matrix = model.score(batch), model.logits(u, v)
+    hand = torch.tensor([float(u[i] @ v[i]) / 0.2 for i in range(50)])
+    assert scores.shape == (50,) and torch.allclose(scores, hand, atol=1e-5)
+    assert torch.allclose(matrix.diagonal(), scores, atol=1e-5) and matrix.shape == (50, 50)
 
 
 @pytest.mark.slow
