@@ -1,7 +1,10 @@
 """Atomic writes: a reader (or a crash) never sees a half-written file or folder.
 
 Everything is written under a temporary name in the destination's folder and renamed into
-place, which POSIX makes atomic on one filesystem.
+place, which POSIX makes atomic on one filesystem. A folder cannot be renamed over a non-empty
+one, so `replace_folder` renames the old folder aside (`.<name>.old`), renames the new one in,
+and only then deletes the old: at every step the old or the new folder is complete on disk, and
+the next replacement puts back an old folder that a crash left aside.
 """
 from __future__ import annotations
 
@@ -33,8 +36,24 @@ def staged_folder(final: Path) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
-    except BaseException:
+        replace_folder(tmp, final)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_folder(staged: Path, final: Path) -> None:
+    """Move the complete folder `staged` to `final`, replacing any folder there (see above)."""
+    staged, final = Path(staged), Path(final)
+    aside = final.with_name(f".{final.name}.old")
+    if aside.exists() and not final.exists():  # a crash between the two renames of an earlier call
+        os.replace(aside, final)
+    shutil.rmtree(aside, ignore_errors=True)
+    if final.exists():
+        os.replace(final, aside)
+    try:
+        os.replace(staged, final)
+    except BaseException:
+        if aside.exists():
+            os.replace(aside, final)
         raise
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    shutil.rmtree(aside, ignore_errors=True)

