@@ -130,11 +130,6 @@ class LogNormalLatency:
         with np.errstate(over="ignore"):
             return np.exp(mu + var / 2)
 
-    def percentile(self, log_stats: ArmStats, q: float) -> np.ndarray:
-        """Plug-in estimate of the q-quantile of latency per arm (posterior means)."""
-        mu, _, alpha, beta = self.prior.params(log_stats)
-        return np.exp(mu + np.sqrt(beta / np.maximum(alpha - 1, 1e-9)) * stats.norm.ppf(q))
-
 
 def prob_best(marginal, eligible: np.ndarray | None = None) -> np.ndarray:
     """P(each arm's mean is the largest) for independent marginals with batch shape (..., K).

@@ -143,10 +143,6 @@ class TradeoffTS(ThompsonSampling):
             ok = g.p_slo_violation == g.p_slo_violation.min()
         return prob_best(self.model.marginal(self._rewards), eligible=ok)
 
-    def pareto(self, percentile: float = 0.95) -> np.ndarray:
-        """Arms not dominated on (posterior mean reward up, plug-in latency percentile down)."""
-        return pareto_front(self.model.mean(self._rewards), self.latency.percentile(self._latencies, percentile))
-
 
 def pareto_front(value: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Indices of points no other point beats on both (higher value, e.g. reward or AUC; lower

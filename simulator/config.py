@@ -21,8 +21,6 @@ from typing import Any, Literal
 from bandit import BanditInputError, Policy, policy_kwargs
 from recsys.errors import ConfigError, require
 
-CLICK_MODELS = ("pbm", "cascade", "dcm", "choice")
-
 
 @dataclass(frozen=True)
 class UserConfig:
