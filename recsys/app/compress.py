@@ -36,17 +36,16 @@ def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
     if not folder.is_dir():
         raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
     exported = load_model(folder)
-    _check_teacher(config, exported.meta.get("experiment", {}), folder)
+    _check_teacher(config, config.compress.teacher, exported.meta.get("experiment", {}), folder)
     dataset = dataset if dataset is not None else load_dataset(config.data, config.seed)
     compress(exported, dataset, config.compress, config.run_dir, torch.device(config.compress.device), progress)
     rows = write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
     return [asdict(r) for r in rows]
 
 
-def _check_teacher(config: ExperimentConfig, trained: dict[str, Any], folder: Path) -> None:
+def _check_teacher(config: ExperimentConfig, teacher: str, trained: dict[str, Any], folder: Path) -> None:
     """CheckpointError unless the teacher came from this config's seed, data and model section
     (compared with defaults filled in, so keys added to the config since still match)."""
-    teacher = config.compress.teacher
     section = getattr(config, teacher).model
     checks = (("seed", lambda: trained["seed"] == config.seed),
               ("data", lambda: from_dict(type(config.data), trained["data"], "data") == config.data),
