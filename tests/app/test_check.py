@@ -100,6 +100,14 @@ def test_bad_student_is_one_line_naming_the_key(capsys, tmp_path: Path, student:
     assert _check(capsys, _with(tmp_path, DISTILLED.format(student=student))) == (2, "", f"error: {message}\n")
 
 
+def test_the_student_is_checked_against_the_teacher_that_compress_names(capsys, tmp_path: Path) -> None:
+    config = _with(tmp_path, DISTILLED.format(student="{ dense_arch = [32, 16] }"))
+    assert _check(capsys, config)[0] == 0
+    assert _check(capsys, config, 'compress.teacher="two_tower"') == (
+        2, "", "error: compress.variants[2].distill.student.dense_arch: unknown key (allowed: embedding_dim, tower, "
+               "loss, logq_correction, num_negatives, temperature)\n")
+
+
 def test_good_student_passes(capsys, tmp_path: Path) -> None:
     config = _with(tmp_path, DISTILLED.format(student="{ embedding_dim = 8, dense_arch = [32, 8] }"))
     status, out, _ = _check(capsys, config)
