@@ -31,11 +31,12 @@ def _optimizers(model: nn.Module, config: DistillConfig) -> list[torch.optim.Opt
 def train_student(build: StudentBuilder, teacher: nn.Module | None, task: Task, config: DistillConfig,
                   progress: bool = False) -> nn.Module:
     """A student trained on the task's train split with the distillation loss (alpha = 1: labels
-    only, no teacher needed)."""
+    only, no teacher needed). The teacher is used in eval mode and left as it was."""
     if teacher is None and config.alpha < 1.0:
         raise ValueError("distillation with alpha < 1 needs a teacher")
     torch.manual_seed(config.seed)
     student = build().train()
+    was_training = teacher is not None and teacher.training
     if teacher is not None:
         teacher.eval()
     opts = _optimizers(student, config)
@@ -52,6 +53,8 @@ def train_student(build: StudentBuilder, teacher: nn.Module | None, task: Task, 
             loss.backward()
             for opt in opts:
                 opt.step()
+    if teacher is not None:
+        teacher.train(was_training)
     return student.eval()
 
 
