@@ -3,7 +3,8 @@
 Trained on clicked (user, item) rows with a softmax over candidates: the other items of the
 batch (in-batch negatives) or items sampled from the catalogue (sampled softmax). Both correct
 each candidate's logit by the log of its sampling probability (logQ correction, Yi et al. 2019),
-so popular items are not over-penalised for being everyone's negative.
+so popular items are not over-penalised for being everyone's negative. The logit (user . item /
+temperature) is written once, `TwoTower.logits`: the losses, `score` and distillation use it.
 """
 from __future__ import annotations
 

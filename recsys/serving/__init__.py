@@ -1,1 +1,2 @@
-"""Serving: trained models exported unsharded, and the scorer interface every variant implements."""
+"""Serving: trained models exported unsharded, the scorer interface every variant implements, and the
+one byte counter of embedding tables."""
