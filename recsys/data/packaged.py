@@ -24,9 +24,6 @@ def default_cache() -> Path:
     return Path(os.environ.get("RECSYS_DATA_DIR", ".cache/data"))
 
 
-DEFAULT_CACHE = default_cache()  # read at import; recsys/data/semi_synthetic.py's default until it passes None
-
-
 class DataUnavailable(DataError):
     """A data file could not be found or fetched; the message names what and where."""
 
