@@ -71,8 +71,8 @@ class World:
     def with_base_ctr(self, base_ctr: float, seed: int) -> World:
         """This World with the intercept whose mean click probability over CALIBRATION_ROWS
         impressions (drawn from `seed`) is base_ctr; all else unchanged."""
-        impressions = self.sample_impressions(np.random.default_rng([seed, _CALIBRATION]), CALIBRATION_ROWS)
-        users, items, dense, _ = impressions
+        users, items, dense, _ = self.sample_impressions(np.random.default_rng([seed, _CALIBRATION]),
+                                                         CALIBRATION_ROWS)
         uncalibrated = dataclasses.replace(self, intercept=0.0)
         logits = uncalibrated.logit_from_preference(self.preference(users, items), items, dense)
         return dataclasses.replace(self, config=dataclasses.replace(self.config, base_ctr=base_ctr),
@@ -138,6 +138,7 @@ class World:
         return _draw(rng, self.item_exposure, n)
 
     def sample_devices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n device ids, uniform."""
         return rng.integers(0, self.config.num_devices, n)
 
     def sample_context(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
