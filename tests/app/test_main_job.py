@@ -47,6 +47,7 @@ def test_main_job_writes_a_complete_consistent_run(tiny_config) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_main_job_trains_on_and_serves_the_movielens_truth(tiny_config) -> None:
     extra = ("\n[simulator]\nnum_requests = 2048\nbatch_requests = 1024\ncandidates = 20\nslate_size = 5\n"
              "[simulator.latency]\np50_ms = [5.0, 2.0]\np99_ms = [20.0, 8.0]\n")

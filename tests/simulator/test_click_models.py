@@ -41,6 +41,7 @@ def test_cascade_clicks_at_most_once():
     assert clicks.sum(axis=1).max() == 1
 
 
+@pytest.mark.network
 def test_obd_calibration_within_sampling_error():
     cal = calibrate_obd()
     assert 0.002 < cal.base_ctr < 0.006  # the sample's CTR is about 0.4 %

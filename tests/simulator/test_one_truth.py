@@ -91,6 +91,7 @@ def test_a_changed_formula_changes_both(monkeypatch):
     np.testing.assert_allclose(_expected_reward(log.user, log.item, log.dense), p, rtol=2e-6)
 
 
+@pytest.mark.network
 def test_obd_calibration_changes_only_the_base_ctr():
     """calibrate = "obd": the World's intercept is recalibrated to the OBD click rate (as generating
     it with that base_ctr would), the rest of the World is the given one."""
@@ -116,6 +117,7 @@ def test_the_preference_cache_holds_the_world_preference(monkeypatch):
     np.testing.assert_array_equal(direct(users, items), truth)
 
 
+@pytest.mark.network
 def test_obd_sample_is_read_from_the_given_cache_dir(monkeypatch, tmp_path):
     asked = []
 

@@ -20,6 +20,7 @@ def fitted():
     return movielens_world(config=SMALL)
 
 
+@pytest.mark.network
 def test_fit_predicts_held_out_ratings_and_is_the_world_truth(fitted):
     world, mf = fitted
     assert mf.held_out_auc > 0.72, mf.held_out_auc
@@ -32,6 +33,7 @@ def test_fit_predicts_held_out_ratings_and_is_the_world_truth(fitted):
     assert np.isclose(world.user_activity.sum(), 1.0) and np.isclose(world.item_exposure.sum(), 1.0)
 
 
+@pytest.mark.network
 def test_environment_serves_the_movielens_truth(fitted):
     world, _ = fitted
     env = Environment.build(CONFIG, world, 0)
@@ -41,12 +43,14 @@ def test_environment_serves_the_movielens_truth(fitted):
     assert result.requests == 2000 and result.expected_all[0] > result.expected_all[1]
 
 
+@pytest.mark.network
 def test_same_fit_same_world(fitted):
     a, b = fitted[1], movielens_world(config=SMALL)[1]
     assert a.user.tobytes() == b.user.tobytes() and a.held_out_auc == b.held_out_auc
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_data_truth_movielens_fits_the_default_model_and_logs_from_it():
     from recsys.config_loading import from_dict
     from recsys.data.config import DataConfig
