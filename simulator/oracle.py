@@ -15,6 +15,7 @@ import torch
 from torchrec.datasets.utils import Batch
 
 from recsys.data.world import World
+from recsys.serving.size import tensor_bytes
 
 
 class WorldScorer:
@@ -35,4 +36,4 @@ class WorldScorer:
 
     def embedding_bytes(self) -> int:
         w = self.world
-        return w.user_latent.nbytes + w.item_latent.nbytes + w.item_bias.nbytes
+        return tensor_bytes(torch.from_numpy(a) for a in (w.user_latent, w.item_latent, w.item_bias))

@@ -16,7 +16,7 @@ from torchrec.datasets.utils import Batch
 
 from recsys.data.click_log import ClickLog
 from recsys.data.jagged import Jagged
-from recsys.data.synthetic import World
+from recsys.data.world import World
 from recsys.serving.scorer import Scorer
 from recsys.serving.timing import timed
 from simulator.errors import SimulationError
