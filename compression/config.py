@@ -70,9 +70,9 @@ class PruneConfig:
 class DistillConfig:
     """Train a smaller student on alpha * BCE(labels) + (1 - alpha) * soft loss at temperature T."""
 
-    student: dict[str, Any] = field(default_factory=dict)  # overrides of the teacher's model config (see student_model)
     alpha: float = 0.5
     temperature: float = 2.0
+    student: dict[str, Any] = field(default_factory=dict)  # overrides of the teacher's model config (see student_model)
     epochs: int = 3
     batch_size: int = 512
     lr_dense: float = 0.001

@@ -44,9 +44,8 @@ class SyntheticConfig:
         require(self.max_user_tags <= self.num_user_tags, "max_user_tags", "must be <= num_user_tags")
         require(self.max_item_tags <= self.num_item_tags, "max_item_tags", "must be <= num_item_tags")
         require(0.0 < self.base_ctr < 1.0, "base_ctr", "must be in (0, 1)")
-        require(self.user_zipf >= 0.0, "user_zipf", "must be >= 0")
-        require(self.item_zipf >= 0.0, "item_zipf", "must be >= 0")
-        require(self.preference_scale >= 0.0, "preference_scale", "must be >= 0")
+        for name in ("user_zipf", "item_zipf", "preference_scale"):
+            require(getattr(self, name) >= 0.0, name, "must be >= 0")
 
 
 @dataclass(frozen=True)

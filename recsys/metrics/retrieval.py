@@ -6,7 +6,6 @@ Per-user item sets are CSR pairs `(indptr, indices)` of int64 numpy arrays: user
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,9 +146,6 @@ class RetrievalMetrics:
     ndcg: float
     k: int
     users: int
-
-    def to_dict(self) -> dict[str, float | int]:
-        return dataclasses.asdict(self)
 
 
 def _csr_rows(csr: Csr, rows: np.ndarray) -> Csr:
