@@ -139,15 +139,21 @@ def mixed_precision(task: Task | None, model: nn.Module, tables: dict[str, Float
             raise ConfigError("quantize.budget_ratio: mixed precision needs data for its sensitivity probes")
         cache[key] = sensitivity(task, model, tables, config, candidates)
     sens = cache[key]
-    if math.prod(len(c) for c in candidates.values()) <= EXACT_SEARCH_LIMIT:
-        chosen = _exact(tables, candidates, sens, budget)
-    else:
-        level = {name: 0 for name in tables}
-        while _total(tables, candidates, level) > budget:
-            level[_cheapest_step(tables, candidates, level, sens)] += 1
-        _spend_slack(tables, candidates, level, sens, budget)
-        chosen = {n: candidates[n][level[n]] for n in tables}
-    return chosen, {"sensitivity": sens, "budget_bytes": int(budget)}
+    return search(tables, candidates, sens, budget), {"sensitivity": sens, "budget_bytes": int(budget)}
+
+
+def search(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],
+           budget: float, exact_limit: int = EXACT_SEARCH_LIMIT) -> dict[str, str]:
+    """Per table, one of its `candidates` (most precise first) with the least summed sensitivity
+    `sens[table][precision]` within `budget` bytes: every combination when there are at most
+    `exact_limit`, else greedy lowering then spending the slack. The budget must be reachable."""
+    if math.prod(len(c) for c in candidates.values()) <= exact_limit:
+        return _exact(tables, candidates, sens, budget)
+    level = {name: 0 for name in tables}
+    while _total(tables, candidates, level) > budget:
+        level[_cheapest_step(tables, candidates, level, sens)] += 1
+    _spend_slack(tables, candidates, level, sens, budget)
+    return {n: candidates[n][level[n]] for n in tables}
 
 
 def _exact(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],

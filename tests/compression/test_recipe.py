@@ -1,4 +1,5 @@
-"""Recipes: bad input is one line naming the key; mixed precision meets its budget; the pipeline runs."""
+"""Recipes: bad input is one line naming the key; sensitivities are probed once per budget sweep; the
+pipeline runs (mixed precision's search and budget: test_precision.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,6 @@ import pytest
 from compression.build import compress, teacher_of, teacher_task
 from compression.config import CompressConfig, VariantConfig
 from compression.recipe import build_variant
-from compression.tables import size_report
 from compression.variant import load_variant, read_manifest
 from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
@@ -58,20 +58,6 @@ def test_duplicate_variant_names():
         from_dict(CompressConfig, {"variants": [{"name": "a"}, {"name": "a"}]}, "compress")
 
 
-@pytest.mark.parametrize("sensitivity", ["output", "loss"])
-def test_mixed_precision_meets_the_budget(tiny_exported, tiny_dataset, sensitivity):
-    exported = tiny_exported("dlrm")
-    teacher = teacher_of(exported)
-    config = _variant({"quantize": {"budget_ratio": 3.5, "sensitivity": sensitivity, "sensitivity_batches": 2,
-                                    "candidates": ["int8", "int4", "int2"]}})
-    variant = build_variant(teacher, teacher_task(exported, tiny_dataset), config)
-    report = size_report(variant.tables.values(), variant.fp32_total)
-    assert report.ratio >= 3.5
-    assert len(set(variant.notes["precisions"].values())) > 1  # genuinely mixed at this budget
-    sens = variant.notes["mixed_precision"]["sensitivity"]
-    assert set(sens) == set(variant.tables) and all("int2" in s for s in sens.values())
-
-
 def test_compress_builds_every_variant_with_a_manifest(tiny_exported, tiny_dataset, tmp_path):
     exported = tiny_exported("dlrm")
     config = from_dict(CompressConfig, {
@@ -115,19 +101,6 @@ def test_logistic_teacher_is_refused(tiny_dataset):
 
     with pytest.raises(ConfigError, match="compress.teacher: a logistic model cannot be compressed"):
         teacher_of(ExportedModel("logistic", tiny_dataset.schema, {}, None, {}))
-
-
-def test_exact_and_greedy_searches_agree_on_an_easy_case(monkeypatch, tiny_exported, tiny_dataset):
-    import compression.precision as precision
-
-    exported = tiny_exported("dlrm")
-    teacher, task = teacher_of(exported), teacher_task(exported, tiny_dataset)
-    config = _variant({"quantize": {"budget_ratio": 3.0, "sensitivity_batches": 1, "candidates": ["int8", "int4"]}})
-    exact = build_variant(teacher, task, config).notes["precisions"]
-    monkeypatch.setattr(precision, "EXACT_SEARCH_LIMIT", 0)
-    greedy = build_variant(teacher, task, config)
-    assert size_report(greedy.tables.values(), greedy.fp32_total).ratio >= 3.0
-    assert set(exact.values()) <= {"int8", "int4"} and set(greedy.notes["precisions"].values()) <= {"int8", "int4"}
 
 
 def test_a_budget_sweep_probes_sensitivities_once_per_table_origin(monkeypatch, tiny_exported, tiny_dataset):
