@@ -26,6 +26,8 @@ class Allocation:
     reweight_fraction: ...and only after new observations reach this fraction of those seen at
         the last recompute, so an online allocator serving one request at a time refreshes
         O(log(n) / fraction) times instead of after every update (the posterior moves O(1/n)).
+        None (the default) takes the policy's `default_reweight_fraction`: 0.01 for the Thompson
+        family, whose exact split is a quadrature; 0 (after every update) for closed-form splits.
     floor: additive minimum probability for every non-control arm.
     control: arm id of the control (e.g. the fp32 model), or None.
     control_share: fixed traffic share of the control arm.
@@ -34,7 +36,7 @@ class Allocation:
     warmup: int = 0
     min_per_arm: int = 0
     reweight_every: int = 1
-    reweight_fraction: float = 0.0
+    reweight_fraction: float | None = None
     floor: float = 0.0
     control: int | None = None
     control_share: float = 0.0
@@ -43,7 +45,8 @@ class Allocation:
         positive_int(self.warmup, "allocation.warmup", 0)
         positive_int(self.min_per_arm, "allocation.min_per_arm", 0)
         positive_int(self.reweight_every, "allocation.reweight_every")
-        in_range(self.reweight_fraction, "allocation.reweight_fraction", 0.0, np.inf)
+        if self.reweight_fraction is not None:
+            in_range(self.reweight_fraction, "allocation.reweight_fraction", 0.0, np.inf)
         in_range(self.floor, "allocation.floor", 0.0, 1.0)
         in_range(self.control_share, "allocation.control_share", 0.0, 1.0)
         if self.control is None and self.control_share > 0:
@@ -67,7 +70,7 @@ class Allocation:
 
     def due(self, seen: float, last: float) -> bool:
         """True when the split computed at `last` observations (-1: never) must be recomputed."""
-        return last < 0 or seen - last >= max(self.reweight_every, self.reweight_fraction * last)
+        return last < 0 or seen - last >= max(self.reweight_every, (self.reweight_fraction or 0.0) * last)
 
     def apply(self, preferred: np.ndarray) -> np.ndarray:
         """Final selection probabilities from preferred ones, shape (..., n_arms)."""

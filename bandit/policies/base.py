@@ -6,6 +6,7 @@ probabilities, whatever approximation produced the vector.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -50,6 +51,7 @@ class Policy:
     contextual: ClassVar[bool] = False
     needs_latency: ClassVar[bool] = False
     reward_range: tuple[float, float] = (0.0, 1.0)
+    default_reweight_fraction: ClassVar[float] = 0.0  # Allocation.reweight_fraction when it is None
     dim: int  # features per context row (contextual policies only)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -84,8 +86,10 @@ class Policy:
         if not isinstance(allocation, Allocation):
             raise BanditInputError("allocation", f"expected an Allocation, got {allocation!r}")
         allocation.check_arms(self.n_arms)
-        if self.contextual and (allocation.reweight_every != 1 or allocation.reweight_fraction > 0):
+        if self.contextual and (allocation.reweight_every != 1 or (allocation.reweight_fraction or 0.0) > 0):
             raise BanditInputError("allocation.reweight_every", "contextual policies reweight every time")
+        if allocation.reweight_fraction is None:
+            allocation = dataclasses.replace(allocation, reweight_fraction=self.default_reweight_fraction)
         self.memory, self.allocation = memory, allocation
         self._config = {"n_arms": self.n_arms, "memory": memory, "allocation": allocation,
                         "seed": seed, **options}

@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from scipy.linalg import cho_solve, solve_triangular
 
 from bandit.checks import in_range, positive_int
 from bandit.policies.base import Policy, ties_split
-from bandit.posterior import prob_best
+from bandit.posterior import NormalMarginal, prob_best
 
 
 class _Linear(Policy):
@@ -76,4 +75,4 @@ class LinTS(_Linear):
     def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         assert context is not None  # Policy.probabilities checks the rows of contextual policies
         mean, spread = self.score_moments(context)
-        return prob_best(stats.norm(loc=mean, scale=self.v * np.sqrt(spread)))
+        return prob_best(NormalMarginal(mean, self.v * np.sqrt(spread)))

@@ -238,3 +238,22 @@ def test_allocation_schedule_waits_for_count_and_fraction():
     assert alloc.due(0, -1)
     assert not alloc.due(109, 100) and alloc.due(110, 100)
     assert not alloc.due(1099, 1000) and alloc.due(1100, 1000)
+
+
+def test_default_refresh_is_lazy_for_thompson_and_immediate_for_closed_forms():
+    """Thompson policies recompute their split once new observations reach 1% of those it was
+    computed from; closed-form and contextual policies after every update."""
+    assert UCB1(3).allocation.reweight_fraction == 0.0
+    assert LinTS(2, dim=2).allocation.reweight_fraction == 0.0
+    lazy, exact = ThompsonSampling(3, seed=0), ThompsonSampling(3, allocation=Allocation(reweight_fraction=0.0), seed=0)
+    assert lazy.allocation == Allocation(reweight_fraction=0.01)
+    for arms, rewards in (([0, 1, 2] * 100, [1, 0, 0] * 30 + [0, 1, 0] * 70), ([0, 0], [1, 1]), ([1], [1])):
+        before = lazy.probabilities()
+        lazy.update(arms, rewards)
+        exact.update(arms, rewards)
+        after = lazy.probabilities()
+        if len(arms) == 300 or len(arms) == 1:  # first split, then 3 = 1% of 300 new observations
+            np.testing.assert_array_equal(after, exact.probabilities())
+        else:
+            np.testing.assert_array_equal(after, before)
+            assert not np.array_equal(after, exact.probabilities())

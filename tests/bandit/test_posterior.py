@@ -1,10 +1,23 @@
 """Posteriors and P(best) against independent computations."""
 import numpy as np
 import pytest
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 from bandit.memory import ArmStats, Stationary
-from bandit.posterior import BetaBernoulli, LogNormalLatency, NormalInverseGamma, prob_best
+from bandit.posterior import (
+    BetaBernoulli,
+    BetaMarginal,
+    LogNormalLatency,
+    NormalInverseGamma,
+    NormalMarginal,
+    StudentTMarginal,
+    prob_best,
+)
+
+# prob_best integrates the CDFs of the package's own marginals from their densities and takes a
+# frozen scipy distribution's CDF as it is: every closed form is checked along both paths
+BETAS = [stats.beta, lambda a, b: BetaMarginal(np.asarray(a, float), np.asarray(b, float))]
+NORMALS = [lambda loc, scale: stats.norm(loc=loc, scale=scale), NormalMarginal]
 
 
 def _stats(arms, values, k):
@@ -27,31 +40,64 @@ def test_beta_posterior_is_prior_plus_counts():
     np.testing.assert_allclose(b, [4, 4])
 
 
-def test_prob_best_two_arms_matches_closed_form():
-    p = prob_best(stats.beta([30.0, 41.0], [970.0, 960.0]))
+@pytest.mark.parametrize("beta", BETAS)
+def test_prob_best_two_arms_matches_closed_form(beta):
+    p = prob_best(beta([30.0, 41.0], [970.0, 960.0]))
     assert p[1] == pytest.approx(_beta_beats(30, 970, 41, 960), abs=1e-8)
+    p = prob_best(beta([1.0, 3.0], [1.0, 5.0]))  # an unseen arm (uniform) against a seen one
+    assert p[1] == pytest.approx(_beta_beats(1, 1, 3, 5), abs=1e-8)
 
 
-def test_prob_best_matches_argmax_frequency_of_draws():
+@pytest.mark.parametrize("beta", BETAS)
+def test_prob_best_matches_argmax_frequency_of_draws(beta):
     a = np.array([41.0, 46, 50, 56, 60])
-    p = prob_best(stats.beta(a, 1000 - a))
+    p = prob_best(beta(a, 1000 - a))
     draws = np.random.default_rng(0).beta(a, 1000 - a, size=(400_000, 5))
     freq = np.bincount(draws.argmax(1), minlength=5) / len(draws)
     np.testing.assert_allclose(p, freq, atol=4 * np.sqrt(0.25 / len(draws)))
 
 
-def test_prob_best_batched_normals_closed_form():
+@pytest.mark.parametrize("normal", NORMALS)
+def test_prob_best_batched_normals_closed_form(normal):
     loc, scale = np.array([[0.0, 0.1], [1.0, 0.0]]), np.array([[1.0, 1.0], [0.1, 2.0]])
-    p = prob_best(stats.norm(loc=loc, scale=scale))
+    p = prob_best(normal(loc, scale))
     z = (loc[:, 1] - loc[:, 0]) / np.hypot(scale[:, 0], scale[:, 1])
     np.testing.assert_allclose(p[:, 1], stats.norm.cdf(z), atol=1e-9)
 
 
-def test_prob_best_respects_eligible_mask():
+@pytest.mark.parametrize("beta", BETAS)
+def test_prob_best_respects_eligible_mask(beta):
     a = np.array([10.0, 50, 90])
-    p = prob_best(stats.beta(a, 100 - a), eligible=np.array([True, True, False]))
+    p = prob_best(beta(a, 100 - a), eligible=np.array([True, True, False]))
     assert p[2] == 0 and p.sum() == pytest.approx(1)
     assert p[1] == pytest.approx(_beta_beats(10, 90, 50, 50), abs=1e-8)
+
+
+def _adaptive_quadrature(frozen):
+    """P(best) of independent scipy marginals by scipy's adaptive quad on f_i prod F_j (exact CDFs)."""
+    k = len(frozen)
+    out = []
+    for i in range(k):
+        def integrand(x, i=i):
+            return frozen[i].pdf(x) * np.prod([frozen[j].cdf(x) for j in range(k) if j != i])
+        cuts = frozen[i].ppf([1e-13, 1e-6, 1e-3, 0.1, 0.5, 0.9, 1 - 1e-3, 1 - 1e-6, 1 - 1e-13])
+        out.append(sum(integrate.quad(integrand, lo, hi, epsabs=1e-14, epsrel=1e-12, limit=200)[0]
+                       for lo, hi in zip(cuts[:-1], cuts[1:])))
+    return np.array(out)
+
+
+def test_prob_best_many_arms_matches_adaptive_quadrature():
+    """Eight arms as an experiment has them (seen 1,250 times each, one barely seen), and
+    Student-t marginals with many (integrated CDFs) and few (exact CDFs) degrees of freedom."""
+    rng = np.random.default_rng(3)
+    a = np.append(1 + rng.binomial(1250, 0.045, 7), 2.0)
+    b = np.append(1252 - a[:7], 30.0)
+    expected = _adaptive_quadrature([stats.beta(x, y) for x, y in zip(a, b)])
+    np.testing.assert_allclose(prob_best(BetaMarginal(a, b)), expected, atol=1e-9)
+    loc, scale = np.array([0.0, 0.05, 0.1, -0.2]), np.array([0.1, 0.05, 0.2, 0.3])
+    for df, atol in ((np.array([40.0, 60, 500, 31]), 1e-9), (np.array([3.0, 40, 5, 2.5]), 1e-8)):
+        expected = _adaptive_quadrature([stats.t(d, m, s) for d, m, s in zip(df, loc, scale)])
+        np.testing.assert_allclose(prob_best(StudentTMarginal(df, loc, scale)), expected, atol=atol)
 
 
 def test_nig_posterior_matches_textbook_update():

@@ -133,3 +133,23 @@ def test_lazy_refresh_round_trip_mid_schedule_continues_bit_exactly():
         original.update(a.arms, reward)
         copy.update(b.arms, reward)
     assert to_json(copy) == to_json(original)
+
+
+def test_state_saved_with_the_old_default_rebuilds_it_and_a_lazy_policy_refuses_it():
+    """States saved before the lazy default record reweight_fraction 0.0: from_json rebuilds a
+    policy that recomputes after every update and continues bit-exactly; loading such a state
+    into a policy with today's default is refused in one line."""
+    old = ThompsonSampling(3, allocation=Allocation(reweight_fraction=0.0), seed=0)
+    rng = np.random.default_rng(0)
+    _feed(old, rng)
+    text = to_json(old)
+    assert json.loads(text)["payload"]["config"]["allocation"]["fields"]["reweight_fraction"] == 0.0
+    copy = from_json(text)
+    assert copy.allocation.reweight_fraction == 0.0
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(3):
+        _feed(old, rng_a)
+        _feed(copy, rng_b)
+    assert to_json(copy) == to_json(old)
+    with pytest.raises(BanditStateError, match="^config: state was saved with a different config$"):
+        ThompsonSampling(3, seed=0).load_state_dict(json.loads(text))
