@@ -1,14 +1,19 @@
-"""Pruning: pruned ids look up exact zeros through the TBE remap, kept rows are unchanged."""
+"""Pruning: pruned ids look up exact zeros through the TBE remap, kept rows are unchanged; each
+importance keeps the rows it ranks highest (loss importance recomputed here by autograd)."""
 from __future__ import annotations
+
+import copy
+import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchrec import KeyedJaggedTensor
 
 from compression.config import PruneConfig
-from compression.prune import access_counts, apply_mask, keep_masks, prune
+from compression.prune import access_counts, apply_mask, keep_masks, loss_importance, prune
 from compression.scorer import build_quant_ebc
-from compression.tables import float_tables, pack, unpack
+from compression.tables import ebc_paths, float_tables, pack, unpack
 from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
 
@@ -102,14 +107,54 @@ def test_frequency_counts_the_train_split(tiny_dataset):
     assert counts["t_item_id"][kept].min() >= counts["t_item_id"][~kept].max()
 
 
-def test_loss_importance_runs(tiny_dataset):
+def _loss_importance_by_hand(model, dataset, batch_size: int, batches: int) -> dict[str, torch.Tensor]:
+    """Per row |sum over the first `batches` full train batches of dBCE/dw . w|, by autograd on the
+    float model itself."""
+    weights = {name: bag.weight for ebc in ebc_paths(model).values() for name, bag in ebc.embedding_bags.items()}
+    total = {n: torch.zeros_like(w) for n, w in weights.items()}
+    for batch in itertools.islice(dataset.batches("train", batch_size, drop_last=True), batches):
+        loss = F.binary_cross_entropy_with_logits(model.score(batch), batch.labels.float())
+        for name, grad in zip(weights, torch.autograd.grad(loss, list(weights.values()))):
+            total[name] += grad
+    return {n: (total[n] * w.detach()).sum(1).abs().double() for n, w in weights.items()}
+
+
+def _check_keeps_the_most_important(pruned, scores, ratio):
+    """Each table keeps its top (1 - ratio) rows by `scores`: the right count, and no pruned row
+    scores more than a kept one."""
+    for name, table in pruned.items():
+        kept = table.remap >= 0
+        assert int(kept.sum()) == table.num_embeddings - int(ratio * table.num_embeddings)
+        assert scores[name][kept].min() >= scores[name][~kept].max() - 1e-12
+
+
+def test_loss_importance_keeps_the_rows_whose_loss_change_is_largest(tiny_dataset):
     from recsys.models.registry import build_model
 
+    torch.manual_seed(0)
     model = build_model("dlrm", tiny_dataset.schema, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
                         torch.device("cpu"))
-    out = prune(PruneConfig(method="loss", ratio=0.3, max_batches=3), model, float_tables(model),
-                _task(tiny_dataset, model), batch_size=256)
-    assert out["t_user_id"].weight.shape[0] == 300 - 90
+    config = PruneConfig(method="loss", ratio=0.7, max_batches=3)
+    by_hand = _loss_importance_by_hand(model, tiny_dataset, 256, 3)
+    computed = loss_importance(_task(tiny_dataset, model), model, 256, 3)
+    assert computed.keys() == by_hand.keys()
+    for name in by_hand:
+        assert torch.allclose(computed[name], by_hand[name], rtol=1e-5, atol=1e-12)
+    pruned = prune(config, model, float_tables(model), _task(tiny_dataset, model), batch_size=256)
+    _check_keeps_the_most_important(pruned, by_hand, 0.7)
+    items = by_hand["t_item_id"]
+    kept = pruned["t_item_id"].remap >= 0
+    assert items[kept].min() > items[~kept].max() * 1.001  # a strict gap: the kept set is the top 60
+
+    # Zero the 10 most important item rows: their importance |g . w| becomes 0, so they are pruned now.
+    top = torch.argsort(items, descending=True)[:10]
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        ebc_paths(changed)["model.sparse_arch.embedding_bag_collection"].embedding_bags["t_item_id"].weight[top] = 0.0
+    repruned = prune(config, changed, float_tables(changed), _task(tiny_dataset, changed), batch_size=256)
+    _check_keeps_the_most_important(repruned, _loss_importance_by_hand(changed, tiny_dataset, 256, 3), 0.7)
+    now_kept = repruned["t_item_id"].remap >= 0
+    assert not now_kept[top].any() and kept[top].all() and int(now_kept.sum()) == int(kept.sum())
 
 
 @pytest.mark.parametrize("raw, fragment", [
