@@ -64,11 +64,8 @@ class BetaMarginal:
         return (self.a >= 1) & (self.b >= 1)
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
-        """log density; x broadcasts against (..., K) (one log per point, however many arms)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            left = np.where(self.a == 1, 0.0, (self.a - 1) * np.log(x))
-            right = np.where(self.b == 1, 0.0, (self.b - 1) * np.log1p(-x))
-        return left + right - special.betaln(self.a, self.b)
+        """log density for x in (0, 1), broadcast against (..., K): one log per point, not per arm."""
+        return (self.a - 1) * np.log(x) + (self.b - 1) * np.log1p(-x) - special.betaln(self.a, self.b)
 
 
 @dataclass(frozen=True)
@@ -244,7 +241,7 @@ def prob_best(marginal: Any, eligible: np.ndarray | None = None) -> np.ndarray:
     ones = np.ones_like(cdf[..., :1, :, :])
     before = np.cumprod(np.concatenate([ones, cdf[..., :-1, :, :]], -3), -3)
     after = np.cumprod(np.concatenate([ones, cdf[..., :0:-1, :, :]], -3), -3)[..., ::-1, :, :]
-    p = np.clip(np.nan_to_num((weights * pdf * before * after).sum((-2, -1))), 0.0, None)
+    p = np.clip(np.nan_to_num(np.einsum("...mq,...kmq->...k", weights[..., 0, :, :], pdf * before * after)), 0.0, None)
     total = p.sum(-1, keepdims=True)
     fallback = mask / mask.sum(-1, keepdims=True)
     return np.where(total > 0, p / np.where(total > 0, total, 1), fallback)

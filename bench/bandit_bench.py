@@ -1,8 +1,10 @@
 """Benchmark of the bandit package against MABWiser on the same environments and seeds.
 
-Prints tables: regret (5 Bernoulli arms, CTR 4.0%..5.0%), decisions per second, best-arm
-identification (top-two TS vs a fixed equal-split A/B test), constrained mode with a latency
-SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit Dataset.
+Prints tables: regret (5 Bernoulli arms, CTR 4.0%..5.0%), decisions per second against MABWiser
+at batch sizes 1 to 10^6, regret of the default lazy split against the exact split after every
+update, best-arm identification (top-two TS vs a fixed equal-split A/B test), constrained mode
+with a latency SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit
+Dataset.
 
     python bench/bandit_bench.py            # full run (about 25 minutes on 2 shared CPU cores)
     python bench/bandit_bench.py --quick    # smoke run (well under a minute)
@@ -58,12 +60,13 @@ class Scale:
     drift_seeds: int
     batch_steps: int
     batch_seeds: int
-    single_steps: int
+    decisions: int
+    regret_steps: int
+    regret_seeds: int
 
 
-FULL = Scale(1_000_000, 20, 1000, 20, 150, 1_000_000, 1_000_000, 10, 100_000, 20, 20_000)
-QUICK = Scale(50_000, 3, 1000, 3, 10, 100_000, 100_000, 2, 2_000, 2, 2_000)
-ONLINE = Allocation(reweight_fraction=0.01)
+FULL = Scale(1_000_000, 20, 1000, 20, 150, 1_000_000, 1_000_000, 10, 100_000, 20, 20_000, 10_000, 20)
+QUICK = Scale(50_000, 3, 1000, 3, 10, 100_000, 100_000, 2, 2_000, 2, 2_000, 1_000, 3)
 
 
 def mean_ci(x: np.ndarray) -> str:
@@ -156,62 +159,83 @@ def regret_table(sc: Scale) -> None:
           f"(ratio {np.mean(results[best]) / mts.mean():.3f})")
 
 
-def per_second(step: Callable[[], object], n: int) -> float:
-    """Calls per second of `step` over n calls."""
+MU8 = np.linspace(0.040, 0.050, 8)
+BATCHES = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+EXACT = Allocation(reweight_fraction=0.0)
+
+
+def splits_computed(allocation: Allocation, start: int, batch: int, steps: int) -> int:
+    """How often a context-free policy computes its split over `steps` select+update steps from
+    `start` observations: Allocation.due replayed (the schedule is public, the count is not)."""
+    last, count = -1.0, 0
+    for seen in range(start, start + batch * steps, batch):
+        if allocation.due(seen, last):
+            last, count = seen, count + 1
+    return count
+
+
+def time_ours(policy, u: np.ndarray, batch: int, steps: int) -> float:
+    """Seconds for `steps` rounds of select(batch) then update with those decisions' rewards."""
     t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    return n / (time.perf_counter() - t0)
+    for i in range(steps):
+        s = policy.select(batch)
+        policy.update(s.arms, u[i * batch:(i + 1) * batch] < MU8[s.arms])
+    return time.perf_counter() - t0
 
 
-def one_at_a_time(policy) -> Callable[[], None]:
-    """One request: select(1), then that decision's feedback."""
-    def step() -> None:
-        s = policy.select(1)
-        policy.update(s.arms, [0.0])
-    return step
+def time_mabwiser(mab, u: np.ndarray, batch: int, steps: int) -> float:
+    """The same loop for MABWiser: predict() per request at batch 1, else predict(batch rows)."""
+    t0 = time.perf_counter()
+    for i in range(steps):
+        arms = np.array([mab.predict()]) if batch == 1 else np.asarray(mab.predict(np.zeros((batch, 1))))
+        mab.partial_fit(arms, (u[i * batch:(i + 1) * batch] < MU8[arms]).astype(int))
+    return time.perf_counter() - t0
 
 
 def throughput_table(sc: Scale) -> None:
-    print("\n## Decisions per second (5 arms, posterior after 10^4 observations)")
-    rng = np.random.default_rng(0)
-    arms, rewards = rng.integers(0, 5, 10_000), rng.random(10_000) < 0.045
-    exact, online = ThompsonSampling(5, seed=0), ThompsonSampling(5, allocation=ONLINE, seed=0)
-    for policy in (exact, online):
-        policy.update(arms, rewards)
-    ours_batched = 1_000_000 * per_second(lambda: (exact.update([0], [0.0]), exact.select(1_000_000)), 5)
-    ours_exact = per_second(one_at_a_time(exact), 300)
-    refreshes = _refresh_counter(online)
-    ours_online = per_second(one_at_a_time(online), sc.single_steps)
-    print(f"ours TS batched select(10^6) incl. posterior refresh:       {ours_batched:14,.0f} /s")
-    print(f"ours TS select(1)+update(1), exact refresh every update:    {ours_exact:14,.0f} /s")
-    print(f"ours TS select(1)+update(1), lazy refresh (1% of n), {sc.single_steps:,} requests "
-          f"incl. {refreshes():,} refreshes: {ours_online:10,.0f} /s")
+    rounds = 1 if sc is QUICK else 3
+    print(f"\n## Decisions per second, Thompson sampling: 8 arms (CTR 4.0%..5.0%), both libraries fitted on "
+          f"the same 10^4 observations; a step is select/predict of a batch and the update/partial_fit "
+          f"of its rewards (per request at batch 1), at least {sc.decisions:,} decisions per batch size; "
+          f"median of {rounds} interleaved round(s)")
     mw = mabwiser()
     if mw is None:
-        print("MABWiser not importable: comparison skipped.")
+        print("MABWiser not importable: `pip install -e '.[bench]'` to compare; skipped.")
         return
     MAB, LP = mw
-    mab = MAB(list(range(5)), LP.ThompsonSampling(), seed=0)
-    mab.fit(arms.tolist(), rewards.astype(int).tolist())
-    mw_batched = 100_000 * per_second(lambda: (mab.partial_fit([0], [0]), mab.predict(np.zeros((100_000, 1)))), 3)
-    mw_single = per_second(lambda: mab.partial_fit([mab.predict()], [0]), 2000)
-    print(f"MABWiser TS batched predict(10^5 rows):                      {mw_batched:14,.0f} /s")
-    print(f"MABWiser TS predict()+partial_fit() per request:             {mw_single:14,.0f} /s")
-    print(f"ratio batched ours / MABWiser: {ours_batched / mw_batched:.1f}x (target >= 20x); one at a time: "
-          f"lazy {ours_online / mw_single:.2f}x (target >= 1x), exact {ours_exact / mw_single:.3f}x")
+    rng = np.random.default_rng(0)
+    arms, clicks = rng.integers(0, 8, 10_000), (rng.random(10_000) < 0.045).astype(int)
+    print("batch     | ours default /s | MABWiser TS /s | ratio | splits computed | ours exact split every update /s")
+    for batch in BATCHES:
+        steps = max(1, sc.decisions // batch)
+        u = rng.random(steps * batch)
+        rates: dict[str, list[float]] = {"ours": [], "mabwiser": [], "exact": []}
+        for r in range(rounds):
+            ours, exact = ThompsonSampling(8, seed=r), ThompsonSampling(8, allocation=EXACT, seed=r)
+            mab = MAB(list(range(8)), LP.ThompsonSampling(), seed=r)
+            for policy in (ours, exact):
+                policy.update(arms, clicks)
+            mab.fit(arms, clicks)
+            exact_steps = min(steps, 200)
+            rates["ours"].append(steps * batch / time_ours(ours, u, batch, steps))
+            rates["mabwiser"].append(steps * batch / time_mabwiser(mab, u, batch, steps))
+            rates["exact"].append(exact_steps * batch / time_ours(exact, u, batch, exact_steps))
+        o, m, e = (float(np.median(rates[k])) for k in ("ours", "mabwiser", "exact"))
+        splits = splits_computed(ours.allocation, 10_000, batch, steps)
+        print(f"{batch:>9,} | {o:15,.0f} | {m:14,.0f} | {o / m:5.2f} | {splits:>7,} in {steps:>6,} | {e:15,.0f}")
 
 
-def _refresh_counter(policy) -> Callable[[], int]:
-    """Wrap policy._preferred to count allocation recomputes; returns the reader."""
-    count = [0]
-    inner = policy._preferred
-
-    def counted(context):
-        count[0] += 1
-        return inner(context)
-    policy._preferred = counted
-    return lambda: count[0]
+def regret_unchanged_table(sc: Scale) -> None:
+    mu = np.linspace(0.02, 0.10, 8)
+    print(f"\n## Regret with the default lazy split vs the exact split after every update: TS, 8 arms CTR "
+          f"{mu.round(3).tolist()}, same seeds and rewards (common random numbers), {sc.regret_seeds} seeds")
+    print("batch | steps   | default (mean +- 95% CI) | exact (mean +- 95% CI)   | default - exact, paired")
+    for batch, steps in ((1, sc.regret_steps), (10, 5 * sc.regret_steps)):
+        lazy = np.array([run_ours(ThompsonSampling(8, seed=s), lambda t: mu, steps, batch, s)
+                         for s in range(sc.regret_seeds)])
+        exact = np.array([run_ours(ThompsonSampling(8, allocation=EXACT, seed=s), lambda t: mu, steps, batch, s)
+                          for s in range(sc.regret_seeds)])
+        print(f"{batch:5d} | {steps:7,} | {mean_ci(lazy)} | {mean_ci(exact)} | {mean_ci(lazy - exact)}")
 
 
 def fixed_ab_error(mu: np.ndarray, per_arm: int) -> float:
@@ -336,18 +360,15 @@ def drift_table(sc: Scale) -> None:
 
 def batch_table(sc: Scale) -> None:
     mu = np.linspace(0.10, 0.30, 5)
-    print(f"\n## Regret vs feedback batch size: TS with lazy refresh (recompute once new observations "
-          f"reach max(1, 1% of n)), CTR {mu.round(2).tolist()}, {sc.batch_steps:,} steps, {sc.batch_seeds} seeds")
-    print("batch | mean regret +- 95% CI | refreshes/seed | seconds")
+    print(f"\n## Regret vs feedback batch size: TS with its default lazy split (recomputed once new "
+          f"observations reach max(1, 1% of n)), CTR {mu.round(2).tolist()}, {sc.batch_steps:,} steps, "
+          f"{sc.batch_seeds} seeds")
+    print("batch | mean regret +- 95% CI | splits/seed | seconds")
     for b in (1, 10, 100, 1000):
         t0 = time.perf_counter()
-        r, n = [], 0
-        for s in range(sc.batch_seeds):
-            policy = ThompsonSampling(5, allocation=ONLINE, seed=s)
-            refreshes = _refresh_counter(policy)
-            r.append(run_ours(policy, lambda t: mu, sc.batch_steps, b, s))
-            n += refreshes()
-        print(f"{b:5d} | {mean_ci(r)} | {n / sc.batch_seeds:14.0f} | {time.perf_counter() - t0:6.1f}")
+        r = [run_ours(ThompsonSampling(5, seed=s), lambda t: mu, sc.batch_steps, b, s) for s in range(sc.batch_seeds)]
+        splits = splits_computed(ThompsonSampling(5).allocation, 0, b, sc.batch_steps // b)
+        print(f"{b:5d} | {mean_ci(r)} | {splits:11,} | {time.perf_counter() - t0:6.1f}")
 
 
 def obd_table() -> None:
@@ -380,6 +401,7 @@ def main() -> None:
     print(f"# bandit benchmark ({'quick' if args.quick else 'full'}); numpy {np.__version__}")
     regret_table(sc)
     throughput_table(sc)
+    regret_unchanged_table(sc)
     bai_table(sc)
     constrained_table(sc)
     drift_table(sc)
