@@ -137,6 +137,13 @@ class BetaBernoulli:
         k = len(s.n)
         return _per_arm(self.alpha, k, "alpha") + s.s, _per_arm(self.beta, k, "beta") + s.n - s.s
 
+    def log_evidence(self, s: ArmStats) -> np.ndarray:
+        """log of each arm's likelihood prod p^r (1 - p)^(1 - r) averaged over the prior:
+        ln B(alpha + s, beta + n - s) - ln B(alpha, beta)."""
+        k = len(s.n)
+        return special.betaln(*self.params(s)) - special.betaln(_per_arm(self.alpha, k, "alpha"),
+                                                                 _per_arm(self.beta, k, "beta"))
+
     def marginal(self, s: ArmStats) -> BetaMarginal:
         """The posterior distribution of each arm's mean."""
         return BetaMarginal(*self.params(s))

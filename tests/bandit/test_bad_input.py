@@ -12,9 +12,12 @@ from bandit import (
     LatencySLO,
     LinTS,
     LinUCB,
+    NormalInverseGamma,
+    StoppingRule,
     ThompsonSampling,
     TopTwoTS,
     TradeoffTS,
+    check_stopping,
     to_json,
 )
 
@@ -59,6 +62,7 @@ def test_bad_batch_raises_naming_field_and_changes_nothing(make, kwargs, field):
     (lambda: TopTwoTS(3, challenger="kl"), "challenger"),
     (lambda: GLRRule(delta=0.0), "delta"),
     (lambda: GLRRule(calibrated=-1.0), "calibrated"),
+    (lambda: StoppingRule(anytime="yes"), "anytime"),
 ])
 def test_bad_config_names_field(build, field):
     with pytest.raises(BanditInputError, match=f"^{field}: "):
@@ -73,3 +77,14 @@ def test_ledger_rejects_unknown_ids_without_closing_others():
     with pytest.raises(BanditInputError, match="^rewards: "):
         ledger.resolve(["x"], [np.nan])
     assert len(ledger) == 2
+
+
+def test_anytime_rule_refuses_an_unbounded_reward_model_before_drawing():
+    policy = ThompsonSampling(2, model=NormalInverseGamma(), seed=0)
+    policy.update([0, 1], [3.5, -2.0])
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    with pytest.raises(BanditInputError, match=r"^anytime: .*anytime=False") as info:
+        check_stopping(policy, rng=rng)
+    assert "\n" not in str(info.value) and rng.bit_generator.state == state
+    assert check_stopping(policy, StoppingRule(anytime=False), rng=rng).winner == 0

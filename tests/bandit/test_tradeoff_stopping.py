@@ -15,6 +15,7 @@ from bandit import (
     check_stopping,
     pareto_front,
 )
+from bandit.glr import mixture_evidence
 
 CTR = np.array([0.30, 0.35, 0.40])
 P95 = np.array([60.0, 80.0, 140.0])
@@ -69,6 +70,10 @@ def test_stopping_picks_best_slo_meeting_arm_and_reports_evidence():
     assert res.guardrails_ok.tolist() == [True, True, False]
     assert res.samples_used == 9000 and res.prob_best >= 0.95
     assert res.expected_loss == pytest.approx(res.arm_expected_loss[1])
+    # the anytime-valid evidence against the other SLO-meeting arm; the violator is not a rival
+    assert res.evidence_threshold == pytest.approx(np.log(2 / 0.05))
+    assert res.arm_evidence[0] == res.evidence == mixture_evidence(p.model, p.reward_stats)[1, 0]
+    assert res.evidence >= res.evidence_threshold and np.isinf(res.arm_evidence[[1, 2]]).all()
 
 
 def test_stopping_expected_loss_matches_independent_monte_carlo():
