@@ -2,8 +2,8 @@
 
 TOML layout (every key optional; defaults below):
 
-    [simulator]            num_requests, batch_requests, candidates, slate_size, candidate_source,
-                           retrieval_model, counterfactual, reward
+    [simulator]            seed, num_requests, batch_requests, candidates, slate_size,
+                           candidate_source, retrieval_model, counterfactual, reward
     [simulator.users]      drift_requests, session_mean_requests
     [simulator.click]      model, examination, examination_decay, calibrate, continuation,
                            no_click_weight
@@ -11,7 +11,7 @@ TOML layout (every key optional; defaults below):
                            penalty_per_100ms, abandon_half_ms, patience_ms
     [simulator.policy]     name, options, update_delay_steps
     [simulator.stopping]   prob_best, max_loss, check_every_steps, min_requests
-    [simulator.log]        requests, epsilon
+    [simulator.log]        requests, epsilon, variant
 """
 from __future__ import annotations
 
@@ -130,6 +130,7 @@ class LogConfig:
 
     requests: int = 0  # requests to log; 0: no log
     epsilon: float = 0.1  # share of uniformly random slates (1.0: a uniform-random log, like OBD)
+    variant: str = ""  # the logging variant, by arm name; "": the first arm
 
     def __post_init__(self) -> None:
         require(self.requests >= 0, "requests", "must be >= 0")
@@ -138,6 +139,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
+    seed: int = 0  # the traffic's random streams; the world is the experiment's top-level seed's
     num_requests: int = 200_000  # at most, rounded up to whole steps; the stopping rule may end earlier
     batch_requests: int = 4096  # requests per step (concurrent sessions)
     candidates: int = 100  # C
@@ -154,6 +156,7 @@ class SimulatorConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
+        require(self.seed >= 0, "seed", "must be >= 0")
         require(self.num_requests >= 1, "num_requests", "must be >= 1")
         require(self.batch_requests >= 1, "batch_requests", "must be >= 1")
         require(self.slate_size >= 1, "slate_size", "must be >= 1")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys.app.config import ExperimentConfig
-from recsys.config_loading import from_dict
+from recsys.app.lineage import check_trained
 from recsys.data.dataset import ClickDataset
-from recsys.errors import CheckpointError, ConfigError, UserError
+from recsys.errors import ConfigError, UserError
 
 SUMMARY_CSV, SUMMARY_PNG = "variants.csv", "variants.png"
 
@@ -36,28 +36,12 @@ def compress_run(config: ExperimentConfig, dataset: ClickDataset | None = None,
     if not folder.is_dir():
         raise UserError(f"{folder}: no exported {config.compress.teacher} model; run `recsys run` first")
     exported = load_model(folder)
-    _check_teacher(config, config.compress.teacher, exported.meta.get("experiment", {}), folder)
+    teacher = config.compress.teacher
+    check_trained(config, exported.meta.get("experiment", {}), folder, ("seed", "data", f"{teacher}.model"))
     dataset = dataset if dataset is not None else load_dataset(config.data, config.seed)
     compress(exported, dataset, config.compress, config.run_dir, torch.device(config.compress.device), progress)
     rows = write_summary(config.run_dir, f"{config.name}: {config.compress.teacher} variants")
     return [asdict(r) for r in rows]
-
-
-def _check_teacher(config: ExperimentConfig, teacher: str, trained: dict[str, Any], folder: Path) -> None:
-    """CheckpointError unless the teacher came from this config's seed, data and model section
-    (compared with defaults filled in, so keys added to the config since still match)."""
-    section = getattr(config, teacher).model
-    checks = (("seed", lambda: trained["seed"] == config.seed),
-              ("data", lambda: from_dict(type(config.data), trained["data"], "data") == config.data),
-              (f"{teacher}.model", lambda: from_dict(type(section), trained[teacher]["model"], "model") == section))
-    for where, same in checks:
-        try:
-            matches = same()
-        except (KeyError, TypeError, UserError):
-            matches = False
-        if not matches:
-            raise CheckpointError(f"{folder}: trained with a different `{where}` than this config; "
-                                  "rerun `recsys run` (or --fresh)")
 
 
 def write_summary(run_dir: Path, title: str, batch_size: int | None = None) -> list:
@@ -72,8 +56,7 @@ def write_summary(run_dir: Path, title: str, batch_size: int | None = None) -> l
 
 
 def variant_folders(config: ExperimentConfig) -> list[Path]:
-    """The stored folders of the variants this config lists (the fp32 baseline excluded)."""
+    """The folders of the variants this config lists (the fp32 baseline excluded), stored or not."""
     if config.compress is None:
         return []
-    folders = [config.run_dir / "variants" / v.name for v in config.compress.variants]
-    return [f for f in folders if f.is_dir()]
+    return [config.run_dir / "variants" / v.name for v in config.compress.variants]

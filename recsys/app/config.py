@@ -81,15 +81,15 @@ class ExperimentConfig:
         """Hash of the seed, the data and the named sections: what a checkpoint must match (where
         the data is cached is not part of it)."""
         parts = {"seed": self.seed, "data": to_dict(self.data, identity=True),
-                 **{s: _section(self, s) for s in sections}}
+                 **{s: to_dict(self.section(s), identity=True) for s in sections}}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
-
-def _section(config: ExperimentConfig, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return to_dict(node, identity=True)
+    def section(self, dotted: str) -> Any:
+        """The value at a dotted key ("dlrm.model", "seed")."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

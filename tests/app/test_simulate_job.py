@@ -1,0 +1,79 @@
+"""`recsys simulate` serves the world the run's models were trained in: `simulator.seed` changes
+the traffic only; models or variants from another world, or a listed variant that is missing, stop
+it in one line before anything is written."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from recsys.app.config import load_config
+from recsys.app.simulate import simulate
+from recsys.data.synthetic import world_for
+from simulator.environment import Environment
+from tests.app.conftest import cli
+
+
+def _one_line(proc) -> str:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sets, folder, key", [
+    (["seed=1"], "dlrm/model", "seed"),
+    (["data.synthetic.num_rows=30000"], "dlrm/model", "data"),
+])
+def test_models_from_another_world_are_refused_in_one_line(finished_run, sets, folder, key) -> None:
+    config, run_dir = finished_run
+    before = (run_dir / "simulation" / "results.json").read_bytes()
+    proc = cli("simulate", str(config), *[a for s in sets for a in ("--set", s)])
+    assert f"{run_dir / folder}: trained with a different `{key}` than this config" in _one_line(proc)
+    assert (run_dir / "simulation" / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_variant_from_another_world_is_refused(run_copy) -> None:
+    config, run_dir = run_copy
+    manifest_path = run_dir / "variants" / "int8" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["teacher"]["experiment"]["data"]["synthetic"]["num_items"] = 999
+    manifest_path.write_text(json.dumps(manifest))
+    err = _one_line(cli("simulate", str(config)))
+    assert f"{run_dir / 'variants' / 'int8'}: trained with a different `data` than this config" in err
+
+
+@pytest.mark.slow
+def test_a_listed_variant_that_is_missing_is_named(run_copy) -> None:
+    config, run_dir = run_copy
+    shutil.rmtree(run_dir / "variants" / "int8")
+    err = _one_line(cli("simulate", str(config)))
+    assert f"{run_dir / 'variants' / 'int8'}: variant 'int8' of compress.variants is not stored" in err
+
+
+@pytest.mark.slow
+def test_simulator_seed_changes_the_traffic_not_the_world(run_copy, monkeypatch) -> None:
+    path, _ = run_copy
+    built = []
+    original = Environment.build
+
+    def spy(config, world, seed, **kwargs):
+        built.append((world, seed))
+        return original(config, world, seed, **kwargs)
+
+    monkeypatch.setattr(Environment, "build", staticmethod(spy))
+    runs = {s: simulate(load_config(path, {"simulator.seed": s})) for s in (0, 1)}
+    again = simulate(load_config(path, {"simulator.seed": 1}))
+
+    config = load_config(path)
+    truth = world_for(config.data, config.seed)  # the world of the top-level seed (3), both times
+    assert [seed for _, seed in built] == [0, 1, 1]
+    for world, _ in built:
+        assert np.array_equal(world.user_latent, truth.user_latent)
+        assert np.array_equal(world.item_latent, truth.item_latent)
+    assert again == runs[1]  # the same seed, the same traffic, the same result
+    served = {s: [v["served"] for v in r["variants"]] for s, r in runs.items()}
+    assert served[0] != served[1] and runs[0]["clicks"] != runs[1]["clicks"]
