@@ -230,28 +230,42 @@ def prob_best(marginal: Any, eligible: np.ndarray | None = None) -> np.ndarray:
     """
     shape = np.shape(marginal.ppf(0.5))
     mask = np.ones(shape, dtype=bool) if eligible is None else np.broadcast_to(eligible, shape)
-    lo_hi = marginal.ppf(_LEVELS.reshape((-1,) + (1,) * len(shape)))
-    edges = np.sort(np.moveaxis(np.where(mask, lo_hi, np.nan), 0, -1).reshape(shape[:-1] + (-1,)), axis=-1)
-    edges = np.where(np.isnan(edges), np.nanmax(edges, axis=-1, keepdims=True), edges)
-    half = (edges[..., 1:, None] - edges[..., :-1, None]) / 2  # (..., M, 1) for M intervals
-    x = (edges[..., :-1, None] + half) + half * _NODES  # (..., M, Q)
-    weights = (half * _WEIGHTS)[..., None, :, :]
+    half, x = _grid(marginal, mask, shape)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         pdf = np.exp(_on_grid(marginal.logpdf, x))  # (..., K, M, Q)
     pdf = np.where(np.isfinite(pdf) & mask[..., None, None], pdf, 0.0)
-    full = (weights * pdf).sum(-1)
-    cdf = (np.cumsum(full, -1) - full)[..., None] + (half[..., None, :, :] * pdf) @ _PARTIAL.T
-    smooth = marginal.smooth() if hasattr(marginal, "smooth") else np.zeros(shape, dtype=bool)
-    if not smooth.all():
-        cdf = np.where(smooth[..., None, None], cdf, _on_grid(marginal.cdf, x))
-    cdf = np.where(mask[..., None, None], np.clip(cdf, 0.0, 1.0), 1.0)
-    ones = np.ones_like(cdf[..., :1, :, :])
-    before = np.cumprod(np.concatenate([ones, cdf[..., :-1, :, :]], -3), -3)
-    after = np.cumprod(np.concatenate([ones, cdf[..., :0:-1, :, :]], -3), -3)[..., ::-1, :, :]
-    p = np.clip(np.nan_to_num(np.einsum("...mq,...kmq->...k", weights[..., 0, :, :], pdf * before * after)), 0.0, None)
+    cdf = np.where(mask[..., None, None], _cdf(marginal, pdf, half, x, shape), 1.0)
+    p = np.einsum("...mq,...kmq->...k", half * _WEIGHTS, pdf * _product_of_others(cdf))
+    p = np.clip(np.nan_to_num(p), 0.0, None)
     total = p.sum(-1, keepdims=True)
-    fallback = mask / mask.sum(-1, keepdims=True)
-    return np.where(total > 0, p / np.where(total > 0, total, 1), fallback)
+    return np.where(total > 0, p / np.where(total > 0, total, 1), mask / mask.sum(-1, keepdims=True))
+
+
+def _grid(marginal: Any, mask: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Half-widths (..., M, 1) of the M intervals between the eligible arms' sorted quantiles,
+    and the quadrature nodes (..., M, Q) inside them."""
+    lo_hi = marginal.ppf(_LEVELS.reshape((-1,) + (1,) * len(shape)))
+    edges = np.sort(np.moveaxis(np.where(mask, lo_hi, np.nan), 0, -1).reshape(shape[:-1] + (-1,)), axis=-1)
+    edges = np.where(np.isnan(edges), np.nanmax(edges, axis=-1, keepdims=True), edges)
+    half = (edges[..., 1:, None] - edges[..., :-1, None]) / 2
+    return half, (edges[..., :-1, None] + half) + half * _NODES
+
+
+def _cdf(marginal: Any, pdf: np.ndarray, half: np.ndarray, x: np.ndarray, shape: tuple) -> np.ndarray:
+    """CDFs (..., K, M, Q) at the nodes: smooth arms' densities integrated along the grid (whole
+    intervals before, the interpolating polynomial within), the others' exact `cdf`."""
+    full = np.einsum("...mq,...kmq->...km", half * _WEIGHTS, pdf)
+    cdf = np.clip((np.cumsum(full, -1) - full)[..., None] + (half[..., None, :, :] * pdf) @ _PARTIAL.T, 0.0, 1.0)
+    smooth = marginal.smooth() if hasattr(marginal, "smooth") else np.zeros(shape, dtype=bool)
+    return cdf if smooth.all() else np.where(smooth[..., None, None], cdf, _on_grid(marginal.cdf, x))
+
+
+def _product_of_others(values: np.ndarray) -> np.ndarray:
+    """prod over j != k of values[..., j, :, :], for each k (axis -3), by prefix and suffix products."""
+    before, after = np.ones_like(values), np.ones_like(values)
+    np.cumprod(values[..., :-1, :, :], axis=-3, out=before[..., 1:, :, :])
+    np.cumprod(values[..., :0:-1, :, :], axis=-3, out=after[..., -2::-1, :, :])
+    return before * after
 
 
 def _on_grid(function: Any, x: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Prints tables: regret (5 Bernoulli arms, CTR 4.0%..5.0%), decisions per second against MABWiser
 at batch sizes 1 to 10^6, regret of the default lazy split against the exact split after every
-update, best-arm identification (top-two TS vs a fixed equal-split A/B test), constrained mode
+update, best-arm identification (top-two TS vs a fixed equal-split A/B test), the error rate of
+stopping rules checked after every batch (wrong verdicts, early stops), constrained mode
 with a latency SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit
 Dataset.
 
@@ -63,10 +64,12 @@ class Scale:
     decisions: int
     regret_steps: int
     regret_seeds: int
+    stop_seeds: int
+    stop_cap: int
 
 
-FULL = Scale(1_000_000, 20, 1000, 20, 150, 1_000_000, 1_000_000, 10, 100_000, 20, 20_000, 10_000, 20)
-QUICK = Scale(50_000, 3, 1000, 3, 10, 100_000, 100_000, 2, 2_000, 2, 2_000, 1_000, 3)
+FULL = Scale(1_000_000, 20, 1000, 20, 150, 1_000_000, 1_000_000, 10, 100_000, 20, 20_000, 10_000, 20, 300, 60_000)
+QUICK = Scale(50_000, 3, 1000, 3, 10, 100_000, 100_000, 2, 2_000, 2, 2_000, 1_000, 3, 10, 10_000)
 
 
 def mean_ci(x: np.ndarray) -> str:
@@ -312,6 +315,50 @@ def bai_table(sc: Scale, delta: float = 0.05, batch: int = 500) -> None:
               f"ratio top-two / fixed {used.mean() / fixed:.3f} (goal <= 0.5)")
 
 
+STOP_RULES = ("posterior only (before)", "default: posterior + anytime test", "GLR, log((K-1)(1+log t)/delta)")
+
+
+def stopping_path(policy, mu: np.ndarray, seed: int, batch: int, cap: int) -> list[tuple[int, int] | None]:
+    """(samples, declared arm) at which each of STOP_RULES first stops along one run checked after
+    every batch (None if not by `cap`); the allocation ignores the rules, so one run serves all."""
+    env = env_rng(seed)
+    found: list[tuple[int, int] | None] = [None] * len(STOP_RULES)
+    rule = StoppingRule(n_draws=4000)
+    while policy.pulls.sum() < cap and any(f is None for f in found):
+        s = policy.select(batch)
+        policy.update(s.arms, env.random(batch) < mu[s.arms])
+        res, glr = check_stopping(policy, rule, rng=seed), check_glr(policy, GLRRule(1 - rule.prob_best))
+        posterior = res.prob_best >= rule.prob_best and res.expected_loss <= rule.max_loss
+        for i, (stop, arm) in enumerate(((posterior, res.winner), (res.stop, res.winner), (glr.stop, glr.winner))):
+            if found[i] is None and stop:
+                found[i] = (res.samples_used, int(arm))
+    return found
+
+
+def stopping_table(sc: Scale, batch: int = 250) -> None:
+    print(f"\n## Stopping rules at a nominal 5% error, checked after every batch of {batch}, up to "
+          f"{sc.stop_cap:,} samples, {sc.stop_seeds} seeds per scenario; wrong = declared arm is not the best "
+          "(share of all runs, Clopper-Pearson 95% upper bound)")
+    scenarios = (("close 0.10/0.105/0.09, TS", ThompsonSampling, (0.10, 0.105, 0.09)),
+                 ("near-tie 0.10/0.1005, TS", ThompsonSampling, (0.10, 0.1005)),
+                 ("clear 0.09/0.10/0.13, top-two TS", TopTwoTS, (0.09, 0.10, 0.13)))
+    print("scenario                         | rule                              | stopped | wrong share (upper) "
+          "| median samples | stops <= 2,000 | wrong among them")
+    for label, policy_class, rates in scenarios:
+        t0, mu = time.perf_counter(), np.array(rates)
+        paths = [stopping_path(policy_class(len(mu), seed=seed), mu, seed, batch, sc.stop_cap)
+                 for seed in range(sc.stop_seeds)]
+        for i, rule in enumerate(STOP_RULES):
+            stops = [p[i] for p in paths if p[i] is not None]
+            wrong = sum(arm != mu.argmax() for _, arm in stops)
+            early = [arm != mu.argmax() for n, arm in stops if n <= 2000]
+            upper = stats.beta.ppf(0.975, wrong + 1, sc.stop_seeds - wrong)
+            median = f"{np.median([n for n, _ in stops]):14,.0f}" if stops else f"{'-':>14}"
+            print(f"{label:32s} | {rule:33s} | {len(stops):7d} | {wrong / sc.stop_seeds:5.3f} ({upper:.3f})     "
+                  f"| {median} | {len(early):14d} | {sum(early):>3d} ({np.mean(early) if early else 0:.2f})")
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+
 def constrained_table(sc: Scale) -> None:
     p95 = np.array([60.0, 70.0, 80.0, 90.0, 130.0])
     slo = LatencySLO(100.0, percentile=0.95)
@@ -403,6 +450,7 @@ def main() -> None:
     throughput_table(sc)
     regret_unchanged_table(sc)
     bai_table(sc)
+    stopping_table(sc)
     constrained_table(sc)
     drift_table(sc)
     batch_table(sc)
