@@ -3,7 +3,9 @@
 The dense layers stay fp32. Pruned tables get their remap set on the TBE, so pruned ids return
 zero vectors and a lookup stays one kernel. The fp32 baseline is the same thing with FP32 tables.
 The model can be any nn.Module whose embeddings are TorchRec EmbeddingBagCollections; it is
-scored by a `ScoreFn` (a recsys model's own `score` by default).
+scored by a `ScoreFn` (a recsys model's own `score` by default). Requests are scored by the
+model's serving path (recsys.serving.fast) over the same TBEs, when it has one and is scored the
+default way; otherwise by the score function on their rows.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from torchrec.datasets.utils import Batch
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 
 from compression.tables import PackedTable, ebc_paths, size_report
+from recsys.serving.fast import serving_path
+from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import ScoreFn, call_score
 from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
 
@@ -55,10 +59,16 @@ class CompressedScorer:
         self.device, self.tables, self._score = device, tables, score
         self.model = swap_in(copy.deepcopy(model).to(device), tables, device).eval()
         self.size = size_report(tables.values(), fp32_total)
+        self.path = serving_path(self.model, device=device) if score is call_score else None
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:
         return self._score(self.model, batch.to(self.device))
+
+    def score_requests(self, requests: RequestBatch) -> torch.Tensor:
+        """[N] logits of every request's candidates, request after request."""
+        requests = requests.to(self.device)
+        return self.score(requests.to_batch()) if self.path is None else self.path.score_requests(requests)
 
     def embedding_bytes(self) -> int:
         return self.size.total

@@ -1,23 +1,26 @@
-"""Variants serving requests: each request's candidates become a real TorchRec Batch (built by
-recsys.data's own ClickLog join, keys in schema order) that the variant's scorer ranks.
+"""Variants serving requests: a step's requests become RequestBatches (each request's user and
+context once, its candidates' item features from the World's item table, request-major) that
+the variant's serving path ranks; a scorer without one gets the same rows as a TorchRec Batch.
 
 Latency is either measured (each call of `serving_batch` requests is timed with perf_counter and
 every request in it gets that wall time, as under server-side dynamic batching) or drawn from
-the variant's fitted `LatencyModel` at the request's shared latency quantile.
+the variant's fitted `LatencyModel` at the request's shared latency quantile. Only the scorer's
+call is timed: the requests (or Batches) are built before.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torchrec.datasets.utils import Batch
 
-from recsys.data.click_log import ClickLog
 from recsys.data.jagged import Jagged
 from recsys.data.world import World
-from recsys.serving.scorer import Scorer
+from recsys.serving.requests import RequestBatch
+from recsys.serving.scorer import RequestScorer, Scorer
 from recsys.serving.timing import timed
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
@@ -32,25 +35,24 @@ class Arm:
 
 
 class CandidateBatches:
-    """Batches of (request user, candidate item, request context) rows for a World's schema."""
+    """RequestBatches of a World's requests: the user's and the context's features once per
+    request, each candidate's item features."""
 
     def __init__(self, world: World) -> None:
-        self.tables = (world.user_table(), world.item_table())
-        self.keys = world.schema().keys()
+        self.users, self.items = world.user_table(), world.item_table()
+        schema = world.schema()
+        self.keys, self.shared = schema.keys(), schema.keys("user") + schema.keys("context")
 
-    def log(self, requests: Requests) -> ClickLog:
-        """All n * C candidate rows, request-major."""
+    def requests(self, requests: Requests) -> RequestBatch:
+        """All n requests with their C candidates each."""
         n, c = requests.candidates.shape
-        return ClickLog(np.zeros(n * c, np.float32), np.repeat(requests.dense, c, axis=0),
-                        (Jagged.from_ids(np.repeat(requests.device, c)),),
-                        np.repeat(requests.users, c), requests.candidates.ravel(), *self.tables)
+        columns = [*self.users.take(requests.users), *self.items.take(requests.candidates.ravel()),
+                   Jagged.from_ids(requests.device)]
+        return RequestBatch.from_columns(self.keys, columns, self.shared, requests.dense, c)
 
-    def batches(self, requests: Requests, per_call: int) -> list[Batch]:
-        """The candidates of `per_call` requests at a time, as Batches."""
-        log, c = self.log(requests), requests.candidates.shape[1]
-        n = len(requests)
-        return [log.rows(np.arange(s * c, min(s + per_call, n) * c)).to_batch(self.keys)
-                for s in range(0, n, per_call)]
+    def batches(self, requests: Requests, per_call: int) -> list[RequestBatch]:
+        """The requests `per_call` at a time: one RequestBatch per scorer call."""
+        return self.requests(requests).split(per_call)
 
 
 def check_scores(name: str, scores: object, rows: int) -> np.ndarray:
@@ -66,25 +68,33 @@ def check_scores(name: str, scores: object, rows: int) -> np.ndarray:
     return out
 
 
-def score(variant: Arm, batches: list[Batch], requests: Requests) -> tuple[np.ndarray, np.ndarray]:
+def serving_call(scorer: Scorer, batches: list[RequestBatch]) -> tuple[Callable[[Any], torch.Tensor], list[Any]]:
+    """The call that scores one serving batch, and what it takes: the scorer's serving path on the
+    requests, or its `score` on their rows as Batches (built here, before any timing)."""
+    if isinstance(scorer, RequestScorer):
+        return scorer.score_requests, list(batches)
+    return scorer.score, [b.to_batch() for b in batches]
+
+
+def score(variant: Arm, batches: list[RequestBatch], requests: Requests) -> tuple[np.ndarray, np.ndarray]:
     """Scores [n, C] of every request's candidates and the measured latency [n] in ms of the
-    call that scored each request (one call per batch)."""
+    call that scored each request (one call per serving batch)."""
     n, c = requests.candidates.shape
+    call, inputs = serving_call(variant.scorer, batches)
     parts, times = [], []
-    for batch in batches:
-        rows = batch.labels.shape[0]
-        out, ms = timed(variant.scorer.score, batch, variant.scorer.device)
-        times.append(np.full(rows // c, ms))
-        parts.append(check_scores(variant.name, out, rows))
+    for batch, x in zip(batches, inputs):
+        out, ms = timed(call, x, variant.scorer.device)
+        times.append(np.full(batch.num_requests, ms))
+        parts.append(check_scores(variant.name, out, batch.num_candidates))
     return np.concatenate(parts).reshape(n, c), np.concatenate(times)
 
 
-def timed_latency_model(variant: Arm, batches: list[Batch], warmup: int = 5) -> LatencyModel:
+def timed_latency_model(variant: Arm, batches: list[RequestBatch], warmup: int = 5) -> LatencyModel:
     """Fit the variant's latency model to timed calls, one per batch, after `warmup` untimed calls."""
-    for batch in batches[:warmup]:
-        variant.scorer.score(batch)
-    scorer = variant.scorer
-    return LatencyModel.from_samples(np.array([timed(scorer.score, b, scorer.device)[1] for b in batches]))
+    call, inputs = serving_call(variant.scorer, batches)
+    for x in inputs[:warmup]:
+        call(x)
+    return LatencyModel.from_samples(np.array([timed(call, x, variant.scorer.device)[1] for x in inputs]))
 
 
 def load_exported(folder: Path | str, name: str | None = None) -> Arm:

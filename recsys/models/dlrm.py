@@ -38,10 +38,12 @@ class DLRMConfig:
 
 
 class DLRMRanker(nn.Module):
-    """Binary click model; `forward(batch)` returns (loss, (loss, logits, labels)) like DLRMTrain."""
+    """Binary click model; `forward(batch)` returns (loss, (loss, logits, labels)) like DLRMTrain.
+    `request_keys`: its features that belong to the request (user side, context), not the item."""
 
     def __init__(self, schema: Schema, config: DLRMConfig, device: torch.device) -> None:
         super().__init__()
+        self.request_keys = tuple(schema.keys("user") + schema.keys("context"))
         ebc = embedding_bag_collection(schema, config.embedding_dim, device)
         common = dict(embedding_bag_collection=ebc, dense_in_features=len(schema.dense),
                       dense_arch_layer_sizes=list(config.dense_arch),

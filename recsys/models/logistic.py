@@ -20,8 +20,11 @@ ID_COLUMNS = 4
 
 
 class LogisticRegression(nn.Module):
+    """`request_keys`: its features that belong to the request (user side, context), not the item."""
+
     def __init__(self, schema: Schema, device: torch.device) -> None:
         super().__init__()
+        self.request_keys = tuple(schema.keys("user") + schema.keys("context"))
         self.ebc = embedding_bag_collection(schema, ID_COLUMNS, device)
         self.dense = nn.Linear(len(schema.dense), 1, device=device)
         self.loss_fn = nn.BCEWithLogitsLoss()

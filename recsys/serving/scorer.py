@@ -3,7 +3,8 @@
 A scorer turns a batch into one score (a click logit) per row on its stated device and knows
 how many bytes its embeddings occupy. The fp32 model and every compressed variant are scorers.
 Every recsys model has `score(batch)` (one logit per row); a model of your own is scored by a
-`ScoreFn` (model, batch) -> logits.
+`ScoreFn` (model, batch) -> logits. A scorer with a serving path (recsys.serving.fast) also
+scores requests, `score_requests(RequestBatch)`: the lean path the simulator and the service time.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 
+from recsys.serving.requests import RequestBatch
 from recsys.serving.size import float_embedding_bytes
 
 ScoreFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -42,16 +44,33 @@ class Scorer(Protocol):
         """Exact bytes the embedding tables occupy in memory."""
 
 
+@runtime_checkable
+class RequestScorer(Scorer, Protocol):
+    """A scorer with a serving path."""
+
+    def score_requests(self, requests: RequestBatch) -> torch.Tensor:
+        """[N] logits of every request's candidates, request after request, on `self.device`."""
+
+
 class ModelScorer:
-    """A trained float model (DLRM, logistic regression, popularity), in eval mode, without grads."""
+    """A trained float model (DLRM, two-tower, logistic regression, popularity), in eval mode,
+    without grads: `score(batch)` by the model itself, `score_requests` by its serving path (a
+    model without one, popularity, scores the requests' rows)."""
 
     def __init__(self, model: nn.Module, device: torch.device = torch.device("cpu")) -> None:
+        from recsys.serving.fast import serving_path  # it imports the models, which import this module
+
         self.model = model.to(device).eval()
         self.device = device
+        self.path = serving_path(self.model, device=device)
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:
         return call_score(self.model, batch.to(self.device))
+
+    def score_requests(self, requests: RequestBatch) -> torch.Tensor:
+        requests = requests.to(self.device)
+        return self.score(requests.to_batch()) if self.path is None else self.path.score_requests(requests)
 
     def embedding_bytes(self) -> int:
         return float_embedding_bytes(self.model)

@@ -1,0 +1,265 @@
+"""The serving path: every model, fp32 or compressed, scores a `RequestBatch` through one lean,
+TorchScript-compiled module of its architecture, its lookups through its own TBEs.
+
+A request's own work is done once and broadcast to its candidates: the user-side and context
+lookups, the dense arch, and for DLRM every dot product and first over-arch layer term among
+them. Per candidate remain its item lookups, its dot products with the request's vectors and
+with its other item vectors, and the rest of the over arch. A two-tower embeds its whole item
+catalogue once (when given one), so a request is one user tower and a dot product per candidate.
+
+    path = serving_path(model)                   # None for a model without one
+    scores = path.score_requests(requests)       # [N], request-major
+    scores = path.score(batch)                   # every row its own request
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchrec.datasets.utils import Batch
+from torchrec.fx import symbolic_trace
+from torchrec.models.dlrm import DLRM, InteractionArch
+from torchrec.modules.embedding_modules import EmbeddingBagCollectionInterface
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from recsys.models.dlrm import DLRMRanker
+from recsys.models.logistic import ID_COLUMNS, LogisticRegression
+from recsys.models.two_tower import Tower, TwoTower
+from recsys.serving.lookup import Lookup
+from recsys.serving.requests import RequestBatch
+
+
+def broadcast(x: torch.Tensor, candidates: int) -> torch.Tensor:
+    """Per-request rows [n, F] repeated for each request's C candidates: [n * C, F] (a view when n = 1)."""
+    if candidates == 1:
+        return x
+    return x.expand(candidates, x.shape[1]) if x.shape[0] == 1 else x.repeat_interleave(candidates, 0)
+
+
+def over_layers(over_arch: nn.Module) -> tuple[nn.Linear, nn.Sequential] | None:
+    """TorchRec's OverArch as its first Linear and the rest (ReLU, Linear, ..., Linear), checked
+    against the module on a random input; None if it is not that shape."""
+    linears = [m for m in over_arch.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    rest = nn.Sequential(*[m for lin in linears[1:] for m in (nn.ReLU(), lin)])
+    x = torch.randn(8, linears[0].in_features, device=linears[0].weight.device)
+    with torch.no_grad():
+        same = torch.allclose(over_arch(x), rest(torch.relu(linears[0](x))), atol=1e-6)
+    return (linears[0], rest) if same else None
+
+
+class RequestModule(nn.Module):
+    """A model's serving module: `forward(dense, values, lengths, permutes, candidates)` -> [N]
+    logits of a RequestBatch's tensors, `permutes[t]` locating `groups[t]` (the features one of
+    its TBEs, or id lookups, reads) among its keys; `shared`: its features of the request."""
+
+    def __init__(self, groups: list[list[str]], shared: list[str]) -> None:
+        super().__init__()
+        self.groups = groups
+        self.shared = shared
+
+
+def split_features(dlrm: DLRM, shared: Collection[str]) -> tuple[list[str], list[str]]:
+    """The DLRM's features that belong to the request, and those of the candidate, in its order."""
+    names = dlrm.sparse_arch.sparse_feature_names
+    return [f for f in names if f in shared], [f for f in names if f not in shared]
+
+
+class DotDLRM(RequestModule):
+    """TorchRec's DLRM with its dot interaction, its first over-arch layer split by the vectors its
+    inputs come from: a request's vectors S (the dense arch output, the shared features) and each
+    candidate's vectors I. The dense output and the dot products within S are a per-request term;
+    the dot products of I with S (one matrix product per request) and within I are per candidate.
+    The layer's weight columns are laid out once for the three parts; no pair is gathered per call."""
+
+    def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Sequential) -> None:
+        mine, theirs = split_features(dlrm, shared)
+        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, mine, theirs)
+        super().__init__(lookup.groups, mine)
+        self.lookup, self.dense_arch, self.rest = lookup, dlrm.dense_arch, rest
+        d, s, k = dlrm.sparse_arch.D, 1 + len(mine), len(theirs)
+        self.dim, self.s, self.k = d, s, k
+        at = {f: ("S", 1 + mine.index(f)) if f in mine else ("I", theirs.index(f)) for f in mine + theirs}
+        vectors = [("S", 0)] + [at[f] for f in dlrm.sparse_arch.sparse_feature_names]  # InteractionArch's rows
+        pairs = torch.triu_indices(len(vectors), len(vectors), offset=1).t().tolist()  # its dot products, in order
+        within = [(vectors[a][1], vectors[b][1]) for a, b in pairs if vectors[a][0] == vectors[b][0] == "I"]
+        w = first.weight.detach().t()  # [inputs, H]
+        shared_w, cross_w = w.new_zeros(d + s * s, w.shape[1]), w.new_zeros(k * s, w.shape[1])
+        within_w = w.new_zeros(len(within) * d, w.shape[1])
+        shared_w[:d] = w[:d]
+        for p, (a, b) in enumerate(pairs):
+            (side_a, i), (side_b, j) = vectors[a], vectors[b]
+            if side_a == side_b == "S":
+                shared_w[d + i * s + j] = w[d + p]
+            elif side_a == side_b == "I":
+                q = within.index((i, j))
+                within_w[q * d:(q + 1) * d] = w[d + p]  # the dot's d products share its weight
+            else:
+                cross_w[i * s + j if side_a == "I" else j * s + i] = w[d + p]
+        columns = lambda ix: torch.tensor([i * d + e for i in ix for e in range(d)], dtype=torch.int64)  # noqa: E731
+        self.bias: torch.Tensor
+        self.shared_w: torch.Tensor
+        self.cross_w: torch.Tensor
+        self.within_w: torch.Tensor
+        self.left: torch.Tensor
+        self.right: torch.Tensor
+        for name, value in (("bias", first.bias.detach().clone()), ("shared_w", shared_w), ("cross_w", cross_w),
+                            ("within_w", within_w), ("left", columns([i for i, _ in within])),
+                            ("right", columns([j for _, j in within]))):
+            self.register_buffer(name, value)
+
+    def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
+                candidates: int) -> torch.Tensor:
+        n = dense.shape[0]
+        shared, candidate = self.lookup(values, lengths, permutes, n)
+        d = self.dense_arch(dense)
+        s = torch.cat([d, shared], 1).view(n, self.s, self.dim)
+        bias = torch.addmm(self.bias, torch.cat([d, torch.bmm(s, s.transpose(1, 2)).flatten(1)], 1), self.shared_w)
+        cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
+        h = torch.addmm(broadcast(bias, candidates), cross, self.cross_w)
+        if self.left.numel() > 0:
+            within = candidate.index_select(1, self.left) * candidate.index_select(1, self.right)
+            h = torch.addmm(h, within, self.within_w)
+        return self.rest(torch.relu(h)).squeeze(-1)
+
+
+class AnyDLRM(RequestModule):
+    """Any TorchRec DLRM (DCN and other interactions): the lookups and the dense arch once per
+    request, then the model's own interaction and over arch on every candidate."""
+
+    def __init__(self, dlrm: DLRM, shared: Collection[str]) -> None:
+        mine, theirs = split_features(dlrm, shared)
+        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, mine, theirs)
+        super().__init__(lookup.groups, mine)
+        self.lookup, self.dense_arch = lookup, dlrm.dense_arch
+        self.inter_arch, self.over_arch = symbolic_trace(dlrm.inter_arch), symbolic_trace(dlrm.over_arch)  # scriptable
+        names = dlrm.sparse_arch.sparse_feature_names
+        self.dim, self.rows = dlrm.sparse_arch.D, 1 + len(names)
+        order = [0] + [1 + (mine + theirs).index(f) for f in names]  # model row -> row of [d; mine; theirs]
+        self.order: torch.Tensor
+        self.register_buffer("order", torch.tensor([r * self.dim + i for r in order for i in range(self.dim)]))
+
+    def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
+                candidates: int) -> torch.Tensor:
+        n = dense.shape[0]
+        shared, candidate = self.lookup(values, lengths, permutes, n)
+        s = broadcast(torch.cat([self.dense_arch(dense), shared], 1), candidates)
+        e = torch.cat([s, candidate], 1).index_select(1, self.order).view(-1, self.rows, self.dim)
+        return self.over_arch(self.inter_arch(e[:, 0], e[:, 1:])).squeeze(-1)
+
+
+def _tower_head(tower: Tower) -> nn.Module:
+    return nn.Sequential(tower.mlp, tower.out) if tower.mlp is not None else tower.out
+
+
+class TwoTowerRequests(RequestModule):
+    """The user tower once per request; each candidate's item embedding from the catalogue's
+    (computed once, by the model's own item tower and tables) or, without a catalogue, by the
+    item tower on the candidate's features."""
+
+    def __init__(self, model: TwoTower, catalogue: KeyedJaggedTensor | None) -> None:
+        user = Lookup(model.user_tower.ebc, model.user_tower.keys, [])
+        item = Lookup(model.item_tower.ebc, [], model.item_tower.keys)
+        super().__init__(user.groups + ([[model.item_key]] if catalogue is not None else item.groups),
+                         model.user_tower.keys)
+        self.user, self.item, self.split = user, item, len(user.groups)
+        self.user_head, self.item_head = _tower_head(model.user_tower), _tower_head(model.item_tower)
+        self.precomputed, self.temperature = catalogue is not None, model.config.temperature
+        self.catalogue: torch.Tensor
+        self.register_buffer("catalogue", model.embed(catalogue, "item") if catalogue is not None else torch.zeros(0))
+
+    def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
+                candidates: int) -> torch.Tensor:
+        n = dense.shape[0]
+        users = F.normalize(self.user_head(self.user(values, lengths, permutes[:self.split], n)[0]), dim=-1)
+        if self.precomputed:
+            ids = torch.ops.fbgemm.permute_2D_sparse_data(permutes[-1], lengths, values, None, None)[1]
+            items = self.catalogue.index_select(0, ids.long())
+        else:
+            items = F.normalize(self.item_head(self.item(values, lengths, permutes[self.split:], 0)[1]), dim=-1)
+        return (broadcast(users, candidates) * items).sum(1) / self.temperature
+
+
+def ebc_features(ebc: EmbeddingBagCollectionInterface) -> list[str]:
+    """The features of a float or quantized EBC, in its table order."""
+    return [f for c in ebc.embedding_bag_configs() for f in c.feature_names]
+
+
+class LogisticRequests(RequestModule):
+    """Logistic regression: the request's id weights and dense term once, plus each candidate's."""
+
+    def __init__(self, model: LogisticRegression) -> None:
+        keys = ebc_features(model.ebc)
+        shared = [k for k in keys if k in model.request_keys]
+        lookup = Lookup(model.ebc, shared, [k for k in keys if k not in shared])
+        super().__init__(lookup.groups, shared)
+        self.lookup, self.dense, self.columns = lookup, model.dense, ID_COLUMNS
+
+    def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
+                candidates: int) -> torch.Tensor:
+        n = dense.shape[0]
+        shared, candidate = self.lookup(values, lengths, permutes, n)
+        per_request = shared.sum(1, keepdim=True) / self.columns + self.dense(dense)
+        return broadcast(per_request, candidates).squeeze(-1) + candidate.sum(1) / self.columns
+
+
+class ServingPath:
+    """A model's serving module, TorchScript-compiled, behind the Scorer interface: `score(batch)`
+    and `score_requests(requests)`, one logit per candidate, in inference mode."""
+
+    def __init__(self, module: RequestModule, device: torch.device) -> None:
+        self.device = device
+        self.bytes = sum(m.bytes for m in module.modules() if isinstance(m, Lookup))
+        self.groups = module.groups
+        self.shared = frozenset(module.shared)
+        self.features = frozenset(f for group in self.groups for f in group)
+        self.module = torch.jit.script(module.to(device).eval())
+        self.permutes: dict[tuple[str, ...], list[torch.Tensor]] = {}
+
+    def _permutes(self, keys: tuple[str, ...]) -> list[torch.Tensor]:
+        """Where each group's features are among `keys` (cached per key order)."""
+        if keys not in self.permutes:
+            missing = sorted(self.features - set(keys))
+            if missing:
+                raise ValueError(f"requests: no feature {', '.join(missing)}")
+            self.permutes[keys] = [torch.tensor([keys.index(f) for f in group], dtype=torch.int32,
+                                                device=self.device) for group in self.groups]
+        return self.permutes[keys]
+
+    def score_requests(self, requests: RequestBatch) -> torch.Tensor:
+        """[N] logits of every request's candidates, request after request."""
+        permutes = self._permutes(requests.keys)
+        if requests.candidates > 1 and requests.shared & self.features != self.shared:
+            raise ValueError(f"requests: per-request features {sorted(requests.shared & self.features)} "
+                             f"are not this model's {sorted(self.shared)}")
+        with torch.inference_mode():
+            return self.module(requests.dense, requests.values, requests.lengths, permutes, requests.candidates)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        """One logit per row of `batch`, every row its own request."""
+        return self.score_requests(RequestBatch.from_batch(batch.to(self.device)))
+
+    def embedding_bytes(self) -> int:
+        """Bytes the path's TBEs hold."""
+        return self.bytes
+
+
+def serving_path(model: nn.Module, catalogue: KeyedJaggedTensor | None = None,
+                 device: torch.device = torch.device("cpu")) -> ServingPath | None:
+    """The serving path of a recsys model (DLRM, two-tower, logistic regression) or of a TorchRec
+    DLRM (every feature per candidate); None for any other model. `catalogue`: a two-tower's item
+    features, row i = item i, embedded once."""
+    if isinstance(model, TwoTower):
+        return ServingPath(TwoTowerRequests(model, catalogue), device)
+    if isinstance(model, LogisticRegression):
+        return ServingPath(LogisticRequests(model), device)
+    dlrm = model.model if isinstance(model, DLRMRanker) else model
+    if not isinstance(dlrm, DLRM):
+        return None
+    shared = getattr(model, "request_keys", ())
+    layers = over_layers(dlrm.over_arch) if type(dlrm.inter_arch) is InteractionArch else None
+    module = DotDLRM(dlrm, shared, *layers) if layers is not None else AnyDLRM(dlrm, shared)
+    return ServingPath(module, device)

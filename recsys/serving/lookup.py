@@ -1,0 +1,86 @@
+"""Pooled embeddings of a batch of requests through an EmbeddingBagCollection's own TBEs.
+
+A quantized EBC (TorchRec's, built with `register_tbes=True`) holds its FBGEMM TBEs, one per
+pooling type; a float EBC's tables are copied into an fp32 TBE, the fair fp32 baseline. Every
+variant's lookups therefore go through its own tables. Each TBE is called once per batch on its
+features' ids, taken from the requests' jagged ids by one FBGEMM permute: one bag per candidate
+(a shared feature's bags past the n-th request are empty, so each request's is looked up once),
+or one bag per request when the EBC holds shared features only (a two-tower's user tower).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+
+import torch
+from fbgemm_gpu.split_table_batched_embeddings_ops_inference import IntNBitTableBatchedEmbeddingBagsCodegen
+from torch import nn
+from torchrec import EmbeddingBagCollection
+from torchrec.modules.embedding_configs import DataType
+from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
+
+from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
+
+
+def fp32_tbe_collection(ebc: EmbeddingBagCollection) -> QuantEBC:
+    """The float EBC's tables, unchanged, in an fp32 TBE (quantized EBC of FP32 tables)."""
+    configs = [dataclasses.replace(c, data_type=DataType.FP32) for c in ebc.embedding_bag_configs()]
+    weights = {c.name: (ebc.embedding_bags[c.name].weight.detach().float().contiguous().view(torch.uint8), None)
+               for c in configs}
+    device = next(iter(ebc.parameters())).device
+    return QuantEBC(configs, is_weighted=False, device=device, table_name_to_quantized_weights=weights,
+                    row_alignment=ROW_ALIGNMENT, register_tbes=True)
+
+
+def tbes_of(ebc: nn.Module) -> tuple[list[IntNBitTableBatchedEmbeddingBagsCodegen], list[list[str]], dict[str, int]]:
+    """The TBEs serving `ebc` (a float or quantized EBC), the features each reads in its order,
+    and every feature's embedding dim; ValueError for an EBC that cannot be served this way."""
+    if isinstance(ebc, EmbeddingBagCollection):
+        ebc = fp32_tbe_collection(ebc)
+    if not isinstance(ebc, QuantEBC) or not hasattr(ebc, "tbes"):
+        raise ValueError(f"{type(ebc).__name__}: serving needs a float EBC or a quantized one with register_tbes=True")
+    if ebc.is_weighted():
+        raise ValueError("a weighted EmbeddingBagCollection cannot be served")
+    configs = {c.name: c for c in ebc.embedding_bag_configs()}
+    tbes = list(ebc.tbes)
+    features = [[f for spec in tbe.embedding_specs for f in configs[spec[0]].feature_names] for tbe in tbes]
+    dims = {f: c.embedding_dim for c in configs.values() for f in c.feature_names}
+    return tbes, features, dims
+
+
+class Lookup(nn.Module):
+    """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]) pooled
+    embeddings of the `shared` and `candidate` features (columns in the given orders) of a
+    RequestBatch's `values` and `lengths`; `permutes[t]`: where TBE t's features (`groups[t]`)
+    are among the batch's keys."""
+
+    def __init__(self, ebc: nn.Module, shared: Sequence[str], candidate: Sequence[str]) -> None:
+        super().__init__()
+        tbes, groups, dims = tbes_of(ebc)
+        if sorted([*shared, *candidate]) != sorted(dims):
+            raise ValueError(f"serving features {sorted([*shared, *candidate])} are not the EBC's {sorted(dims)}")
+        self.groups = groups
+        self.bytes = tbe_bytes(nn.ModuleList(tbes))
+        with warnings.catch_warnings():  # FBGEMM's TBE annotates attributes in a way TorchScript warns about
+            warnings.filterwarnings("ignore", "The TorchScript type system", UserWarning)
+            self.tbes = nn.ModuleList([torch.jit.script(tbe) for tbe in tbes])
+        self.per_candidate = len(candidate) > 0
+        order = [f for features in groups for f in features]  # the TBEs' output columns, side by side
+        start = {f: sum(dims[g] for g in order[:i]) for i, f in enumerate(order)}
+        self.shared_columns: torch.Tensor
+        self.candidate_columns: torch.Tensor
+        for name, features in (("shared_columns", shared), ("candidate_columns", candidate)):
+            columns = [start[f] + d for f in features for d in range(dims[f])]
+            self.register_buffer(name, torch.tensor(columns, dtype=torch.int64), persistent=False)
+
+    def forward(self, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
+                n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        outs: list[torch.Tensor] = []
+        for t, tbe in enumerate(self.tbes):
+            bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(permutes[t], lengths, values, None, None)
+            if not self.per_candidate:
+                bags = bags[:, :n]
+            outs.append(tbe(ids, torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())))
+        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+        return out[:n].index_select(1, self.shared_columns), out.index_select(1, self.candidate_columns)

@@ -1,0 +1,94 @@
+"""The serving path scores every request's candidates as the model itself scores the same rows
+(`scorer.score(requests.to_batch())`, TorchRec's own forward): every kind of model, float or
+compressed at every precision, pruned or not, one candidate per request or many."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compression.prune import apply_mask
+from compression.scorer import CompressedScorer
+from compression.tables import float_tables, pack
+from recsys.serving.fast import AnyDLRM, DotDLRM, serving_path
+from recsys.serving.scorer import ModelScorer, RequestScorer
+from recsys.serving.size import fp32_bytes
+from tests.serving.conftest import SCHEMA, random_requests
+
+# Both paths read the same table rows (the float EBC and its fp32 TBE hold the same numbers; a
+# compressed variant's one TBE serves both), so only the fp32 summation order differs, at every
+# precision: |difference| <= TOLERANCE * max(1, |score|). Measured: at most 1.3e-6.
+TOLERANCE = {"float": 5e-6, "fp32": 5e-6, "fp16": 5e-6, "int8": 5e-6, "int4": 5e-6, "int2": 5e-6}
+KINDS = ("dlrm", "dcn", "two_tower", "logistic")
+
+
+def compressed(model: torch.nn.Module, precision: str, prune: bool = False) -> CompressedScorer:
+    """`model` with every table packed at `precision`; with `prune`, item_id and user_id keep 60%
+    of their rows (the other ids look up zeros through the TBE's remap)."""
+    tables = float_tables(model)
+    if prune:
+        for name in ("t_item_id", "t_user_id"):
+            if name in tables:
+                keep = torch.rand(tables[name].num_embeddings, generator=torch.Generator().manual_seed(1)) < 0.6
+                tables[name] = apply_mask(tables[name], keep)
+    packed = {n: pack(t, precision) for n, t in tables.items()}
+    return CompressedScorer(model, packed, fp32_bytes((t.num_embeddings, t.dim) for t in tables.values()))
+
+
+def check_same_scores(scorer: RequestScorer, precision: str, candidates: int) -> None:
+    requests = random_requests(n=5, candidates=candidates, seed=candidates)
+    fast = scorer.score_requests(requests)
+    with torch.no_grad():
+        today = scorer.score(requests.to_batch())
+    assert fast.shape == today.shape == (5 * candidates,)
+    assert ((fast - today).abs() <= TOLERANCE[precision] * today.abs().clamp(min=1.0)).all(), \
+        (fast - today).abs().max()
+    assert today.std() > 0.1  # the scores spread: a wrong pairing would show
+
+
+@pytest.mark.parametrize("candidates", [1, 7])
+@pytest.mark.parametrize("kind", KINDS)
+def test_float_model(random_model, kind, candidates):
+    scorer = ModelScorer(random_model(kind))
+    assert scorer.path is not None
+    check_same_scores(scorer, "float", candidates)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4", "int2"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_compressed_model(random_model, kind, precision):
+    if kind == "logistic" and precision == "int2":
+        pytest.skip("logistic regression's tables have dim 4: int2 needs a multiple of 8")
+    check_same_scores(compressed(random_model(kind), precision), precision, 7)
+
+
+@pytest.mark.parametrize("kind", ["dlrm", "two_tower"])
+def test_pruned_model(random_model, kind):
+    scorer = compressed(random_model(kind), "int4", prune=True)
+    check_same_scores(scorer, "int4", 7)
+    assert scorer.path is not None
+    assert scorer.path.embedding_bytes() == scorer.runtime_bytes() == scorer.embedding_bytes()
+
+
+def test_each_architecture_has_its_module(random_model):
+    assert isinstance(serving_path(random_model("dlrm")).module.original_name, str)
+    assert serving_path(random_model("dlrm")).module.original_name == DotDLRM.__name__
+    assert serving_path(random_model("dcn")).module.original_name == AnyDLRM.__name__
+    assert serving_path(torch.nn.Linear(2, 2)) is None
+
+
+def test_a_torchrec_dlrm_of_your_own_scores_every_row_as_its_own_request():
+    """No request features known: every feature is the candidate's; `score(batch)` is the path."""
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+    from torchrec.models.dlrm import DLRM
+
+    torch.manual_seed(0)
+    tables = [EmbeddingBagConfig(name=f"t_{f.name}", embedding_dim=8, num_embeddings=f.num_embeddings,
+                                 feature_names=[f.name]) for f in SCHEMA.sparse]
+    dlrm = DLRM(embedding_bag_collection=EmbeddingBagCollection(tables=tables), dense_in_features=3,
+                dense_arch_layer_sizes=[16, 8], over_arch_layer_sizes=[16, 1]).eval()
+    path = serving_path(dlrm)
+    assert path is not None and path.shared == frozenset()
+    batch = random_requests(n=4, candidates=6).to_batch()
+    with torch.no_grad():
+        today = dlrm(batch.dense_features, batch.sparse_features).squeeze(-1)
+    assert torch.allclose(path.score(batch), today, atol=5e-6)
