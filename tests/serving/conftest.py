@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from recsys.data.click_log import FeatureTable
 from recsys.data.jagged import Jagged
 from recsys.data.schema import Schema, SparseFeature
 from recsys.serving.requests import RequestBatch
@@ -36,13 +37,27 @@ def column(feature: SparseFeature, rows: int, rng: np.random.Generator) -> Jagge
     return Jagged.from_lengths(lengths, rng.integers(0, feature.num_embeddings, int(lengths.sum())))
 
 
-def random_requests(n: int, candidates: int, seed: int = 0) -> RequestBatch:
-    """n requests of `candidates` distinct items each, every id drawn uniformly."""
+def item_table(seed: int = 0) -> FeatureTable:
+    """Every item's features (row i: item i), ids drawn uniformly: the catalogue."""
     rng = np.random.default_rng(seed)
-    items = np.concatenate([rng.choice(200, candidates, replace=False) for _ in range(n)])
-    columns = [column(f, n if f.name in SHARED else n * candidates, rng) for f in SCHEMA.sparse]
-    columns[2] = Jagged.from_ids(items)
-    return RequestBatch.from_columns(SCHEMA.keys(), columns, SHARED, rng.standard_normal((n, 3)), candidates)
+    features = tuple(f for f in SCHEMA.sparse if f.side == "item")
+    items = features[0].num_embeddings
+    return FeatureTable(features, (Jagged.from_ids(np.arange(items)), *(column(f, items, rng) for f in features[1:])),
+                        items)
+
+
+ITEMS = item_table()
+
+
+def random_requests(n: int, candidates: int, seed: int = 0) -> RequestBatch:
+    """n requests of `candidates` distinct items each (their features: ITEMS'), the request's
+    features drawn uniformly."""
+    rng = np.random.default_rng(seed)
+    items = np.concatenate([rng.choice(ITEMS.size, candidates, replace=False) for _ in range(n)])
+    own = {f.name: column(f, n, rng) for f in SCHEMA.sparse if f.name in SHARED}
+    theirs = dict(zip((f.name for f in ITEMS.features), ITEMS.take(items)))
+    return RequestBatch.from_columns(SCHEMA.keys(), [own[k] if k in own else theirs[k] for k in SCHEMA.keys()], SHARED,
+                                     rng.standard_normal((n, 3)), candidates)
 
 
 @pytest.fixture(scope="module")
