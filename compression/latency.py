@@ -4,22 +4,30 @@ Every variant is warmed up first (a fresh table is slow on first touch), then th
 timed round-robin, `iters` batches each per round with the starting variant rotating, so drift
 (thermal, other processes) hits all alike; each percentile is the median over `repeats` rounds.
 `perf_counter` on CPU, CUDA events on GPU; the thread count is part of the result.
+
+Scorers are timed on their serving path (`measure_serving`): a batch of rows becomes requests
+of up to SERVING_CANDIDATES candidates (one request's candidates is the serving batch), built
+before timing, as the simulator and the service build theirs.
 """
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torchrec.datasets.utils import Batch
 
 from compression.config import TimingConfig
+from recsys.serving.requests import RequestBatch
+from recsys.serving.scorer import RequestScorer, Scorer
 from recsys.serving.timing import timed
 
 Runner = Callable[[Any], Any]
 CPU = torch.device("cpu")
+SERVING_CANDIDATES = 100  # a request's candidates
 
 
 @dataclass(frozen=True)
@@ -66,3 +74,34 @@ def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], conf
             out[name][size] = LatencyStats(size, p50, p95, p99, size / (p50 / 1000.0),
                                            torch.get_num_threads(), str(device))
     return out
+
+
+def candidates_per_request(rows: int, most: int = SERVING_CANDIDATES) -> int:
+    """The largest request size, up to `most`, that cuts `rows` rows into whole requests."""
+    return max(c for c in range(1, min(rows, most) + 1) if rows % c == 0)
+
+
+def shared_features(scorers: Mapping[str, Scorer]) -> frozenset[str]:
+    """The features of a request (not of its candidates), by the first scorer that has a serving path."""
+    paths = (getattr(s, "path", None) for s in scorers.values())
+    return next((p.shared for p in paths if p is not None), frozenset())
+
+
+def measure_serving(scorers: Mapping[str, Scorer], batches: dict[int, Sequence[Batch]], config: TimingConfig,
+                    device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
+    """Latency of every scorer's serving path on the rows of `batches`, cut into requests of up to
+    SERVING_CANDIDATES candidates (a request's user and context: its first row's); a scorer
+    without a serving path is timed on the same requests' rows as Batches (built before timing)."""
+    shared = shared_features(scorers)
+    requests: dict[int, Sequence[Any]] = {
+        size: [RequestBatch.from_batch(b, shared, candidates_per_request(b.labels.shape[0])).to(device) for b in pool]
+        for size, pool in batches.items()}
+    runners: dict[str, Runner] = {name: s.score_requests if isinstance(s, RequestScorer) else _on_rows(s, requests)
+                                  for name, s in scorers.items()}
+    return measure(runners, requests, config, device)
+
+
+def _on_rows(scorer: Scorer, requests: dict[int, Sequence[Any]]) -> Runner:
+    """A runner scoring each request batch's rows, expanded into a Batch once, here."""
+    rows = {id(r): r.to_batch() for pool in requests.values() for r in pool}
+    return lambda r: scorer.score(rows[id(r)])
