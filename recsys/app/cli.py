@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set dlrm.optim.epochs=1 (repeatable)")
     run.add_argument("--fresh", action="store_true", help="ignore existing checkpoints instead of resuming")
+    run.add_argument("--force", action="store_true", help="redo every stage, even one already finished for "
+                     "this config (training still resumes from checkpoints unless --fresh)")
     run.set_defaults(command=_run)
     sim = sub.add_parser("simulate", help="let the bandit pick among a finished run's variants in the "
                          "click simulator; writes runs/<name>/simulation/")
@@ -89,11 +91,11 @@ def _run(args: argparse.Namespace) -> int:
     from recsys.train.distributed import shutdown
 
     try:
-        results = run_job(config, resume=not args.fresh)
+        results = run_job(config, resume=not args.fresh, force=args.force)
     finally:
         shutdown()
     if results["is_main"]:
-        print(f"wrote {config.run_dir}/ (report.md, metrics.json, curves.png)")
+        print(f"wrote {config.run_dir}/ (report.md, report.html, metrics.json, curves.png)")
         for name, m in results["models"].items():
             shown = ", ".join(f"{k}={v:.4f}" for k, v in m["test"].items() if k != "users")
             print(f"  {name:22s} {shown}")
@@ -144,12 +146,21 @@ def _print_variants(run_dir, batch_size: int | None = None) -> None:
 
 
 def _print_simulation(result: dict, run_dir) -> None:
-    print(f"wrote {run_dir}/simulation/ (report.md, results.json, report.png)")
-    print(f"  winner {result['winner']} after {result['requests']:,} requests"
-          f"{' (stopping rule)' if result['stopped_early'] else ''}")
-    for row in result["variants"]:
-        print(f"  {row['variant']:22s} served={row['served']:>9,} reward={row['mean_reward'] or 0:.4f} "
-              f"P(best)={row['prob_best'] or 0:.3f} p99={row['latency_p99_ms'] or 0:.2f} ms")
+    from simulator.verdict import Verdict
+
+    verdict = Verdict.from_dict(result["verdict"])
+    print(f"wrote {run_dir}/simulation/ (report.md, results.json, report.png, pareto.png); "
+          f"{run_dir}/report.md and report.html start with the verdict")
+    print(f"  {verdict.headline()}")
+    header, rows = verdict.table()
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(header)]
+    for line in (header, *rows):
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    for reason in verdict.reasons():
+        print(f"  {reason}")
+    if "log" in result:
+        log = result["log"]
+        print(f"  logged {log['impressions']:,} impressions of {log['variant']} into {run_dir}/simulation/log/")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -74,6 +74,13 @@ class ExperimentConfig:
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
+    @property
+    def trained_models(self) -> list[str]:
+        """The models a run of this config trains and exports (runs/<name>/<model>/model)."""
+        enabled = {"dlrm": self.dlrm.enabled, "logistic": self.dlrm.enabled and self.baselines.logistic,
+                   "two_tower": self.two_tower.enabled}
+        return [m for m, on in enabled.items() if on]
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 

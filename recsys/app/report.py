@@ -1,7 +1,10 @@
-"""report.md and learning-curve PNGs from a run's metrics.json content."""
+"""A run's reports from its metrics.json content: report.md and a self-contained report.html
+(the simulation's verdict first, when there is one; then training, variants and learning curves)
+and the learning-curve PNG."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -9,29 +12,59 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from recsys.app.document import Block, Heading, Image, Table, Text, markdown, to_html  # noqa: E402
 from recsys.atomic import write_bytes, write_text  # noqa: E402
 
 RANKING_COLUMNS = ("auc", "log_loss", "ne", "calibration")
 
 
+def write_results(results: dict, run_dir: Path) -> None:
+    """metrics.json and the reports, each written atomically."""
+    write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
+    write_run_report(results, run_dir)
+
+
 def write_run_report(results: dict, run_dir: Path) -> Path:
-    """Write curves.png and report.md into run_dir (atomically); returns the report path."""
+    """Write curves.png, report.md and report.html into run_dir (atomically); returns report.md's path."""
     trained = {n: m for n, m in results["models"].items() if m.get("history")}
     if trained:
         plot_curves(trained, run_dir / "curves.png")
-    lines = [f"# Run `{results['name']}` (seed {results['seed']})", "",
-             _provenance_line(results["provenance"]), ""]
-    lines += _ranking_table(results["models"]) + _retrieval_table(results["models"])
-    lines += _variants_table(results.get("variants", []))
+    simulation = results.get("simulation") or {}
+    blocks = _verdict(simulation, results["name"]) if "verdict" in simulation else []
+    blocks += [Heading(f"Run `{results['name']}` (seed {results['seed']})", 2 if blocks else 1),
+               Text(_provenance_line(results["provenance"]))]
+    blocks += _ranking_table(results["models"]) + _retrieval_table(results["models"])
+    blocks += _variants_table(results.get("variants", []))
     if trained:
-        lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
+        blocks += [Heading("Learning curves"), Image("curves.png", "learning curves")]
     for name, m in trained.items():
-        lines += [f"### {name}: sharding", "", "| table | type | ranks |", "|---|---|---|"]
-        lines += [f"| {t} | {sharding} | {ranks} |" for t, (sharding, ranks) in m.get("placements", {}).items()]
-        lines.append("")
+        blocks += [Heading(f"{name}: sharding", 3), Table(["table", "type", "ranks"], [
+            [t, sharding, str(ranks)] for t, (sharding, ranks) in m.get("placements", {}).items()])]
+    blocks = [b for b in blocks if not isinstance(b, Image) or (run_dir / b.path).exists()]
     path = run_dir / "report.md"
-    write_text(path, "\n".join(lines))
+    write_text(path, markdown(blocks))
+    write_text(run_dir / "report.html", to_html(blocks, run_dir, f"recsys run {results['name']}"))
     return path
+
+
+def _verdict(simulation: dict, name: str) -> list[Block]:
+    """The simulation's verdict and its reasons, with its plots."""
+    from simulator.report import PLOTS
+    from simulator.verdict import Verdict
+
+    verdict = Verdict.from_dict(simulation["verdict"])
+    header, rows = verdict.table()
+    log = simulation.get("log")
+    blocks: list[Block] = [Heading(f"`{name}`: {verdict.headline()}", 1), Table(header, rows),
+                           *(Text(r) for r in verdict.reasons()),
+                           Text(f"{simulation['requests']:,} requests, {simulation['clicks']:,} clicks, "
+                                f"{simulation['abandoned']:,} abandoned (simulation/results.json, "
+                                "simulation/report.md).")]
+    if log:
+        blocks.append(Text(f"Logged impressions: {log['impressions']:,} from {log['requests']:,} requests served "
+                           f"by {log['variant']} (epsilon {log['epsilon']:g}), with propensities, in simulation/log/."))
+    plots = {**PLOTS, "variants.png": "offline accuracy of the compressed variants vs bytes and vs p99"}
+    return blocks + [Image(f"simulation/{f}", alt) for f, alt in plots.items()]
 
 
 def plot_curves(models: dict, path: Path) -> None:
@@ -60,34 +93,30 @@ def _provenance_line(p: dict) -> str:
     return f"Device: {p['device']} x{p['world_size']} processes, {p['threads']} threads; {versions}; git {p['git']}."
 
 
-def _ranking_table(models: dict) -> list[str]:
+def _ranking_table(models: dict) -> list[Block]:
     rows = {n: m["test"] for n, m in models.items() if m["task"] == "ranking"}
     if not rows:
         return []
-    out = ["## Ranking (test split)", "", "| model | " + " | ".join(RANKING_COLUMNS) + " |",
-           "|---" * (len(RANKING_COLUMNS) + 1) + "|"]
-    out += [f"| {n} | " + " | ".join(f"{t[c]:.4f}" for c in RANKING_COLUMNS) + " |" for n, t in rows.items()]
-    return out + [""]
+    return [Heading("Ranking (test split)"), Table(["model", *RANKING_COLUMNS], [
+        [n, *(f"{t[c]:.4f}" for c in RANKING_COLUMNS)] for n, t in rows.items()])]
 
 
-def _retrieval_table(models: dict) -> list[str]:
+def _retrieval_table(models: dict) -> list[Block]:
     rows = {n: m["test"] for n, m in models.items() if m["task"] == "retrieval"}
     if not rows:
         return []
     cols = [c for c in next(iter(rows.values())) if c.startswith(("recall@", "ndcg@"))]
-    out = ["## Retrieval (test split, full catalogue, train items excluded)", "",
-           "| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    out += [f"| {n} | " + " | ".join(f"{t[c]:.4f}" for c in cols) + " |" for n, t in rows.items()]
-    return out + [""]
+    return [Heading("Retrieval (test split, full catalogue, train items excluded)"),
+            Table(["model", *cols], [[n, *(f"{t[c]:.4f}" for c in cols)] for n, t in rows.items()])]
 
 
-def _variants_table(rows: list[dict]) -> list[str]:
+def _variants_table(rows: list[dict]) -> list[Block]:
     """The compressed variants (rows of compression.report.VariantRow as dicts)."""
     if not rows:
         return []
     metric, batch = rows[0]["metric"], rows[0]["batch_size"]
-    out = ["## Compressed variants (test split)", "",
-           f"| variant | bytes | ratio | {metric} | delta | p50 ms | p99 ms | QPS@{batch} |", "|---" * 8 + "|"]
-    out += [f"| {r['variant']} | {r['bytes']:,} | {r['ratio']:.2f}x | {r['value']:.4f} | {r['delta']:+.4f} | "
-            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['qps']:,.0f} |" for r in rows]
-    return out + ["", "![variants](variants/variants.png)", ""]
+    return [Heading("Compressed variants (test split)"),
+            Table(["variant", "bytes", "ratio", metric, "delta", "p50 ms", "p99 ms", f"QPS@{batch}"], [
+                [r["variant"], f"{r['bytes']:,}", f"{r['ratio']:.2f}x", f"{r['value']:.4f}", f"{r['delta']:+.4f}",
+                 f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['qps']:,.0f}"] for r in rows]),
+            Image("variants/variants.png", "variants: accuracy vs bytes and vs p99, Pareto front ringed")]

@@ -5,7 +5,6 @@ folder per trained model with its checkpoints and per-epoch metrics.jsonl.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -15,8 +14,9 @@ import torch.distributed as dist
 
 from recsys.app.compress import compress_run
 from recsys.app.config import ExperimentConfig
-from recsys.app.report import write_run_report
+from recsys.app.report import write_results
 from recsys.app.simulate import simulate
+from recsys.app.stages import finished_compression, finished_training, read_metrics, stored_variants
 from recsys.atomic import write_text
 from recsys.config_loading import to_dict
 from recsys.data.sources import load_dataset
@@ -35,11 +35,37 @@ from recsys.train.loop import TrainResult, train
 from recsys.train.tasks import ClickTask, RetrievalTask, predict, retrieval_scores
 
 
-def run_job(config: ExperimentConfig, resume: bool = True) -> dict:
-    """Train everything the config enables; returns what metrics.json holds."""
+def run_job(config: ExperimentConfig, resume: bool = True, force: bool = False) -> dict:
+    """Train everything the config enables, then compress and simulate; returns what metrics.json
+    holds. A stage already finished for this config (found in metrics.json and on disk) is reused
+    unless `force`; `resume` False (--fresh) also ignores training checkpoints."""
     env = init_distributed(config.train.device)
     _set_threads(config.train.threads)
-    dataset = load_dataset(config.data, config.seed)
+    stored = None if force or not resume else read_metrics(config.run_dir)
+    results = finished_training(config, stored) if stored is not None else None
+    dataset = None
+    if results is None:
+        dataset = load_dataset(config.data, config.seed)
+        results = _train_stage(config, dataset, env, resume)
+    elif env.is_main:
+        print("training: done, reused (use --force to redo)")
+    results["config"] = config.to_dict()
+    if env.is_main:
+        write_text(config.run_dir / "config.toml", tomli_w.dumps(results["config"]))
+        write_results(results, config.run_dir)
+    dist.barrier()  # the other processes are done; what follows runs in this one
+    if env.is_main and config.compress is not None:  # after the training results are safe on disk
+        reused = dataset is None and stored is not None and finished_compression(config, stored)
+        if reused:
+            print("compression: done, reused (use --force to redo)")
+        results["variants"] = stored_variants(config) if reused else compress_run(config, dataset)
+        write_results(results, config.run_dir)
+    if env.is_main and config.simulator is not None:
+        results["simulation"] = simulate(config, dataset.world if isinstance(dataset, SyntheticDataset) else None)
+    return {**results, "is_main": env.is_main}
+
+
+def _train_stage(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:
     config.train.sharding.constraints([table_name(f) for f in dataset.schema.keys()], env.device)
     run_dir = config.run_dir
     fresh = not run_dir.exists()
@@ -47,25 +73,11 @@ def run_job(config: ExperimentConfig, resume: bool = True) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
     try:
-        results = _train_all(config, dataset, env, resume)
+        return _train_all(config, dataset, env, resume)
     except UserError:
         if env.is_main and fresh and not any(run_dir.glob("*/checkpoints/step-*")):
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed first attempt leaves nothing behind
         raise
-    if env.is_main:
-        _write_results(results, run_dir)
-    dist.barrier()  # the other processes are done; what follows runs in this one
-    if env.is_main and config.compress is not None:  # after the training results are safe on disk
-        results["variants"] = compress_run(config, dataset)
-        _write_results(results, run_dir)
-    if env.is_main and config.simulator is not None:
-        results["simulation"] = simulate(config, dataset.world if isinstance(dataset, SyntheticDataset) else None)
-    return {**results, "is_main": env.is_main}
-
-
-def _write_results(results: dict, run_dir) -> None:
-    write_text(run_dir / "metrics.json", json.dumps(results, indent=1))
-    write_run_report(results, run_dir)
 
 
 def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:

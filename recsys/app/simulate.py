@@ -6,11 +6,13 @@ scores as the exported DLRM does). The world is the one whose logs they were tra
 config's data section and top-level seed: generated, or the MovieLens fit of
 `data.synthetic.truth`), and every model and variant must have been trained in it; the traffic
 (sessions, clicks, the policy) draws from `simulator.seed`. Writes runs/<name>/simulation/
-(results.json, report.md, report.png).
+(results.json and report.md with the verdict, report.png, pareto.png, variants.png; log/ when
+`simulator.log.requests` > 0) and puts the simulation into the run's metrics.json and reports.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,40 +26,59 @@ from simulator.config import SimulatorConfig
 
 if TYPE_CHECKING:
     from recsys.models.two_tower import TwoTower
+    from simulator.environment import Environment
+    from simulator.serving import Arm
+    from simulator.verdict import Verdict
 
+RANKING_MODELS = ("dlrm", "logistic")  # exported models that rank a request's candidates
+CONTROL = "dlrm"  # the arm each variant's reward is compared with: the fp32 DLRM
 WORLD_KEYS = ("seed", "data")  # what a model must share with this config to serve its world
 
 
 def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
-    """Run the configured simulation on the run's exported models; returns results.json's content.
-    `world`: the World the training data came from, when the caller has it (the training job's
-    SyntheticDataset: saves refitting the MovieLens truth); otherwise world_for(config.data, seed)."""
-    from simulator.environment import Environment
+    """Run the configured simulation on the run's exported models; returns results.json's content
+    (with the verdict, and the log's summary when `simulator.log.requests` > 0) and adds it to the
+    run's metrics.json and reports. `world`: the World the training data came from, when the caller
+    has it (the training job's SyntheticDataset: saves refitting the MovieLens truth); otherwise
+    world_for(config.data, seed)."""
     from simulator.experiment import run_experiment
-    from simulator.report import result_dict, write_simulation_report
+    from simulator.report import write_simulation_report
+    from simulator.verdict import verdict_of
 
-    if config.simulator is None:
+    sim = config.simulator
+    if sim is None:
         raise ConfigError("simulator: the config has no [simulator] section")
     if config.data.source != "synthetic":
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
     variants = arms(config)
-    retrieval = _retrieval_model(config.simulator)
+    logged = _logging_arm(sim, variants)
     truth = world if world is not None else world_for(config.data, config.seed)
-    env = Environment.build(config.simulator, truth, config.simulator.seed, retrieval_model=retrieval,
-                            cache_dir=config.data.cache_dir)
-    result = run_experiment(env, variants)
-    write_simulation_report(result, config.run_dir / "simulation")
-    return result_dict(result)
+    cache = config.data.cache_dir
+    result = run_experiment(_environment(sim, truth, cache), variants)
+    folder = config.run_dir / "simulation"
+    log = _write_log(_environment(sim, truth, cache), logged, folder / "log") if logged is not None else None
+    verdict = verdict_of(result, sim.stopping.prob_best, CONTROL)
+    out = write_simulation_report(result, verdict, folder, sim.candidates, log)
+    _plot_variants(config, verdict, folder / "variants.png")
+    add_simulation(config.run_dir, out)
+    return out
 
 
-def arms(config: ExperimentConfig) -> list:
+def _environment(config: SimulatorConfig, world: World, cache_dir: str | None) -> Environment:
+    """A fresh environment serving `world` with the traffic of `simulator.seed`."""
+    from simulator.environment import Environment
+
+    return Environment.build(config, world, config.seed, retrieval_model=_retrieval_model(config), cache_dir=cache_dir)
+
+
+def arms(config: ExperimentConfig) -> list[Arm]:
     """The simulation's variants: exported ranking models, then the configured compressed ones, each
     checked to come from this config's world (seed and data); a listed variant missing is an error."""
     from compression.variant import load_variant, read_manifest
     from simulator.serving import Arm, load_exported
 
     out = []
-    for model in trained_ranking_models(config):
+    for model in (m for m in config.trained_models if m in RANKING_MODELS):
         folder = config.run_dir / model / "model"
         if not folder.is_dir():
             raise UserError(f"{folder}: no exported {model} model; run `recsys run` first")
@@ -76,12 +97,6 @@ def arms(config: ExperimentConfig) -> list:
     return out
 
 
-def trained_ranking_models(config: ExperimentConfig) -> list[str]:
-    """The exported ranking models a run of this config trains, in arm order."""
-    return [m for m, on in (("dlrm", config.dlrm.enabled),
-                            ("logistic", config.dlrm.enabled and config.baselines.logistic)) if on]
-
-
 def _retrieval_model(config: SimulatorConfig) -> TwoTower | None:
     """The exported two-tower model whose top C items are the candidates, if so configured."""
     if config.candidate_source != "retrieval" or config.retrieval_model is None:
@@ -94,3 +109,51 @@ def _retrieval_model(config: SimulatorConfig) -> TwoTower | None:
         raise ConfigError(f"simulator.retrieval_model: {config.retrieval_model} holds a {exported.kind} "
                           "model, not a two-tower")
     return exported.model
+
+
+def _logging_arm(config: SimulatorConfig, variants: list[Arm]) -> Arm | None:
+    """The arm `simulator.log.variant` names (the first if unset), or None when nothing is logged."""
+    if config.log.requests == 0:
+        return None
+    names = [v.name for v in variants]
+    name = config.log.variant or names[0]
+    if name not in names:
+        raise ConfigError(f"simulator.log.variant: no variant {name!r} in this simulation (one of {', '.join(names)})")
+    return variants[names.index(name)]
+
+
+def _write_log(env: Environment, variant: Arm, folder: Path) -> dict:
+    """Logged impressions of `variant` (epsilon-greedy, with propensities) as .npz parts in
+    `folder`, replaced whole; returns their summary."""
+    from recsys.atomic import staged_folder
+    from simulator.logs import log_impressions
+
+    with staged_folder(folder) as tmp:
+        log = log_impressions(env, variant, tmp)
+    return {"variant": variant.name, "requests": env.t, "epsilon": env.config.log.epsilon,
+            "impressions": len(log), "clicks": int(log.click.sum()), "folder": "log"}
+
+
+def _plot_variants(config: ExperimentConfig, verdict: Verdict, path: Path) -> None:
+    """The stored variants' offline accuracy vs bytes and vs p99 (compression's plot), named as
+    the simulation's arms, the chosen one (or the leader) marked."""
+    from compression.report import plot, run_rows
+    from simulator.report import marked
+
+    if config.compress is None:
+        return
+    teacher = config.compress.teacher
+    rows = [replace(r, variant=marked(teacher if r.variant == "fp32" else f"{teacher}-{r.variant}", verdict))
+            for r in run_rows(config.run_dir)]
+    if rows:
+        plot(rows, path, f"{config.name}: the {teacher} variants offline")
+
+
+def add_simulation(run_dir: Path, simulation: dict) -> None:
+    """Put the simulation's results into the run's metrics.json and rewrite its reports."""
+    from recsys.app.report import write_results
+    from recsys.app.stages import read_metrics
+
+    results = read_metrics(run_dir)
+    if results is not None:
+        write_results({**results, "simulation": simulation}, run_dir)

@@ -13,6 +13,7 @@ from recsys.app.config import load_config
 from recsys.app.simulate import simulate
 from recsys.data.synthetic import world_for
 from simulator.environment import Environment
+from simulator.logs import read_impressions
 from tests.app.conftest import cli
 
 
@@ -77,3 +78,33 @@ def test_simulator_seed_changes_the_traffic_not_the_world(run_copy, monkeypatch)
     assert again == runs[1]  # the same seed, the same traffic, the same result
     served = {s: [v["served"] for v in r["variants"]] for s, r in runs.items()}
     assert served[0] != served[1] and runs[0]["clicks"] != runs[1]["clicks"]
+
+
+@pytest.mark.slow
+def test_the_log_holds_the_named_variants_impressions_with_propensities(run_copy) -> None:
+    config, run_dir = run_copy
+    eps, candidates = 0.3, 20
+    proc = cli("simulate", str(config), "--set", "simulator.log.requests=2048", "--set", f"simulator.log.epsilon={eps}",
+               "--set", 'simulator.log.variant="dlrm-int8"')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "simulation" / "results.json").read_text())["log"]
+    log = read_impressions(run_dir / "simulation" / "log")
+    assert summary == {"variant": "dlrm-int8", "requests": 2048, "epsilon": eps, "impressions": len(log),
+                       "clicks": int(log.click.sum()), "folder": "log"}
+    assert len(log) % 5 == 0 and len(log) > 0.9 * 2048 * 5  # whole slates of 5, few abandoned requests
+    # an item the variant would have shown there: eps / C + 1 - eps; any other: eps / C
+    assert set(np.round(log.propensity, 6)) <= {round(eps / candidates, 6), round(eps / candidates + 1 - eps, 6)}
+    greedy = np.isclose(log.propensity, eps / candidates + 1 - eps).mean()
+    assert greedy == pytest.approx(1 - eps, abs=0.05)  # mostly the variant's own ranking
+    assert "logged" in proc.stdout and "dlrm-int8" in proc.stdout
+
+
+@pytest.mark.slow
+def test_an_unknown_logging_variant_is_refused_before_anything_runs(finished_run) -> None:
+    config, run_dir = finished_run
+    before = (run_dir / "simulation" / "results.json").read_bytes()
+    err = _one_line(cli("simulate", str(config), "--set", "simulator.log.requests=100",
+                        "--set", 'simulator.log.variant="int8"'))
+    assert "simulator.log.variant: no variant 'int8' in this simulation (one of dlrm, logistic, dlrm-int8)" in err
+    assert (run_dir / "simulation" / "results.json").read_bytes() == before
+    assert not (run_dir / "simulation" / "log").exists()
