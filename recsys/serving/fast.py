@@ -21,7 +21,6 @@ from torch import nn
 from torchrec.datasets.utils import Batch
 from torchrec.fx import symbolic_trace
 from torchrec.models.dlrm import DLRM, InteractionArch
-from torchrec.modules.embedding_modules import EmbeddingBagCollectionInterface
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.models.dlrm import DLRMRanker
@@ -62,12 +61,6 @@ class RequestModule(nn.Module):
         self.shared = shared
 
 
-def split_features(dlrm: DLRM, shared: Collection[str]) -> tuple[list[str], list[str]]:
-    """The DLRM's features that belong to the request, and those of the candidate, in its order."""
-    names = dlrm.sparse_arch.sparse_feature_names
-    return [f for f in names if f in shared], [f for f in names if f not in shared]
-
-
 class DotDLRM(RequestModule):
     """TorchRec's DLRM with its dot interaction, its first over-arch layer split by the vectors its
     inputs come from: a request's vectors S (the dense arch output, the shared features) and each
@@ -76,8 +69,8 @@ class DotDLRM(RequestModule):
     The layer's weight columns are laid out once for the three parts; no pair is gathered per call."""
 
     def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Sequential) -> None:
-        mine, theirs = split_features(dlrm, shared)
-        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, mine, theirs)
+        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
+        mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
         self.lookup, self.dense_arch, self.rest = lookup, dlrm.dense_arch, rest
         d, s, k = dlrm.sparse_arch.D, 1 + len(mine), len(theirs)
@@ -131,8 +124,8 @@ class AnyDLRM(RequestModule):
     request, then the model's own interaction and over arch on every candidate."""
 
     def __init__(self, dlrm: DLRM, shared: Collection[str]) -> None:
-        mine, theirs = split_features(dlrm, shared)
-        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, mine, theirs)
+        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
+        mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
         self.lookup, self.dense_arch = lookup, dlrm.dense_arch
         self.inter_arch, self.over_arch = symbolic_trace(dlrm.inter_arch), symbolic_trace(dlrm.over_arch)  # scriptable
@@ -161,8 +154,8 @@ class TwoTowerRequests(RequestModule):
     item tower on the candidate's features."""
 
     def __init__(self, model: TwoTower, catalogue: KeyedJaggedTensor | None) -> None:
-        user = Lookup(model.user_tower.ebc, model.user_tower.keys, [])
-        item = Lookup(model.item_tower.ebc, [], model.item_tower.keys)
+        user = Lookup(model.user_tower.ebc, model.user_tower.keys, order=model.user_tower.keys)
+        item = Lookup(model.item_tower.ebc, (), order=model.item_tower.keys)
         super().__init__(user.groups + ([[model.item_key]] if catalogue is not None else item.groups),
                          model.user_tower.keys)
         self.user, self.item, self.split = user, item, len(user.groups)
@@ -183,19 +176,12 @@ class TwoTowerRequests(RequestModule):
         return (broadcast(users, candidates) * items).sum(1) / self.temperature
 
 
-def ebc_features(ebc: EmbeddingBagCollectionInterface) -> list[str]:
-    """The features of a float or quantized EBC, in its table order."""
-    return [f for c in ebc.embedding_bag_configs() for f in c.feature_names]
-
-
 class LogisticRequests(RequestModule):
     """Logistic regression: the request's id weights and dense term once, plus each candidate's."""
 
     def __init__(self, model: LogisticRegression) -> None:
-        keys = ebc_features(model.ebc)
-        shared = [k for k in keys if k in model.request_keys]
-        lookup = Lookup(model.ebc, shared, [k for k in keys if k not in shared])
-        super().__init__(lookup.groups, shared)
+        lookup = Lookup(model.ebc, model.request_keys)
+        super().__init__(lookup.groups, lookup.shared_features)
         self.lookup, self.dense, self.columns = lookup, model.dense, ID_COLUMNS
 
     def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
@@ -217,10 +203,10 @@ class ServingPath:
         self.shared = frozenset(module.shared)
         self.features = frozenset(f for group in self.groups for f in group)
         self.module = torch.jit.script(module.to(device).eval())
-        self.permutes: dict[tuple[str, ...], list[torch.Tensor]] = {}
+        self.permutes: dict[tuple[str, ...], list[torch.Tensor]] = {}  # per key order of the requests
 
-    def _permutes(self, keys: tuple[str, ...]) -> list[torch.Tensor]:
-        """Where each group's features are among `keys` (cached per key order)."""
+    def permutes_for(self, keys: tuple[str, ...]) -> list[torch.Tensor]:
+        """Where each group's features are among `keys`: the module's `permutes` argument."""
         if keys not in self.permutes:
             missing = sorted(self.features - set(keys))
             if missing:
@@ -231,7 +217,7 @@ class ServingPath:
 
     def score_requests(self, requests: RequestBatch) -> torch.Tensor:
         """[N] logits of every request's candidates, request after request."""
-        permutes = self._permutes(requests.keys)
+        permutes = self.permutes_for(requests.keys)
         if requests.candidates > 1 and requests.shared & self.features != self.shared:
             raise ValueError(f"requests: per-request features {sorted(requests.shared & self.features)} "
                              f"are not this model's {sorted(self.shared)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from fbgemm_gpu.split_table_batched_embeddings_ops_inference import IntNBitTableBatchedEmbeddingBagsCodegen
@@ -50,29 +50,30 @@ def tbes_of(ebc: nn.Module) -> tuple[list[IntNBitTableBatchedEmbeddingBagsCodege
 
 
 class Lookup(nn.Module):
-    """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]) pooled
-    embeddings of the `shared` and `candidate` features (columns in the given orders) of a
-    RequestBatch's `values` and `lengths`; `permutes[t]`: where TBE t's features (`groups[t]`)
-    are among the batch's keys."""
+    """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]): the pooled
+    embeddings of the request's (`shared`) and of the candidates' features of a RequestBatch's
+    `values` and `lengths`, `permutes[t]` locating TBE t's features (`groups[t]`) among its keys.
+    Columns follow `order` (default: the TBEs' own, so that each side is a few slices of their
+    outputs); `shared_features` and `candidate_features` list them."""
 
-    def __init__(self, ebc: nn.Module, shared: Sequence[str], candidate: Sequence[str]) -> None:
+    def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
         tbes, groups, dims = tbes_of(ebc)
-        if sorted([*shared, *candidate]) != sorted(dims):
-            raise ValueError(f"serving features {sorted([*shared, *candidate])} are not the EBC's {sorted(dims)}")
+        tbe_order = [f for features in groups for f in features]
+        order = list(order) if order is not None else tbe_order
+        if sorted(order) != sorted(dims):
+            raise ValueError(f"serving features {sorted(order)} are not the EBC's {sorted(dims)}")
         self.groups = groups
+        self.shared_features = [f for f in order if f in shared]
+        self.candidate_features = [f for f in order if f not in shared]
+        self.per_candidate = len(self.candidate_features) > 0
         self.bytes = tbe_bytes(nn.ModuleList(tbes))
         with warnings.catch_warnings():  # FBGEMM's TBE annotates attributes in a way TorchScript warns about
             warnings.filterwarnings("ignore", "The TorchScript type system", UserWarning)
             self.tbes = nn.ModuleList([torch.jit.script(tbe) for tbe in tbes])
-        self.per_candidate = len(candidate) > 0
-        order = [f for features in groups for f in features]  # the TBEs' output columns, side by side
-        start = {f: sum(dims[g] for g in order[:i]) for i, f in enumerate(order)}
-        self.shared_columns: torch.Tensor
-        self.candidate_columns: torch.Tensor
-        for name, features in (("shared_columns", shared), ("candidate_columns", candidate)):
-            columns = [start[f] + d for f in features for d in range(dims[f])]
-            self.register_buffer(name, torch.tensor(columns, dtype=torch.int64), persistent=False)
+        # [side (0: shared, 1: candidate), TBE, first column, end column]: never empty, as TorchScript needs
+        self.runs = [[0, *r] for r in _runs(self.shared_features, groups, dims)] + \
+            [[1, *r] for r in _runs(self.candidate_features, groups, dims)]
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,5 +83,32 @@ class Lookup(nn.Module):
             if not self.per_candidate:
                 bags = bags[:, :n]
             outs.append(tbe(ids, torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())))
-        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-        return out[:n].index_select(1, self.shared_columns), out.index_select(1, self.candidate_columns)
+        return self.columns(outs, 0, n), self.columns(outs, 1, outs[0].shape[0])
+
+    def columns(self, outs: list[torch.Tensor], side: int, rows: int) -> torch.Tensor:
+        """The first `rows` rows of one side's column runs of the TBEs' outputs, side by side."""
+        parts: list[torch.Tensor] = []
+        for r in self.runs:
+            if r[0] == side:
+                parts.append(outs[r[1]][:rows, r[2]:r[3]])
+        if len(parts) == 0:
+            return outs[0].new_zeros(rows, 0)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+
+def _runs(features: list[str], groups: list[list[str]], dims: dict[str, int]) -> list[list[int]]:
+    """`features` as runs [TBE, first column, end column] of the TBEs' outputs, neighbours merged."""
+    at = {}
+    for t, group in enumerate(groups):
+        start = 0
+        for f in group:
+            at[f] = (t, start, start + dims[f])
+            start += dims[f]
+    runs: list[list[int]] = []
+    for f in features:
+        t, a, b = at[f]
+        if runs and runs[-1][0] == t and runs[-1][2] == a:
+            runs[-1][2] = b
+        else:
+            runs.append([t, a, b])
+    return runs
