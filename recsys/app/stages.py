@@ -41,8 +41,8 @@ def finished_training(config: ExperimentConfig, stored: dict[str, Any]) -> dict[
 
 def finished_compression(config: ExperimentConfig, stored: dict[str, Any]) -> bool:
     """Whether the stored variants are this config's: metrics.json recorded them under this
-    [compress] section, and each listed variant (fp32 first) is stored from the exported teacher
-    with its recipe and latency batch sizes."""
+    [compress] section, the exported teacher was trained for this config, and each listed variant
+    (fp32 first) is stored from that teacher with its recipe and latency batch sizes."""
     from compression.variant import read_manifest
 
     compress = config.compress
@@ -53,6 +53,8 @@ def finished_compression(config: ExperimentConfig, stored: dict[str, Any]) -> bo
     if not isinstance(exported, dict):
         return False
     teacher = {k: v for k, v in exported.items() if k not in ("kind", "schema", "config")}
+    if difference(config, teacher.get("experiment", {}), TRAINING_KEYS) is not None:
+        return False
     recipes = {"fp32": None, **{v.name: to_dict(v) for v in compress.variants}}
     for name, recipe in recipes.items():
         try:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from recsys.app.config import load_config
+from recsys.app.stages import finished_compression, finished_training, read_metrics
 from tests.app.conftest import cli
 
 TRAINED = "training: done, reused (use --force to redo)"
@@ -81,3 +83,22 @@ def test_force_redoes_every_stage(run_copy) -> None:
     assert TRAINED not in out and COMPRESSED not in out
     after = _stamps(run_dir)
     assert all(after[p] != before[p] for p in before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override, training, compression", [
+    ({}, True, True),
+    ({"simulator.num_requests": 999, "simulator.seed": 4}, True, True),  # only the last stage changes
+    ({"data.cache_dir": "/elsewhere"}, True, True),  # where data is cached is no part of a run
+    ({"compress.latency.batch_sizes": [20, 64]}, True, False),
+    ({"compress.variants": [{"name": "int8", "quantize": {"default": "int4"}}]}, True, False),
+    ({"dlrm.optim.epochs": 3}, False, False),
+    ({"baselines.logistic": False}, False, False),
+    ({"seed": 4}, False, False),
+])
+def test_what_counts_as_finished(finished_run, override, training, compression) -> None:
+    path, run_dir = finished_run
+    config, stored = load_config(path, override), read_metrics(run_dir)
+    assert stored is not None
+    assert (finished_training(config, stored) is not None) is training
+    assert finished_compression(config, stored) is compression
