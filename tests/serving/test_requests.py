@@ -80,3 +80,17 @@ def test_a_path_refuses_requests_it_cannot_read(random_model):
                          requests.lengths, requests.candidates)
     with pytest.raises(ValueError, match=r"per-request features \['user_id', 'user_tags'\] are not this model's"):
         path.score_requests(moved)
+
+
+def test_many_requests_are_scored_a_call_at_a_time_as_one(random_model, monkeypatch):
+    import recsys.serving.fast as fast
+
+    path = serving_path(random_model("dlrm"))
+    requests = random_requests(n=9, candidates=7, seed=7)
+    whole = path.score_requests(requests)
+    monkeypatch.setattr(fast, "CALL_ROWS", 20)  # two requests (14 candidates) per module call
+    calls = []
+    module = path.module
+    path.module = lambda *args: calls.append(args[2].shape[1]) or module(*args)
+    assert torch.allclose(path.score_requests(requests), whole, atol=1e-6)
+    assert calls == [14, 14, 14, 14, 7]
