@@ -4,7 +4,8 @@
    top-K, attraction, PBM clicks, latency effects, CRN expected reward; scores are given
    (model scoring excluded).
 2. the same work per request in plain Python (the reference): the ratio of the two.
-3. one step with a real DLRM variant scoring the candidate batch: the simulator's share.
+3. one step with a real DLRM variant scoring the step's requests through its serving path
+   (recsys.serving.fast, on RequestBatches): the simulator's share.
 
     python bench/simulator_bench.py [--dlrm runs/quickstart/dlrm/model]
 """
@@ -116,7 +117,7 @@ def side_by_side(rounds: int = 7) -> tuple[float, float, float]:
 
 
 def dlrm_step(env: Environment, folder: str | None) -> tuple[float, float, float]:
-    """(simulator s, batch building s, DLRM scoring s) of one step with a real DLRM variant."""
+    """(simulator s, request building s, DLRM scoring s) of one step with a real DLRM variant."""
     from recsys.models.registry import build_model
     from recsys.serving.scorer import ModelScorer
     if folder:
@@ -154,9 +155,9 @@ def main() -> None:
           "(medians over alternating rounds)")
     sim, build, model = dlrm_step(environment(N), args.dlrm)
     total = sim + build + model
-    print(f"DLRM step ({N * C} candidate rows): simulator {sim:.3f}s, batch building {build:.3f}s, "
+    print(f"DLRM step ({N * C} candidate rows): simulator {sim:.3f}s, request building {build:.3f}s, "
           f"DLRM scoring {model:.3f}s; simulator share {sim / total:.1%} "
-          f"({(sim + build) / total:.1%} with batch building)")
+          f"({(sim + build) / total:.1%} with request building)")
 
 
 if __name__ == "__main__":
