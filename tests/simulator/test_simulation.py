@@ -18,6 +18,7 @@ from simulator.oracle import WorldScorer
 from simulator.report import write_simulation_report
 from simulator.serving import Arm, score
 from simulator.step import Draws
+from simulator.verdict import verdict_of
 from tests.simulator.conftest import WORLD, WORLD_CONFIG
 
 
@@ -67,7 +68,8 @@ def test_exact_regret_prefers_the_better_variant(sim_config):
 def _run_bytes(config, folder: Path) -> tuple[bytes, bytes]:
     world = World.generate(WORLD_CONFIG, 7)
     env = Environment.build(config, world, 7)
-    write_simulation_report(run_experiment(env, _variants(env)), folder)
+    result = run_experiment(env, _variants(env))
+    write_simulation_report(result, verdict_of(result, config.stopping.prob_best, "exact"), folder, config.candidates)
     env = Environment.build(config, world, 7)
     log_impressions(env, Arm("log", WorldScorer(env.world.world, 0.5), LatencyModel.from_quantiles(5, 20)),
                     folder / "log")
