@@ -86,8 +86,8 @@ class Environment:
 
     def prepare_latency(self, variants: list[Arm]) -> None:
         """Fitted mode: give each variant its latency model, from the config's p50/p99 or fitted
-        to timed single-request calls (on requests from the latency stream, so the run's other
-        draws do not depend on it)."""
+        to timed single-request calls of its serving path (on requests from the latency stream,
+        so the run's other draws do not depend on it)."""
         lat = self.config.latency
         if lat.source == "measured" or all(v.latency is not None for v in variants):
             return
