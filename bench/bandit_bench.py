@@ -7,7 +7,7 @@ stopping rules checked after every batch (wrong verdicts, early stops), constrai
 with a latency SLO, drifting rewards, regret vs feedback batch size, and OPE on the Open Bandit
 Dataset.
 
-    python bench/bandit_bench.py            # full run (about 25 minutes on 2 shared CPU cores)
+    python bench/bandit_bench.py            # full run (about 45 minutes on 2 shared CPU cores)
     python bench/bandit_bench.py --quick    # smoke run (well under a minute)
 """
 from __future__ import annotations
@@ -208,7 +208,8 @@ def throughput_table(sc: Scale) -> None:
     MAB, LP = mw
     rng = np.random.default_rng(0)
     arms, clicks = rng.integers(0, 8, 10_000), (rng.random(10_000) < 0.045).astype(int)
-    print("batch     | ours default /s | MABWiser TS /s | ratio | splits computed | ours exact split every update /s")
+    print("batch     | ours default /s | MABWiser TS /s | ratio | splits computed / steps "
+          "| ours exact split every update /s")
     for batch in BATCHES:
         steps = max(1, sc.decisions // batch)
         u = rng.random(steps * batch)
@@ -225,7 +226,7 @@ def throughput_table(sc: Scale) -> None:
             rates["exact"].append(exact_steps * batch / time_ours(exact, u, batch, exact_steps))
         o, m, e = (float(np.median(rates[k])) for k in ("ours", "mabwiser", "exact"))
         splits = splits_computed(ours.allocation, 10_000, batch, steps)
-        print(f"{batch:>9,} | {o:15,.0f} | {m:14,.0f} | {o / m:5.2f} | {splits:>7,} in {steps:>6,} | {e:15,.0f}")
+        print(f"{batch:>9,} | {o:15,.0f} | {m:14,.0f} | {o / m:5.2f} | {splits:>13,} / {steps:<7,} | {e:15,.0f}")
 
 
 def regret_unchanged_table(sc: Scale) -> None:
@@ -343,7 +344,7 @@ def stopping_table(sc: Scale, batch: int = 250) -> None:
                  ("near-tie 0.10/0.1005, TS", ThompsonSampling, (0.10, 0.1005)),
                  ("clear 0.09/0.10/0.13, top-two TS", TopTwoTS, (0.09, 0.10, 0.13)))
     print("scenario                         | rule                              | stopped | wrong share (upper) "
-          "| median samples | stops <= 2,000 | wrong among them")
+          "| median samples | stops <= 2,000 | wrong among them (share)")
     for label, policy_class, rates in scenarios:
         t0, mu = time.perf_counter(), np.array(rates)
         paths = [stopping_path(policy_class(len(mu), seed=seed), mu, seed, batch, sc.stop_cap)
@@ -354,8 +355,8 @@ def stopping_table(sc: Scale, batch: int = 250) -> None:
             early = [arm != mu.argmax() for n, arm in stops if n <= 2000]
             upper = stats.beta.ppf(0.975, wrong + 1, sc.stop_seeds - wrong)
             median = f"{np.median([n for n, _ in stops]):14,.0f}" if stops else f"{'-':>14}"
-            print(f"{label:32s} | {rule:33s} | {len(stops):7d} | {wrong / sc.stop_seeds:5.3f} ({upper:.3f})     "
-                  f"| {median} | {len(early):14d} | {sum(early):>3d} ({np.mean(early) if early else 0:.2f})")
+            print(f"{label:32s} | {rule:33s} | {len(stops):7d} | {wrong / sc.stop_seeds:11.3f} ({upper:.3f}) "
+                  f"| {median} | {len(early):14d} | {sum(early):>16d} ({np.mean(early) if early else 0:.2f})")
         print(f"  ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -2,7 +2,8 @@
 
 The allocation is the exact probability that each arm's posterior draw is the highest
 (`posterior.prob_best`, quadrature), so a batch of n decisions is distributed exactly as n
-independent Thompson draws would be. With a Discounted or SlidingWindow memory this is
+independent Thompson draws from the posterior at the split's last recompute would be. With a
+Discounted or SlidingWindow memory this is
 discounted TS / sliding-window TS for drifting rewards.
 """
 from __future__ import annotations
