@@ -50,13 +50,14 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
         raise ConfigError("simulator: the config has no [simulator] section")
     if config.data.source != "synthetic":
         raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
+    retrieval = _retrieval_model(sim)
     variants = arms(config)
     logged = _logging_arm(sim, variants)
     truth = world if world is not None else world_for(config.data, config.seed)
     cache = config.data.cache_dir
-    result = run_experiment(_environment(sim, truth, cache), variants)
+    result = run_experiment(_environment(sim, truth, retrieval, cache), variants)
     folder = config.run_dir / "simulation"
-    log = _write_log(_environment(sim, truth, cache), logged, folder / "log") if logged is not None else None
+    log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
     verdict = verdict_of(result, sim.stopping.prob_best, CONTROL)
     out = write_simulation_report(result, verdict, folder, sim.candidates, log)
     _plot_variants(config, verdict, folder / "variants.png")
@@ -64,11 +65,11 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     return out
 
 
-def _environment(config: SimulatorConfig, world: World, cache_dir: str | None) -> Environment:
+def _environment(config: SimulatorConfig, world: World, retrieval: TwoTower | None, cache_dir: str) -> Environment:
     """A fresh environment serving `world` with the traffic of `simulator.seed`."""
     from simulator.environment import Environment
 
-    return Environment.build(config, world, config.seed, retrieval_model=_retrieval_model(config), cache_dir=cache_dir)
+    return Environment.build(config, world, config.seed, retrieval_model=retrieval, cache_dir=cache_dir)
 
 
 def arms(config: ExperimentConfig) -> list[Arm]:
