@@ -87,3 +87,35 @@ def test_drift_changes_the_best_variant(sim_config):
 
     early, late = expected(0), expected(drift - 1000)
     assert early[0] > early[1] + 0.01 and late[1] > late[0] + 0.01, (early, late)
+
+
+def test_a_trained_model_serves_the_requests_it_would_score_as_rows(sim_config):
+    """A DLRM variant's scores [n, C] through its serving path, a few requests per call, equal its
+    own forward on the same requests joined into rows by recsys.data's click log (user, candidate,
+    context per row): request-major, no request or candidate mixed up."""
+    import torch
+
+    from recsys.data.click_log import ClickLog
+    from recsys.data.jagged import Jagged
+    from recsys.models.registry import build_model
+    from recsys.serving.scorer import ModelScorer
+
+    torch.manual_seed(0)
+    model = build_model("dlrm", WORLD.schema(), {"embedding_dim": 8, "dense_arch": [16, 8], "over_arch": [16, 1]},
+                        torch.device("cpu"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    env = Environment.build(sim_config, WORLD, 0)
+    requests, _ = env.requests()
+    requests = requests.take(np.arange(37))
+    scores, latency = score(Arm("dlrm", ModelScorer(model)), env.batches.batches(requests, 5), requests)
+    n, c = requests.candidates.shape
+    log = ClickLog(np.zeros(n * c, np.float32), np.repeat(requests.dense, c, axis=0),
+                   (Jagged.from_ids(np.repeat(requests.device, c)),), np.repeat(requests.users, c),
+                   requests.candidates.ravel(), WORLD.user_table(), WORLD.item_table())
+    with torch.no_grad():
+        rows = model.score(log.rows(np.arange(n * c)).to_batch(WORLD.schema().keys())).numpy()
+    assert scores.shape == (n, c) and np.std(rows) > 0.1
+    np.testing.assert_allclose(scores.ravel(), rows, rtol=0, atol=5e-6 * max(1.0, np.abs(rows).max()))
+    assert np.all(latency > 0) and all(len(set(latency[s:s + 5])) == 1 for s in range(0, n, 5))  # a call per 5
