@@ -214,10 +214,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--parts", default="quickstart,movielens,conventions,simulation")
     parser.add_argument("--sim-requests", type=int, default=None, help="default: the quickstart config's")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: one per core, as `recsys run` sets them in one process)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))  # as `recsys run` sets them on one process
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     timing, out, parts = (QUICK if args.quick else FULL), Path(args.out).resolve(), args.parts.split(",")
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
     quickstart = trained_run(QUICKSTART, out)
