@@ -43,7 +43,7 @@ from recsys.serving.scorer import ModelScorer, RequestScorer
 QUICKSTART, MOVIELENS = "configs/quickstart.toml", "configs/movielens_compress.toml"
 SIZES = (1, 10, 100, 1000, 4096)
 POOL = 8  # distinct request batches per size, cycled through
-FULL = TimingConfig(batch_sizes=SIZES, repeats=5, iters=30, warmup=5)
+FULL = TimingConfig(batch_sizes=SIZES, repeats=9, iters=30, warmup=5)
 QUICK = TimingConfig(batch_sizes=SIZES, repeats=2, iters=5, warmup=2)
 
 
