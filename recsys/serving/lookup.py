@@ -53,8 +53,9 @@ class Lookup(nn.Module):
     """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]): the pooled
     embeddings of the request's (`shared`) and of the candidates' features of a RequestBatch's
     `values` and `lengths`, `permutes[t]` locating TBE t's features (`groups[t]`) among its keys.
-    Columns follow `order` (default: the TBEs' own, so that each side is a few slices of their
-    outputs); `shared_features` and `candidate_features` list them."""
+    Columns follow `order` (default: the TBEs' own); `shared_features` and `candidate_features`
+    list them. (Taking each side as one column gather of the joined outputs measured faster than
+    as slices: 109 vs 114 us for the quickstart's lookups of one request.)"""
 
     def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
@@ -71,9 +72,13 @@ class Lookup(nn.Module):
         with warnings.catch_warnings():  # FBGEMM's TBE annotates attributes in a way TorchScript warns about
             warnings.filterwarnings("ignore", "The TorchScript type system", UserWarning)
             self.tbes = nn.ModuleList([torch.jit.script(tbe) for tbe in tbes])
-        # [side (0: shared, 1: candidate), TBE, first column, end column]: never empty, as TorchScript needs
-        self.runs = [[0, *r] for r in _runs(self.shared_features, groups, dims)] + \
-            [[1, *r] for r in _runs(self.candidate_features, groups, dims)]
+        start = {f: sum(dims[g] for g in tbe_order[:i]) for i, f in enumerate(tbe_order)}  # in the joined outputs
+        self.shared_columns: torch.Tensor
+        self.candidate_columns: torch.Tensor
+        for name, features in (("shared_columns", self.shared_features),
+                               ("candidate_columns", self.candidate_features)):
+            columns = [start[f] + i for f in features for i in range(dims[f])]
+            self.register_buffer(name, torch.tensor(columns, dtype=torch.int64), persistent=False)
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,32 +88,5 @@ class Lookup(nn.Module):
             if not self.per_candidate:
                 bags = bags[:, :n]
             outs.append(tbe(ids, torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())))
-        return self.columns(outs, 0, n), self.columns(outs, 1, outs[0].shape[0])
-
-    def columns(self, outs: list[torch.Tensor], side: int, rows: int) -> torch.Tensor:
-        """The first `rows` rows of one side's column runs of the TBEs' outputs, side by side."""
-        parts: list[torch.Tensor] = []
-        for r in self.runs:
-            if r[0] == side:
-                parts.append(outs[r[1]][:rows, r[2]:r[3]])
-        if len(parts) == 0:
-            return outs[0].new_zeros(rows, 0)
-        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-
-
-def _runs(features: list[str], groups: list[list[str]], dims: dict[str, int]) -> list[list[int]]:
-    """`features` as runs [TBE, first column, end column] of the TBEs' outputs, neighbours merged."""
-    at = {}
-    for t, group in enumerate(groups):
-        start = 0
-        for f in group:
-            at[f] = (t, start, start + dims[f])
-            start += dims[f]
-    runs: list[list[int]] = []
-    for f in features:
-        t, a, b = at[f]
-        if runs and runs[-1][0] == t and runs[-1][2] == a:
-            runs[-1][2] = b
-        else:
-            runs.append([t, a, b])
-    return runs
+        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+        return out[:n].index_select(1, self.shared_columns), out.index_select(1, self.candidate_columns)
