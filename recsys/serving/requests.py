@@ -92,16 +92,18 @@ class RequestBatch:
         n, c = self.num_requests, self.candidates
         if size >= n:
             return [self]
-        columns = [(ids, torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.int32), rows]), 0).tolist(), rows,
-                    1 if key in self.shared else c) for key, (ids, rows) in zip(self.keys, self.columns())]
+        starts = torch.tensor([*range(0, n, size), n])  # each part's first request, and the end
+        columns = []  # per key: its ids, lengths, rows per request, and where each part's ids start
+        for key, (ids, rows) in zip(self.keys, self.columns()):
+            per = 1 if key in self.shared else c
+            offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(rows, 0)])
+            columns.append((ids, rows, per, offsets[starts * per].tolist()))
         parts = []
-        for start in range(0, n, size):
-            stop = min(start + size, n)
+        for p, (start, stop) in enumerate(zip(starts.tolist(), starts[1:].tolist())):
             values, lengths = [], torch.zeros(len(columns), (stop - start) * c, dtype=torch.int32)
-            for i, (ids, offsets, rows, per) in enumerate(columns):
-                a, b = start * per, stop * per
-                values.append(ids[offsets[a]:offsets[b]])
-                lengths[i, :b - a] = rows[a:b]
+            for i, (ids, rows, per, cuts) in enumerate(columns):
+                values.append(ids[cuts[p]:cuts[p + 1]])
+                lengths[i, :(stop - start) * per] = rows[start * per:stop * per]
             parts.append(RequestBatch(self.dense[start:stop], self.keys, self.shared, torch.cat(values), lengths, c))
         return parts
 
