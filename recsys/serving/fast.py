@@ -86,15 +86,14 @@ class DotDLRM(RequestModule):
         within = [(vectors[a][1], vectors[b][1]) for a, b in pairs if vectors[a][0] == vectors[b][0] == "I"]
         w = first.weight.detach().t()  # [inputs, H]
         shared_w, cross_w = w.new_zeros(d + s * s, w.shape[1]), w.new_zeros(k * s, w.shape[1])
-        within_w = w.new_zeros(len(within) * d, w.shape[1])
+        within_w = w.new_zeros(len(within), w.shape[1])
         shared_w[:d] = w[:d]
         for p, (a, b) in enumerate(pairs):
             (side_a, i), (side_b, j) = vectors[a], vectors[b]
             if side_a == side_b == "S":
                 shared_w[d + i * s + j] = w[d + p]
             elif side_a == side_b == "I":
-                q = within.index((i, j))  # the dot's d products share its weight: a matrix product sums them
-                within_w[q * d:(q + 1) * d] = w[d + p]
+                within_w[within.index((i, j))] = w[d + p]
             else:
                 cross_w[i * s + j if side_a == "I" else j * s + i] = w[d + p]
         columns = lambda ix: torch.tensor([i * d + e for i in ix for e in range(d)], dtype=torch.int64)  # noqa: E731
@@ -120,7 +119,7 @@ class DotDLRM(RequestModule):
         h = torch.addmm(broadcast(bias, candidates), cross, self.cross_w)
         if self.left.numel() > 0:
             products = candidate.index_select(1, self.left) * candidate.index_select(1, self.right)
-            h = torch.addmm(h, products, self.within_w)
+            h = torch.addmm(h, products.view(h.shape[0], -1, self.dim).sum(2), self.within_w)
         return self.rest(torch.relu(h)).squeeze(-1)
 
 
