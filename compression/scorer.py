@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from compression.tables import PackedTable, ebc_paths, size_report
 from recsys.serving.fast import serving_path
@@ -55,11 +56,13 @@ class CompressedScorer:
     """A model whose embeddings are packed tables served by FBGEMM TBEs, scored by `score`."""
 
     def __init__(self, model: nn.Module, tables: dict[str, PackedTable], fp32_total: int,
-                 device: torch.device = CPU, score: ScoreFn = call_score) -> None:
+                 device: torch.device = CPU, score: ScoreFn = call_score,
+                 catalogue: KeyedJaggedTensor | None = None) -> None:
+        """`catalogue`: a two-tower's item features (row i: item i), embedded once, through these tables."""
         self.device, self.tables, self._score = device, tables, score
         self.model = swap_in(copy.deepcopy(model).to(device), tables, device).eval()
         self.size = size_report(tables.values(), fp32_total)
-        self.path = serving_path(self.model, device=device) if score is call_score else None
+        self.path = serving_path(self.model, catalogue, device) if score is call_score else None
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:

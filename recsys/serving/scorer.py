@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.serving.requests import RequestBatch
 from recsys.serving.size import float_embedding_bytes
@@ -57,12 +58,14 @@ class ModelScorer:
     without grads: `score(batch)` by the model itself, `score_requests` by its serving path (a
     model without one, popularity, scores the requests' rows)."""
 
-    def __init__(self, model: nn.Module, device: torch.device = torch.device("cpu")) -> None:
+    def __init__(self, model: nn.Module, device: torch.device = torch.device("cpu"),
+                 catalogue: KeyedJaggedTensor | None = None) -> None:
+        """`catalogue`: a two-tower's item features (row i: item i), embedded once for its requests."""
         from recsys.serving.fast import serving_path  # it imports the models, which import this module
 
         self.model = model.to(device).eval()
         self.device = device
-        self.path = serving_path(self.model, device=device)
+        self.path = serving_path(self.model, catalogue, device)
 
     @torch.no_grad()
     def score(self, batch: Batch) -> torch.Tensor:

@@ -21,7 +21,7 @@ TOLERANCE = {"float": 5e-6, "fp32": 5e-6, "fp16": 5e-6, "int8": 5e-6, "int4": 5e
 KINDS = ("dlrm", "dcn", "two_tower", "logistic")
 
 
-def compressed(model: torch.nn.Module, precision: str, prune: bool = False) -> CompressedScorer:
+def compressed(model: torch.nn.Module, precision: str, prune: bool = False, catalogue=None) -> CompressedScorer:
     """`model` with every table packed at `precision`; with `prune`, item_id and user_id keep 60%
     of their rows (the other ids look up zeros through the TBE's remap)."""
     tables = float_tables(model)
@@ -31,7 +31,8 @@ def compressed(model: torch.nn.Module, precision: str, prune: bool = False) -> C
                 keep = torch.rand(tables[name].num_embeddings, generator=torch.Generator().manual_seed(1)) < 0.6
                 tables[name] = apply_mask(tables[name], keep)
     packed = {n: pack(t, precision) for n, t in tables.items()}
-    return CompressedScorer(model, packed, fp32_bytes((t.num_embeddings, t.dim) for t in tables.values()))
+    return CompressedScorer(model, packed, fp32_bytes((t.num_embeddings, t.dim) for t in tables.values()),
+                            catalogue=catalogue)
 
 
 def check_same_scores(scorer: RequestScorer, precision: str, candidates: int) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from recsys.serving.fast import serving_path
 from recsys.serving.requests import RequestBatch
+from recsys.serving.scorer import ModelScorer
 from tests.serving.conftest import ITEMS, SCHEMA, SHARED, random_requests
 
 
@@ -59,12 +60,18 @@ def test_one_candidate_per_request_is_the_batch_itself():
     assert rows(requests.to_batch()) == rows(batch)
 
 
-def test_two_tower_catalogue_embeds_items_once_and_scores_the_same(random_model):
+@pytest.mark.parametrize("precision", ["float", "int4"])
+def test_two_tower_catalogue_embeds_items_once_and_scores_the_same(random_model, precision):
+    """Each variant embeds the catalogue through its own tables: its scores with the catalogue are
+    its scores without (the item tower run on each candidate)."""
+    from tests.serving.test_fast import compressed
+
     model = random_model("two_tower")
-    with_catalogue, without = serving_path(model, ITEMS.kjt()), serving_path(model)
-    assert with_catalogue is not None and without is not None
+    make = (lambda c: ModelScorer(model, catalogue=c)) if precision == "float" else \
+        (lambda c: compressed(model, precision, catalogue=c))
+    with_catalogue, without = make(ITEMS.kjt()), make(None)
+    assert with_catalogue.path is not None and with_catalogue.path.groups[-1] == ["item_id"]  # ids only
     requests = random_requests(n=3, candidates=8, seed=6)
-    assert with_catalogue.groups[-1] == ["item_id"]  # a request reads only its candidates' ids
     assert torch.allclose(with_catalogue.score_requests(requests), without.score_requests(requests), atol=1e-5)
 
 
