@@ -184,16 +184,17 @@ def simulation(config: ExperimentConfig, requests: int) -> None:
     """The quickstart's simulation stage (its arms, world and simulator config; `requests` of them)
     with today's path and with the serving path: requests/s of the whole stage."""
     from recsys.data.synthetic import world_for
+    from recsys.serving.export import load_model
     from simulator.environment import Environment
     from simulator.experiment import run_experiment
-    from simulator.serving import Arm, load_exported
+    from simulator.serving import Arm, exported_arm
 
     assert config.simulator is not None
     world = world_for(config.data, config.seed)
     sim = dataclasses.replace(config.simulator, num_requests=requests)
     rates = {}
     for path in ("today", "fast"):
-        arms = [load_exported(config.run_dir / k / "model", k) for k in ("dlrm", "logistic")]
+        arms = [exported_arm(load_model(config.run_dir / k / "model"), k) for k in ("dlrm", "logistic")]
         arms += [Arm(f"dlrm-{f.name}", load_variant(f)) for f in sorted((config.run_dir / "variants").iterdir())
                  if f.is_dir() and f.name != "fp32"]
         if path == "today":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from recsys.data.jagged import Jagged
 from recsys.data.world import World
+from recsys.serving.export import ExportedModel
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import RequestScorer, Scorer
 from recsys.serving.timing import timed
@@ -97,9 +97,8 @@ def timed_latency_model(variant: Arm, batches: list[RequestBatch], warmup: int =
     return LatencyModel.from_samples(np.array([timed(call, x, variant.scorer.device)[1] for x in inputs]))
 
 
-def load_exported(folder: Path | str, name: str | None = None) -> Arm:
-    """An exported recsys model folder (runs/<name>/<model>/model) as an fp32 variant."""
-    from recsys.serving.export import load_model
+def exported_arm(exported: ExportedModel, name: str) -> Arm:
+    """An exported recsys model (runs/<name>/<model>/model, loaded) as an fp32 variant."""
     from recsys.serving.scorer import ModelScorer
-    folder = Path(folder)
-    return Arm(name or folder.parent.name, ModelScorer(load_model(folder).model))
+
+    return Arm(name, ModelScorer(exported.model))

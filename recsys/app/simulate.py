@@ -11,7 +11,6 @@ config's data section and top-level seed: generated, or the MovieLens fit of
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,16 +75,17 @@ def arms(config: ExperimentConfig) -> list[Arm]:
     """The simulation's variants: exported ranking models, then the configured compressed ones, each
     checked to come from this config's world (seed and data); a listed variant missing is an error."""
     from compression.variant import load_variant, read_manifest
-    from simulator.serving import Arm, load_exported
+    from recsys.serving.export import load_model
+    from simulator.serving import Arm, exported_arm
 
     out = []
     for model in (m for m in config.trained_models if m in RANKING_MODELS):
         folder = config.run_dir / model / "model"
         if not folder.is_dir():
             raise UserError(f"{folder}: no exported {model} model; run `recsys run` first")
-        out.append(load_exported(folder, model))
-        check_trained(config, json.loads((folder / "model.json").read_text()).get("experiment", {}), folder,
-                      WORLD_KEYS)
+        exported = load_model(folder)
+        check_trained(config, exported.meta.get("experiment", {}), folder, WORLD_KEYS)
+        out.append(exported_arm(exported, model))
     teacher = config.compress.teacher if config.compress is not None else ""
     for folder in variant_folders(config):
         if not folder.is_dir():

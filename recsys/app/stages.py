@@ -13,6 +13,7 @@ from recsys.app.config import ExperimentConfig
 from recsys.app.lineage import difference
 from recsys.config_loading import to_dict
 from recsys.errors import CheckpointError
+from recsys.serving.export import model_meta
 
 TRAINING_KEYS = ("seed", "data", "train", "dlrm", "two_tower", "baselines")  # what training depends on
 TRAINING_RESULTS = ("name", "seed", "config", "provenance", "models")  # metrics.json's keys written by training
@@ -52,7 +53,7 @@ def finished_compression(config: ExperimentConfig, stored: dict[str, Any]) -> bo
     exported = _json(config.run_dir / compress.teacher / "model" / "model.json")
     if not isinstance(exported, dict):
         return False
-    teacher = {k: v for k, v in exported.items() if k not in ("kind", "schema", "config")}
+    teacher = model_meta(exported)
     if difference(config, teacher.get("experiment", {}), TRAINING_KEYS) is not None:
         return False
     recipes = {"fp32": None, **{v.name: to_dict(v) for v in compress.variants}}

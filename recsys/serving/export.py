@@ -62,5 +62,9 @@ def load_model(folder: Path | str) -> ExportedModel:
         first = str(e).splitlines()[0][:160]
         raise CheckpointError(f"{folder / 'model.pt'}: does not match model.json ({first})") from None
     model.eval()
-    meta = {k: v for k, v in info.items() if k not in ("kind", "schema", "config")}
-    return ExportedModel(info["kind"], schema, info["config"], model, meta)
+    return ExportedModel(info["kind"], schema, info["config"], model, model_meta(info))
+
+
+def model_meta(info: dict[str, Any]) -> dict[str, Any]:
+    """What model.json records beside the model itself: test metrics, provenance, the run config."""
+    return {k: v for k, v in info.items() if k not in ("kind", "schema", "config")}

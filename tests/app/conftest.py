@@ -12,6 +12,18 @@ import pytest
 
 from tests.conftest import TINY
 
+SIMULATOR = """
+[simulator]
+num_requests = 4096
+batch_requests = 1024
+candidates = 20
+slate_size = 5
+
+[simulator.latency]
+p50_ms = [5.0, 2.0, 1.5]
+p99_ms = [20.0, 8.0, 6.0]
+"""  # three arms with fixed latencies: dlrm, logistic and one variant
+
 RUN_EXTRA = """
 [two_tower]
 enabled = false
@@ -24,16 +36,7 @@ latency = { batch_sizes = [20], repeats = 1, iters = 2, warmup = 1 }
 name = "int8"
 quantize = { default = "int8" }
 
-[simulator]
-num_requests = 4096
-batch_requests = 1024
-candidates = 20
-slate_size = 5
-
-[simulator.latency]
-p50_ms = [5.0, 2.0, 1.5]
-p99_ms = [20.0, 8.0, 6.0]
-"""
+""" + SIMULATOR
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

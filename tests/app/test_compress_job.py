@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from compression.variant import load_variant, read_manifest
 from recsys.app.config import load_config
 from recsys.data.sources import load_dataset
 from recsys.metrics.ctr import auc
+from tests.app.conftest import SIMULATOR, cli
 from tests.conftest import TINY
 
 EXTRA = """
@@ -33,21 +32,7 @@ steps = ["prune", "quantize"]
 prune = { ratio = 0.3, fallback = "mean" }
 quantize = { default = "int4" }
 
-[simulator]
-num_requests = 4096
-batch_requests = 1024
-candidates = 20
-slate_size = 5
-
-[simulator.latency]
-p50_ms = [5.0, 2.0, 1.5]
-p99_ms = [20.0, 8.0, 6.0]
-"""
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recsys.app.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+""" + SIMULATOR
 
 
 @pytest.fixture(scope="module")
