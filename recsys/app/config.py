@@ -56,8 +56,9 @@ class ExperimentConfig:
     simulator: SimulatorConfig | None = None  # present: the bandit picks among the variants
 
     def __post_init__(self) -> None:
-        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
-                "must be non-empty letters, digits, '-', '_' or '.'")
+        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name)
+                and self.name.strip(".") != "", "name",
+                "must be letters, digits, '-', '_' or '.', not only dots (it names a folder in out_dir)")
         require(self.seed >= 0, "seed", "must be >= 0")
         require(self.dlrm.enabled or self.two_tower.enabled, "dlrm.enabled",
                 "at least one of dlrm and two_tower must be enabled")

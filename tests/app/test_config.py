@@ -33,7 +33,10 @@ def test_shipped_configs_load_and_round_trip(path: Path) -> None:
     ("data.synthetic.base_ctr", 0.0, "data.synthetic.base_ctr: must be in (0, 1)"),
     ("train.sharding.default", "diagonal", "train.sharding.default: 'diagonal' is not one of"),
     ("two_tower.model.temperature", -1.0, "two_tower.model.temperature: must be > 0"),
-    ("name", "a/b", "name: must be non-empty"),
+    ("name", "a/b", "name: must be letters"),
+    ("name", "..", "name: must be letters, digits, '-', '_' or '.', not only dots"),
+    ("name", ".", "name: must be letters, digits, '-', '_' or '.', not only dots"),
+    ("name", "", "name: must be letters"),
 ])
 def test_bad_values_name_their_key(key: str, value, message: str) -> None:
     with pytest.raises(ConfigError) as e:
