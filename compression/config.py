@@ -113,7 +113,7 @@ class VariantConfig:
 
 @dataclass(frozen=True)
 class TimingConfig:
-    batch_sizes: tuple[int, ...] = (1, 64, 512, 4096)
+    batch_sizes: tuple[int, ...] = (1, 10, 100, 1000, 4096)  # 100: one request's candidates, the serving batch
     repeats: int = 5  # rounds over all variants; each reports its median
     iters: int = 20  # timed batches per variant per round
     warmup: int = 5
