@@ -81,22 +81,59 @@ def _checksum_matches(payload: dict, checksum: Any) -> bool:
         return False
 
 
-def load_arrays(saved: Any, current: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Rebuild saved arrays with the dtypes and shapes of `current`; reject any mismatch."""
+def load_arrays(saved: Any, current: dict[str, np.ndarray],
+                reward_range: tuple[float, float] = (-np.inf, np.inf)) -> dict[str, np.ndarray]:
+    """Rebuild saved arrays with the dtypes and shapes of `current`; reject any mismatch, and any
+    contents no sequence of valid updates can produce (`check_contents`)."""
     if not isinstance(saved, dict) or set(saved) != set(current):
         raise BanditStateError("arrays", f"expected keys {sorted(current)}")
     out = {}
     for name, cur in current.items():
         try:
             arr = np.asarray(saved[name], dtype=cur.dtype)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BanditStateError(f"arrays.{name}", "not numeric") from None
         if arr.shape != cur.shape:
             raise BanditStateError(f"arrays.{name}", f"shape {arr.shape}, expected {cur.shape}")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise BanditStateError(f"arrays.{name}", "non-finite value")
         out[name] = arr
+    check_contents(out, reward_range)
     return out
+
+
+def check_contents(arrays: dict[str, np.ndarray], reward_range: tuple[float, float]) -> None:
+    """Invariants of the shared per-arm statistics, so that a state re-checksummed by hand cannot
+    bring negative counts, unknown arms or impossible sums: pulls >= 0; per statistic (rewards,
+    latencies) 0 <= n <= pulls, ss >= 0, s^2 <= n ss (Cauchy-Schwarz), rewards' s within n times
+    `reward_range` (successes <= counts for clicks), window arms in -1..K-1, cached split a
+    probability vector."""
+    pulls = arrays["pulls"]
+    k = len(pulls)
+    _require(np.all(pulls >= 0), "pulls", "negative count")
+    for owner in ("rewards", "latencies"):
+        n, s, ss = (arrays[f"{owner}.{f}"] for f in ("n", "s", "ss"))
+        slack = 1e-9 * (1 + np.abs(s) + ss)
+        _require(np.all(n >= 0), f"{owner}.n", "negative count")
+        _require(np.all(n <= pulls + 1e-9 * (1 + pulls)), f"{owner}.n", "more observations than pulls")
+        _require(np.all(ss >= 0), f"{owner}.ss", "negative sum of squares")
+        _require(np.all(s * s <= n * ss * (1 + 1e-9) + slack), f"{owner}.s", "sum inconsistent with n and ss")
+        window = arrays[f"{owner}.window_arms"]
+        _require(np.all((window >= -1) & (window < k)), f"{owner}.window_arms", f"unknown arm (arms are 0..{k - 1})")
+        nxt = arrays[f"{owner}.window_next"]
+        _require(np.all((nxt >= 0) & (nxt < max(len(window), 1))), f"{owner}.window_next", "out of range")
+    low, high = reward_range
+    n, s = arrays["rewards.n"], arrays["rewards.s"]
+    tol = 1e-9 * (1 + n)
+    _require(np.isinf(high) or np.all(s <= n * high + tol), "rewards.s", f"sum above n x {high}")
+    _require(np.isinf(low) or np.all(s >= n * low - tol), "rewards.s", f"sum below n x {low}")
+    split, seen = arrays["cache"][:-1], arrays["cache"][-1]
+    _require(seen >= -1 and np.all((split >= 0) & (split <= 1 + 1e-9)), "cache", "not a probability vector")
+
+
+def _require(ok: Any, field: str, problem: str) -> None:
+    if not ok:
+        raise BanditStateError(f"arrays.{field}", problem)
 
 
 def rng_state(rng: np.random.Generator) -> dict:

@@ -70,13 +70,33 @@ def test_bad_config_names_field(build, field):
 
 
 def test_ledger_rejects_unknown_ids_without_closing_others():
-    ledger = DecisionLedger()
-    ledger.record(["x", "y"], ThompsonSampling(2, seed=0).select(2))
+    policy, ledger = ThompsonSampling(2, seed=0), DecisionLedger(2)
+    ledger.record(["x", "y"], policy.select(2))
     with pytest.raises(BanditInputError, match="^decision_ids: "):
-        ledger.resolve(["x", "zzz"], [1.0, 0.0])
+        ledger.resolve(policy, ["x", "zzz"], [1.0, 0.0])
     with pytest.raises(BanditInputError, match="^rewards: "):
-        ledger.resolve(["x"], [np.nan])
+        ledger.resolve(policy, ["x"], [np.nan])
     assert len(ledger) == 2
+
+
+@pytest.mark.parametrize("make, rewards, latencies, field", [
+    (lambda: ThompsonSampling(2, seed=0), [2.0, 1.0], None, "rewards"),  # outside the policy's [0, 1]
+    (lambda: ThompsonSampling(2, seed=0), [1.0, 0.0], [5.0, -1.0], "latencies"),
+    (lambda: TradeoffTS(2, Constrained(LatencySLO(10.0)), seed=0), [1.0, 0.0], None, "latencies"),
+])
+def test_ledger_keeps_decisions_whose_feedback_the_policy_refuses(make, rewards, latencies, field):
+    """Validate first, remove after: a refused batch loses no decision, and the same ids resolve
+    once the feedback is corrected."""
+    policy, ledger = make(), DecisionLedger(2)
+    s = policy.select(2)
+    ledger.record(["x", "y"], s)
+    before = to_json(policy)
+    with pytest.raises(BanditInputError, match=f"^{field}: "):
+        ledger.resolve(policy, ["x", "y"], rewards, latencies)
+    assert len(ledger) == 2 and to_json(policy) == before
+    fb = ledger.resolve(policy, ["x", "y"], [1.0, 0.0], [5.0, 6.0])
+    assert len(ledger) == 0 and policy.pulls.sum() == 2
+    np.testing.assert_array_equal(fb.arms, s.arms)
 
 
 def test_anytime_rule_refuses_an_unbounded_reward_model_before_drawing():

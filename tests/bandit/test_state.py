@@ -24,6 +24,7 @@ from bandit import (
     from_json,
     to_json,
 )
+from bandit.state import load_arrays, seal
 
 FACTORIES = [
     lambda: ThompsonSampling(3, model=BetaBernoulli((1.0, 2.0, 3.0), 5.0), memory=Discounted(0.99), seed=1),
@@ -104,16 +105,83 @@ def test_state_of_another_policy_or_config_is_rejected():
 
 
 def test_ledger_round_trip_and_delayed_out_of_order_feedback():
-    policy, ledger = ThompsonSampling(3, seed=0), DecisionLedger()
+    policy, ledger = ThompsonSampling(3, seed=0), DecisionLedger(3)
     s = policy.select(4)
     ledger.record(["a", "b", "c", "d"], s)
-    restored = DecisionLedger()
+    restored = DecisionLedger(3)
     restored.load_state_dict(json.loads(json.dumps(ledger.state_dict())))
-    fb = restored.resolve(["d", "b"], [1.0, 0.0])
+    fb = restored.resolve(policy, ["d", "b"], [1.0, 0.0])
     np.testing.assert_array_equal(fb.arms, s.arms[[3, 1]])
     np.testing.assert_array_equal(fb.propensities, s.propensities[[3, 1]])
-    policy.update(fb.arms, fb.rewards, propensities=fb.propensities)
     assert len(restored) == 2 and policy.pulls.sum() == 2
+    np.testing.assert_array_equal(policy.pulls, np.bincount(s.arms[[3, 1]], minlength=3))
+
+
+def _resealed(state, edit):
+    """A state edited by hand and given a fresh, valid checksum."""
+    state = json.loads(json.dumps(state))
+    edit(state["payload"])
+    return seal(state["kind"], state["payload"])
+
+
+def _arrays(edit):
+    return lambda payload: edit(payload["arrays"])
+
+
+@pytest.mark.parametrize("make, edit, field", [
+    (lambda: ThompsonSampling(3, seed=0), _arrays(lambda a: a["pulls"].__setitem__(0, -4)), "arrays.pulls"),
+    (lambda: ThompsonSampling(3, seed=0), _arrays(lambda a: a["rewards.n"].__setitem__(1, -1.0)), "arrays.rewards.n"),
+    (lambda: ThompsonSampling(3, seed=0), _arrays(lambda a: a["rewards.n"].__setitem__(1, 50.0)), "arrays.rewards.n"),
+    # more successes than counts (the sum of squares kept consistent with the sum)
+    (lambda: ThompsonSampling(3, seed=0),
+     _arrays(lambda a: (a["rewards.s"].__setitem__(0, 9.0), a["rewards.ss"].__setitem__(0, 9.0))), "arrays.rewards.s"),
+    (lambda: ThompsonSampling(3, seed=0), _arrays(lambda a: a["rewards.ss"].__setitem__(2, -2.0)), "arrays.rewards.ss"),
+    (lambda: ThompsonSampling(3, memory=SlidingWindow(8), seed=0),
+     _arrays(lambda a: a["rewards.window_arms"].__setitem__(0, 7)), "arrays.rewards.window_arms"),
+    (lambda: ThompsonSampling(3, memory=SlidingWindow(8), seed=0),
+     _arrays(lambda a: a["rewards.window_next"].__setitem__(0, 8)), "arrays.rewards.window_next"),
+    (lambda: UCB1(3, seed=0), _arrays(lambda a: a["cache"].__setitem__(0, 3.0)), "arrays.cache"),
+])
+def test_resealed_state_with_impossible_contents_is_rejected_and_state_kept(make, edit, field):
+    """The checksum alone is no defence: contents no valid update sequence produces are refused."""
+    p = make()
+    p.update([0, 1, 2, 0, 2], [1, 0, 1, 1, 0], latencies=[3.0, 4.0, 5.0, 6.0, 7.0])
+    p.probabilities()
+    before = to_json(p)
+    with pytest.raises(BanditStateError, match=f"^{field}: [^\n]+$"):
+        p.load_state_dict(_resealed(p.state_dict(), edit))
+    assert to_json(p) == before
+    p.load_state_dict(_resealed(p.state_dict(), lambda payload: None))
+    assert to_json(p) == before
+
+
+def test_reward_range_bounds_sums_of_bounded_rewards():
+    """Rewards in [0, 1] sum to at most n per arm; Cauchy-Schwarz alone admits 2.5 in 2 when ss = 4."""
+    p = ThompsonSampling(2, seed=0)
+    p.update([0, 0, 1], [1, 0, 1])
+    saved = p.state_dict()["payload"]["arrays"]
+    current = {k: np.asarray(v) for k, v in saved.items()}
+    saved["rewards.s"][0], saved["rewards.ss"][0] = 2.5, 4.0
+    load_arrays(saved, current)
+    with pytest.raises(BanditStateError, match="^arrays.rewards.s: sum above n x 1.0$"):
+        load_arrays(saved, current, reward_range=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda payload: payload["open"].__setitem__("a", [5, 0.5]), "open.a"),
+    (lambda payload: payload["open"].__setitem__("a", [-1, 0.5]), "open.a"),
+    (lambda payload: payload["open"].__setitem__("a", [0, 0.0]), "open.a"),
+    (lambda payload: payload["open"].__setitem__("a", [0, 1.5]), "open.a"),
+    (lambda payload: payload["open"].__setitem__("a", [True, 0.5]), "open.a"),
+    (lambda payload: payload.__setitem__("n_arms", 5), "n_arms"),
+])
+def test_resealed_ledger_with_unknown_arms_or_bad_propensities_is_rejected(edit, field):
+    ledger = DecisionLedger(3)
+    ledger.record(["a", "b"], ThompsonSampling(3, seed=0).select(2))
+    before = ledger.state_dict()
+    with pytest.raises(BanditStateError, match=f"^{field}: [^\n]+$"):
+        ledger.load_state_dict(_resealed(before, edit))
+    assert ledger.state_dict() == before
 
 
 def test_lazy_refresh_round_trip_mid_schedule_continues_bit_exactly():
