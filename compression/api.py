@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from compression.batches import BatchSplits, as_batches
 from compression.config import TimingConfig, VariantConfig
-from compression.latency import measure
+from compression.latency import measure_serving
 from compression.recipe import EVAL_BATCH_SIZE, Teacher, build_variant, fp32_variant
 from compression.scorer import CPU, CompressedScorer
 from compression.tables import float_tables
@@ -84,7 +84,8 @@ def compress_teacher(teacher: Teacher, task: Task, variants: Sequence[VariantCon
     cache: dict[str, Any] = {}  # shared between variants: students, sensitivities
     for config in tqdm(variants, desc="build variants", disable=not show):
         built.append(build_variant(teacher, task, config, show, cache, eval_batch_size))
-    scorers = {v.name: v.scorer(device, task.score) for v in built}
+    catalogue = task.catalogue()
+    scorers = {v.name: v.scorer(device, task.score, catalogue) for v in built}
     metrics = {name: task.evaluate(s.model, "test", eval_batch_size)
                for name, s in tqdm(scorers.items(), desc="evaluate", disable=not show)}
     latency = time_scorers(scorers, task.dataset, timing, device)
@@ -118,7 +119,7 @@ def latency_batches(source: BatchSource, sizes: Sequence[int]) -> dict[int, Sequ
 
 def time_scorers(scorers: dict[str, CompressedScorer], source: BatchSource, timing: TimingConfig,
                  device: torch.device) -> dict[str, dict[str, Any]]:
-    """Latency of every scorer side by side; {variant: {batch size: stats dict}}."""
-    stats = measure({n: s.score for n, s in scorers.items()}, latency_batches(source, timing.batch_sizes),
-                    timing, device)
+    """Latency of every scorer's serving path side by side, the simulator's and the service's
+    (test rows cut into requests of up to 100 candidates); {variant: {batch size: stats dict}}."""
+    stats = measure_serving(scorers, latency_batches(source, timing.batch_sizes), timing, device)
     return {n: {str(b): st.to_dict() for b, st in per.items()} for n, per in stats.items()}

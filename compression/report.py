@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bandit.tradeoff import pareto_front
+from compression.latency import SERVING_CANDIDATES
 from compression.variant import read_manifest
 from recsys.atomic import write_bytes, write_text
 
@@ -28,14 +29,15 @@ class VariantRow:
     p99_ms: float
     qps: float
     batch_size: int  # of the latency columns
+    speedup: float = float("nan")  # the fp32 baseline's p50 over this variant's, at batch_size
 
 
 def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> VariantRow:
-    """A manifest's row; latency at `batch_size` (default: the largest measured)."""
+    """A manifest's row; latency at `batch_size` (default: one request's candidates, the serving
+    batch, where measured; else the largest batch measured)."""
     metrics, latency = manifest["metrics"], manifest.get("latency") or {}
     metric = "auc" if "auc" in metrics else next(k for k in metrics if k.startswith("recall@"))
-    sizes = sorted(int(b) for b in latency)
-    size = batch_size if batch_size is not None else (sizes[-1] if sizes else 0)
+    size = batch_size if batch_size is not None else default_batch(int(b) for b in latency)
     stats = latency.get(str(size), {})
     nan = float("nan")
     return VariantRow(manifest["name"], manifest["size"]["total"], manifest["size"]["ratio_vs_fp32"], metric,
@@ -43,23 +45,36 @@ def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> Var
                       stats.get("p99_ms", nan), stats.get("qps", nan), size)
 
 
+def default_batch(sizes: Iterable[int]) -> int:
+    """The serving batch (SERVING_CANDIDATES rows) if measured, else the largest size; 0 if none."""
+    measured = sorted(sizes)
+    return SERVING_CANDIDATES if SERVING_CANDIDATES in measured else (measured[-1] if measured else 0)
+
+
 def run_rows(run_dir: Path | str, batch_size: int | None = None) -> list[VariantRow]:
-    """Rows of every variant stored under <run_dir>/variants (temporary folders skipped), fp32 first."""
+    """Rows of every variant stored under <run_dir>/variants (temporary folders skipped), fp32
+    first, each with its p50 speed-up over the fp32 baseline."""
     folders = sorted(p for p in (Path(run_dir) / "variants").glob("*") if p.is_dir() and not p.name.startswith("."))
-    rows = [manifest_row(read_manifest(p), batch_size) for p in folders]
-    return sorted(rows, key=lambda r: (r.variant != "fp32", -r.bytes))
+    rows = sorted((manifest_row(read_manifest(p), batch_size) for p in folders),
+                  key=lambda r: (r.variant != "fp32", -r.bytes))
+    fp32 = next((r.p50_ms for r in rows if r.variant == "fp32"), float("nan"))
+    return [replace(r, speedup=fp32 / r.p50_ms) for r in rows]
 
 
 def format_table(rows: Sequence[VariantRow]) -> str:
-    """A fixed-width text table: variant, bytes, ratio, metric, delta, p50, p99, QPS."""
+    """A fixed-width text table: variant, bytes, ratio, metric, delta, p50, p99, the p50 speed-up
+    over fp32, rows/s; the latency batch in a line below."""
     metric = rows[0].metric if rows else "auc"
     batch = rows[0].batch_size if rows else 0
     head = (f"{'variant':<22}{'bytes':>12}{'ratio':>8}{metric:>10}{'delta':>10}"
-            f"{'p50 ms':>9}{'p99 ms':>9}{f'QPS@{batch}':>12}")
+            f"{'p50 ms':>9}{'p99 ms':>9}{'vs fp32':>9}{'rows/s':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.variant:<22}{r.bytes:>12,}{r.ratio:>7.2f}x{r.value:>10.4f}{r.delta:>+10.4f}"
-                     f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.qps:>12,.0f}")
+                     f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.speedup:>8.2f}x{r.qps:>12,.0f}")
+    lines.append(f"latency: {batch} rows per call" + (" (one request's candidates, the serving batch)"
+                                                      if batch == SERVING_CANDIDATES else "")
+                 + "; vs fp32: the fp32 baseline's p50 over the variant's")
     return "\n".join(lines)
 
 

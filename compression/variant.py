@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from compression.scorer import CPU, CompressedScorer
 from compression.tables import PackedTable, embedding_prefixes, size_report
@@ -66,8 +67,10 @@ class Variant:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. chosen precisions, student-alone metrics
     teacher: dict[str, Any] = field(default_factory=dict)  # the teacher's provenance: run config, test metrics
 
-    def scorer(self, device: torch.device = CPU, score: ScoreFn = call_score) -> CompressedScorer:
-        return CompressedScorer(self.model, self.tables, self.fp32_total, device, score)
+    def scorer(self, device: torch.device = CPU, score: ScoreFn = call_score,
+               catalogue: KeyedJaggedTensor | None = None) -> CompressedScorer:
+        """The variant served on `device`; `catalogue`: a two-tower's items, embedded once."""
+        return CompressedScorer(self.model, self.tables, self.fp32_total, device, score, catalogue)
 
 
 @dataclass

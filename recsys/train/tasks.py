@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchrec.datasets.utils import Batch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.data.dataset import ClickDataset, RetrievalData, Split
 from recsys.metrics.ctr import ctr_metrics
@@ -61,6 +62,9 @@ class Task(Protocol):
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
         """Metrics of `split`; every rank calls it, every rank gets the same result."""
 
+    def catalogue(self) -> KeyedJaggedTensor | None:
+        """The item features a served model embeds once (row i: item i); None: candidates carry theirs."""
+
 
 @dataclass
 class ClickTask:
@@ -96,6 +100,9 @@ class ClickTask:
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
         logits, labels = predict(model, self.dataset, split, batch_size, self.score)
         return ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True).to_dict()
+
+    def catalogue(self) -> None:
+        return None
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -140,6 +147,7 @@ class RetrievalTask:
     ks: tuple[int, ...] = (10,)
     positives_only: bool = True
     needs_full_batches: bool = True
+    score: ScoreFn = call_score
 
     @property
     def primary(self) -> str:
@@ -150,9 +158,6 @@ class RetrievalTask:
         if model.config.loss == "sampled_softmax":
             model.set_catalogue(self.dataset.retrieval("train").item_features)
         return model
-
-    def score(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return call_score(model, batch)
 
     def loss(self, model: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
         """The model's own softmax loss, averaged over the batches without padding rows."""
@@ -175,6 +180,10 @@ class RetrievalTask:
         items = module.embed(data.item_features, "item", batch_size)
         module.train(was_training)
         return retrieval_scores(users, items, data, self.ks)
+
+    def catalogue(self) -> KeyedJaggedTensor:
+        """Every item's features (the train split's catalogue: row i is item i)."""
+        return self.dataset.retrieval("train").item_features
 
 
 def task_for(kind: str, dataset: ClickDataset, factory: Callable[[torch.device], nn.Module],

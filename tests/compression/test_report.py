@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 
-from compression.report import VariantRow, format_table, label_boxes, plot, write_csv
+from compression.report import VariantRow, default_batch, format_table, label_boxes, plot, run_rows, write_csv
 
 
 def _row(name: str, size: int, auc: float, p99: float) -> VariantRow:
@@ -36,3 +37,25 @@ def test_labels_of_coincident_points_are_stacked_without_overlap():
             assert not (a0 < c1 and c0 < a1 and abs(ab - cb) < height - 1e-6)
     assert all(b >= y for (_, y), b in zip(anchors, bottoms))  # labels only move up
     assert bottoms[5] == 50.0  # a label with room keeps its place
+
+
+def _manifest(folder, name: str, size: int, p50: dict[int, float]) -> None:
+    from compression.variant import FORMAT, MANIFEST
+
+    folder.mkdir(parents=True)
+    latency = {str(b): {"p50_ms": ms, "p99_ms": 2 * ms, "qps": b / ms * 1e3} for b, ms in p50.items()}
+    (folder / MANIFEST).write_text(json.dumps({
+        "format": FORMAT, "name": name, "size": {"total": size, "ratio_vs_fp32": 1000 / size},
+        "metrics": {"auc": 0.78, "delta_auc": 0.0}, "latency": latency}))
+
+
+def test_rows_time_the_serving_batch_and_show_the_speedup_over_fp32(tmp_path):
+    _manifest(tmp_path / "variants" / "fp32", "fp32", 1000, {1: 0.1, 100: 0.4, 4096: 4.0})
+    _manifest(tmp_path / "variants" / "int8", "int8", 300, {1: 0.2, 100: 0.32, 4096: 5.0})
+    rows = run_rows(tmp_path)
+    assert [(r.variant, r.batch_size, r.p50_ms) for r in rows] == [("fp32", 100, 0.4), ("int8", 100, 0.32)]
+    assert [r.speedup for r in rows] == [1.0, 0.4 / 0.32]
+    assert [r.speedup for r in run_rows(tmp_path, 4096)] == [1.0, 4.0 / 5.0]
+    table = format_table(rows)
+    assert "1.25x" in table.splitlines()[3] and "serving batch" in table.splitlines()[-1]
+    assert default_batch([1, 64, 4096]) == 4096 and default_batch([]) == 0
