@@ -1,0 +1,160 @@
+"""The experiment store in one SQLite file (WAL), for a service on one host.
+
+Durability: the connection runs in WAL mode with synchronous=NORMAL, so an assignment's decision
+row is committed without waiting for a disk flush (a killed process loses nothing committed; a
+power loss may lose the decisions and weights written since the last flush). A feedback batch is
+committed with synchronous=FULL, which flushes the WAL before `append_feedback` returns: an
+acknowledged batch, and every decision written before it, survives a power loss too.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from pathlib import Path
+
+from bandit.errors import BanditInputError, BanditStateError
+from bandit.store import DecisionRecord, Event, Resolved
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS weights (experiment TEXT NOT NULL, version INTEGER NOT NULL, layout TEXT NOT NULL,
+    time REAL NOT NULL, PRIMARY KEY (experiment, version));
+CREATE TABLE IF NOT EXISTS decisions (decision_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, unit TEXT NOT NULL,
+    arm INTEGER NOT NULL, propensity REAL NOT NULL, weights_version INTEGER NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT, batch INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE, experiment TEXT NOT NULL, decision_id TEXT NOT NULL UNIQUE,
+    reward REAL NOT NULL, latency_ms REAL, time REAL NOT NULL);
+"""
+_CHUNK = 500  # ids per IN (...) query, below every SQLite's variable limit
+
+
+class SQLiteStore:
+    """`bandit.store.ExperimentStore` on one SQLite file; safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise BanditInputError("store", f"folder {str(path.parent)!r} does not exist")
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BanditStateError("store", f"{str(path)!r} is not a usable SQLite database ({exc})") from None
+
+    def get_spec(self, experiment: str) -> str | None:
+        row = self._one("SELECT spec FROM experiments WHERE id = ?", (experiment,))
+        return None if row is None else str(row[0])
+
+    def put_spec(self, experiment: str, spec_json: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO experiments (id, spec) VALUES (?, ?)", (experiment, spec_json))
+
+    def save_weights(self, experiment: str, version: int, layout_json: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO weights VALUES (?, ?, ?, ?)", (experiment, version, layout_json, time.time()))
+
+    def weights(self, experiment: str) -> dict[int, str]:
+        rows = self._all("SELECT version, layout FROM weights WHERE experiment = ?", (experiment,))
+        return {int(v): str(text) for v, text in rows}
+
+    def log_decision(self, experiment: str, d: DecisionRecord) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (d.decision_id, experiment, d.unit, d.arm, d.propensity, d.weights_version, d.time))
+
+    def decisions(self, experiment: str, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        out = {}
+        for part in _chunks(decision_ids):
+            rows = self._all(f"SELECT decision_id, unit, arm, propensity, weights_version, time FROM decisions "
+                             f"WHERE experiment = ? AND decision_id IN ({_marks(part)})", (experiment, *part))
+            out.update({r[0]: DecisionRecord(*r) for r in rows})
+        return out
+
+    def events(self, event_ids: Sequence[str]) -> dict[str, Event]:
+        out = {}
+        for part in _chunks(event_ids):
+            rows = self._all(f"SELECT event_id, decision_id, reward, latency_ms FROM feedback "
+                             f"WHERE event_id IN ({_marks(part)})", tuple(part))
+            out.update({r[0]: Event(*r) for r in rows})
+        return out
+
+    def answered(self, decision_ids: Sequence[str]) -> dict[str, str]:
+        out = {}
+        for part in _chunks(decision_ids):
+            rows = self._all(f"SELECT decision_id, event_id FROM feedback WHERE decision_id IN ({_marks(part)})",
+                             tuple(part))
+            out.update({str(d): str(e) for d, e in rows})
+        return out
+
+    def append_feedback(self, experiment: str, events: Sequence[Event]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                (batch,) = self._db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM feedback").fetchone()
+                self._db.executemany(
+                    "INSERT INTO feedback (batch, event_id, experiment, decision_id, reward, latency_ms, time) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(batch, e.event_id, experiment, e.decision_id, e.reward, e.latency_ms, now) for e in events])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def replay(self, experiment: str) -> Iterator[list[Resolved]]:
+        rows = self._all("SELECT f.batch, f.event_id, f.decision_id, f.reward, f.latency_ms, d.arm, d.propensity "
+                         "FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
+                         "WHERE f.experiment = ? ORDER BY f.seq", (experiment,))
+        for _, batch in groupby(rows, key=lambda r: r[0]):
+            yield [Resolved(Event(r[1], r[2], r[3], r[4]), r[5], r[6]) for r in batch]
+
+    def served(self, experiment: str) -> dict[int, int]:
+        rows = self._all("SELECT arm, COUNT(*) FROM decisions WHERE experiment = ? GROUP BY arm", (experiment,))
+        return {int(a): int(c) for a, c in rows}
+
+    def first_assignments(self, experiment: str) -> list[tuple[int, int, int]]:
+        """(weights version, arm, units) of each unit's first decision."""
+        rows = self._all("SELECT weights_version, arm, COUNT(*) FROM (SELECT weights_version, arm, MIN(rowid) "
+                         "FROM decisions WHERE experiment = ? GROUP BY unit) GROUP BY weights_version, arm",
+                         (experiment,))
+        return [(int(v), int(a), int(c)) for v, a, c in rows]
+
+    def latencies(self, experiment: str) -> dict[int, list[float]]:
+        rows = self._all("SELECT d.arm, f.latency_ms FROM feedback f JOIN decisions d ON d.decision_id = "
+                         "f.decision_id WHERE f.experiment = ? AND f.latency_ms IS NOT NULL", (experiment,))
+        out: dict[int, list[float]] = {}
+        for arm, lat in rows:
+            out.setdefault(int(arm), []).append(float(lat))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _one(self, sql: str, args: tuple) -> tuple | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    items = list(ids)
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def _marks(part: list[str]) -> str:
+    return ", ".join("?" * len(part))
