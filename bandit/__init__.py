@@ -1,5 +1,6 @@
 """Adaptive traffic allocation among variants: batched bandit policies, guardrails, stopping, OPE."""
 from bandit.allocation import Allocation
+from bandit.decision import Decision, DecisionRule, DecisionTS, LatencyStats, decide
 from bandit.errors import BanditArmCountError, BanditInputError, BanditStateError
 from bandit.ledger import DecisionLedger, Feedback
 from bandit.memory import Discounted, SlidingWindow, Stationary
@@ -24,7 +25,8 @@ from bandit.stopping import GLRResult, GLRRule, StoppingResult, StoppingRule, ch
 from bandit.tradeoff import Constrained, LatencySLO, NonInferiority, Scalarised, TradeoffTS, pareto_front
 
 __all__ = [
-    "Allocation", "BanditArmCountError", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback",
+    "Allocation", "Decision", "DecisionRule", "DecisionTS", "LatencyStats", "decide",
+    "BanditArmCountError", "BanditInputError", "BanditStateError", "DecisionLedger", "Feedback",
     "Discounted", "SlidingWindow", "Stationary", "Estimate", "LoggedBandit", "off_policy_value", "policy_kwargs",
     "UCB1", "KLUCB", "EXP3", "EpsilonGreedy", "LinTS", "LinUCB", "Policy", "Selection", "Softmax", "ThompsonSampling",
     "TopTwoTS", "BetaBernoulli", "LogNormalLatency", "NormalInverseGamma", "from_json", "to_json",
