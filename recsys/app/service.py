@@ -1,0 +1,297 @@
+"""The online experiment service: bandit.Experiment behind a versioned JSON API (FastAPI).
+
+POST /v1/experiments/{id}/assign    {unit_id} -> {decision_id, arm, propensity, weights_version}
+POST /v1/experiments/{id}/feedback  {events: [{event_id, decision_id, reward, latency_ms?, arm?}]}
+POST /v1/experiments/{id}/rank      (when the service was given scorers) assign + the variant's ranking
+GET  /v1/experiments/{id}           summary: per arm, the decision, the SRM check, the weights
+GET  /v1/experiments/{id}/weights   snapshot for client-side assignment (bandit.client)
+GET  /metrics /healthz /readyz      Prometheus text, liveness, readiness;  /docs: OpenAPI
+
+POST endpoints need `Authorization: Bearer <token>` (compared in constant time). Every refusal
+is a 4xx whose JSON body is one line, {"error": "<field>: <problem>"}, and changes nothing.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field, FiniteFloat
+
+from bandit.errors import BanditInputError
+from bandit.experiment import ConflictError, Experiment, UnknownExperiment
+from bandit.store import Event
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request size limits: body bytes, events per feedback batch, candidates per rank call."""
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_events: int = 10_000
+    max_candidates: int = 4096
+
+
+class AssignRequest(BaseModel):
+    unit_id: str = Field(min_length=1, max_length=256, description="the randomisation unit (user, session)")
+
+
+class AssignResponse(BaseModel):
+    decision_id: str
+    arm: str
+    propensity: float
+    weights_version: int
+
+
+class FeedbackEvent(BaseModel):
+    event_id: str = Field(min_length=1, max_length=128, description="idempotency key")
+    decision_id: str = Field(min_length=1, max_length=64)
+    reward: FiniteFloat = Field(description="in [0, 1], e.g. a click")
+    latency_ms: FiniteFloat | None = Field(default=None, description="> 0: the serving latency")
+    arm: str | None = Field(default=None, description="optional: checked against the decision's arm")
+
+
+class FeedbackRequest(BaseModel):
+    events: list[FeedbackEvent]
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class Ranker(Protocol):
+    """Scores a /rank request's candidates with one arm's model (recsys.app.rank)."""
+
+    def rank(self, arm: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def check(self, body: Mapping[str, Any]) -> None: ...
+
+
+def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits = Limits(),
+               ranker: Ranker | None = None) -> FastAPI:
+    """The ASGI app serving `experiments`; writes need `token`."""
+    if not token:
+        raise BanditInputError("token", "writes need a non-empty bearer token")
+    app = FastAPI(title="recsys experiments", version="1")
+    metrics = _Metrics()
+    expected = f"Bearer {token}".encode()
+
+    def experiment(exp_id: str) -> Experiment:
+        found = experiments.get(exp_id)
+        if found is None:
+            raise UnknownExperiment("experiment", f"unknown experiment {exp_id!r:.80}")
+        return found
+
+    def authorise(request: Request) -> None:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise _Unauthorised("authorization", "missing or wrong bearer token")
+
+    @app.post("/v1/experiments/{exp_id}/assign", response_model=AssignResponse)
+    def assign(exp_id: str, body: AssignRequest, request: Request) -> AssignResponse:
+        authorise(request)
+        a = experiment(exp_id).assign(body.unit_id)
+        metrics.assigned.labels(exp_id, a.arm).inc()
+        return AssignResponse(decision_id=a.decision_id, arm=a.arm, propensity=a.propensity,
+                              weights_version=a.weights_version)
+
+    @app.post("/v1/experiments/{exp_id}/feedback", response_model=FeedbackResponse)
+    def feedback(exp_id: str, body: FeedbackRequest, request: Request) -> FeedbackResponse:
+        authorise(request)
+        exp = experiment(exp_id)
+        if len(body.events) > limits.max_events:
+            raise BanditInputError("events", f"{len(body.events)} events, at most {limits.max_events} per batch")
+        _check_arms(exp, body.events)
+        result = exp.feedback([Event(e.event_id, e.decision_id, e.reward, e.latency_ms) for e in body.events])
+        metrics.events.labels(exp_id).inc(result.accepted)
+        metrics.duplicates.labels(exp_id).inc(result.duplicates)
+        metrics.version.labels(exp_id).set(exp.version)
+        return FeedbackResponse(accepted=result.accepted, duplicates=result.duplicates)
+
+    @app.get("/v1/experiments/{exp_id}")
+    def summary(exp_id: str) -> dict[str, Any]:
+        return experiment(exp_id).summary()
+
+    @app.get("/v1/experiments/{exp_id}/weights")
+    def weights(exp_id: str) -> dict[str, Any]:
+        return experiment(exp_id).snapshot()
+
+    if ranker is not None:
+        @app.post("/v1/experiments/{exp_id}/rank")
+        def rank(exp_id: str, body: dict[str, Any], request: Request) -> dict[str, Any]:
+            authorise(request)
+            exp = experiment(exp_id)
+            unit = body.get("unit_id")
+            ranker.check(body)
+            n = len(body.get("candidates") or [])
+            if n > limits.max_candidates:
+                raise BanditInputError("candidates", f"{n} candidates, at most {limits.max_candidates}")
+            a = exp.assign(unit)  # type: ignore[arg-type]  # checked by assign (one-line error)
+            metrics.assigned.labels(exp_id, a.arm).inc()
+            start = time.perf_counter()
+            ranked = ranker.rank(a.arm, body)
+            return {"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
+                    "weights_version": a.weights_version, **ranked,
+                    "latency_ms": (time.perf_counter() - start) * 1e3}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, Any]:
+        return {"status": "ready", "experiments": sorted(experiments)}
+
+    _errors(app)
+    app.add_middleware(_Timing, metrics=metrics)
+    app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
+    return app
+
+
+class _Unauthorised(BanditInputError):
+    """A write without the right bearer token."""
+
+
+_STATUS: list[tuple[type[Exception], int]] = [(_Unauthorised, 401), (UnknownExperiment, 404), (ConflictError, 409),
+                                              (BanditInputError, 422)]
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(BanditInputError)
+    async def refused(request: Request, exc: BanditInputError) -> JSONResponse:
+        status = next(code for cls, code in _STATUS if isinstance(exc, cls))
+        return _error(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return _error(400, f"body: malformed JSON ({first.get('ctx', {}).get('error', 'unparsable')})")
+        return _error(422, f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid')}")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status)
+
+
+def _field(loc: Any) -> str:
+    """pydantic's location ("body", "events", 3, "reward") as events[3].reward."""
+    out = ""
+    for part in list(loc)[1:] or list(loc):
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _check_arms(exp: Experiment, events: list[FeedbackEvent]) -> None:
+    """An event that names its arm must name a known arm (the decision's, checked by `feedback`)."""
+    for i, e in enumerate(events):
+        if e.arm is not None and e.arm not in exp.spec.arms:
+            raise BanditInputError(f"events[{i}].arm", f"unknown arm {e.arm!r:.80} (arms: {', '.join(exp.spec.arms)})")
+    named = {e.decision_id: (i, e.arm) for i, e in enumerate(events) if e.arm is not None}
+    for decision_id, d in exp.store.decisions(exp.spec.id, list(named)).items():
+        i, arm = named[decision_id]
+        if exp.spec.arms[d.arm] != arm:
+            raise BanditInputError(f"events[{i}].arm", f"decision {decision_id!r} was assigned "
+                                   f"{exp.spec.arms[d.arm]!r}, not {arm!r}")
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("recsys_http_requests", "HTTP requests", ["path", "status"], registry=r)
+        self.latency = Histogram("recsys_http_request_seconds", "request latency", ["path"], registry=r,
+                                 buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, 1.0))
+        self.assigned = Counter("recsys_assignments", "assignments", ["experiment", "arm"], registry=r)
+        self.events = Counter("recsys_feedback_events", "new feedback events", ["experiment"], registry=r)
+        self.duplicates = Counter("recsys_feedback_duplicates", "events already recorded", ["experiment"], registry=r)
+        self.version = Gauge("recsys_weights_version", "current weights version", ["experiment"], registry=r)
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _BodyLimit:
+    """Refuse a request body over `limit` bytes with 413, by its Content-Length or as it streams."""
+
+    def __init__(self, app: ASGI, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _send_error(send, 413, f"body: larger than {self.limit} bytes")
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await _send_error(send, 413, f"body: larger than {self.limit} bytes")
+                return
+        body, sent = b"".join(chunks), False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class _Timing:
+    """Request counts by status and latency, per route template (bounded label values)."""
+
+    def __init__(self, app: ASGI, metrics: _Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def recording(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "other")
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
