@@ -20,15 +20,41 @@ T = TypeVar("T")
 
 
 def read_toml(path: Path | str) -> dict[str, Any]:
-    """Parse a TOML file; a missing file or a syntax error becomes a one-line ConfigError."""
+    """Parse a TOML file; a path that is no readable file (missing, a folder, not permitted), bytes
+    that are not UTF-8 text (a binary file) or a syntax error become a one-line ConfigError."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ConfigError(f"{path}: not a regular file (a device or a pipe), not a config file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a TOML config (not UTF-8 text: byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with each dotted key of `overrides` set (missing tables made); ConfigError naming the
+    key when a part of it holds a value or a list (`--set name.x=1`: name is a string, not a table)."""
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        if not all(parents + [leaf]):
+            raise ConfigError(f"--set {dotted}: empty part in the dotted key")
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                held = "a list" if isinstance(node, list) else repr(node)
+                raise ConfigError(f"--set {dotted}: {'.'.join(parents[:i + 1])} holds {held}, not a table")
+        node[leaf] = value
+    return raw
 
 
 def from_dict(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:

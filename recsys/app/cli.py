@@ -10,8 +10,13 @@ from typing import Any
 
 import tomllib
 
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure the user can act on is one line on stderr: "error: ..." with
+    status 2 (a UserError, or an OSError: the filesystem refused a path), "interrupted; rerun to
+    resume" with status 130 on Ctrl-C."""
     parser = _parser()
     args = parser.parse_args(argv)
     from recsys.errors import UserError
@@ -19,8 +24,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except OSError as e:  # a full disk, a permission, a path that is a file: the message names it
+        return _fail(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e))
+    except MemoryError:
+        return _fail("out of memory; `recsys check CONFIG` estimates what the config needs")
+    except KeyboardInterrupt:
+        print("interrupted; rerun to resume", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message holds
+    return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,18 +96,41 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 def _load(args: argparse.Namespace):
     from recsys.app.config import load_config
+    from recsys.config_loading import apply_overrides, read_toml
 
-    return load_config(args.config, _overrides(args.set))
+    overrides = _overrides(args.set)
+    apply_overrides(read_toml(args.config), overrides)  # its one-line errors first: load_config has none
+    return load_config(args.config, overrides)
+
+
+def _checked(args: argparse.Namespace, trains: bool):
+    """The config, after every check that needs no work (recsys.app.preflight)."""
+    config = _load(args)
+    from recsys.app.preflight import preflight
+
+    preflight(config, trains)
+    return config
+
+
+def _locked(config, create: bool = True):
+    """The run folder's lock (recsys.app.lock), taken by the main process of a torchrun job only."""
+    import os
+    from contextlib import nullcontext
+
+    from recsys.app.lock import run_lock
+
+    return run_lock(config.run_dir, create) if os.environ.get("RANK", "0") == "0" else nullcontext()
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _checked(args, trains=True)
     _quiet_libraries()
     from recsys.app.run import run_job
     from recsys.train.distributed import shutdown
 
     try:
-        results = run_job(config, resume=not args.fresh, force=args.force)
+        with _locked(config):
+            results = run_job(config, resume=not args.fresh, force=args.force)
     finally:
         shutdown()
     if results["is_main"]:
@@ -107,21 +146,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _checked(args, trains=False)
     _quiet_libraries()
     from recsys.app.simulate import simulate
 
-    _print_simulation(simulate(config), config.run_dir)
+    with _locked(config, create=False):
+        _print_simulation(simulate(config), config.run_dir)
     return 0
 
 
 def _compress(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _checked(args, trains=False)
     _quiet_libraries()
     from recsys.app.compress import compress_run
 
-    compress_run(config)
-    _print_variants(config.run_dir)
+    with _locked(config, create=False):
+        compress_run(config)
+        _print_variants(config.run_dir)
     return 0
 
 
@@ -166,7 +207,7 @@ def _print_simulation(result: dict, run_dir) -> None:
 def _check(args: argparse.Namespace) -> int:
     import tomli_w
 
-    print(tomli_w.dumps(_load(args).to_dict()), end="")
+    print(tomli_w.dumps(_checked(args, trains=True).to_dict()), end="")
     return 0
 
 

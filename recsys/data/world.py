@@ -167,15 +167,7 @@ class World:
     # Features, as recsys's data pipeline reads them.
 
     def schema(self) -> Schema:
-        c = self.config
-        return Schema(DENSE, (
-            SparseFeature("user_id", c.num_users, "user"),
-            SparseFeature("user_segment", c.num_segments, "user"),
-            SparseFeature("user_tags", c.num_user_tags, "user", c.max_user_tags),
-            SparseFeature("item_id", c.num_items, "item"),
-            SparseFeature("item_category", c.num_categories, "item"),
-            SparseFeature("item_tags", c.num_item_tags, "item", c.max_item_tags),
-            SparseFeature("device", c.num_devices, "context")))
+        return world_schema(self.config)
 
     def user_table(self) -> FeatureTable:
         features = tuple(f for f in self.schema().sparse if f.side == "user")
@@ -221,3 +213,15 @@ def _tags(rng: np.random.Generator, latent: np.ndarray, num_tags: int, max_tags:
     np.put_along_axis(mask, np.argsort(-scores, axis=1),
                       np.arange(num_tags)[None, :] < count[:, None], axis=1)
     return Jagged.from_mask(mask)
+
+
+def world_schema(c: SyntheticConfig) -> Schema:
+    """The features of a World of config `c` (its own, or the one a config will generate)."""
+    return Schema(DENSE, (
+        SparseFeature("user_id", c.num_users, "user"),
+        SparseFeature("user_segment", c.num_segments, "user"),
+        SparseFeature("user_tags", c.num_user_tags, "user", c.max_user_tags),
+        SparseFeature("item_id", c.num_items, "item"),
+        SparseFeature("item_category", c.num_categories, "item"),
+        SparseFeature("item_tags", c.num_item_tags, "item", c.max_item_tags),
+        SparseFeature("device", c.num_devices, "context")))

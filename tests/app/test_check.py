@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from bandit import Policy
 from recsys.app.cli import main
 
 CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml"))
 QUICKSTART = CONFIGS[0].with_name("quickstart.toml")
-CONTEXT_FREE = "EXP3, EpsilonGreedy, KLUCB, Softmax, ThompsonSampling, TopTwoTS, TradeoffTS, UCB1"
+VARIANTS = tomllib.loads(QUICKSTART.read_text())["compress"]["variants"]
+N = len(VARIANTS)  # the index of a variant added after them
+FIRST_STUDENT = next((i for i, v in enumerate(VARIANTS) if "distill" in v.get("steps", ())), N)
+TS = 'simulator.policy.name="ThompsonSampling"'  # named: the options below are its
+CONTEXT_FREE = ", ".join(sorted(n for n, cls in Policy.registry.items() if not cls.contextual))
 
 TRADEOFF = """
 [simulator.policy.options]
@@ -50,8 +55,15 @@ def _with(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_config_passes_check(capsys, path: Path) -> None:
-    status, out, err = _check(capsys, path)
+def test_every_shipped_config_passes_check(capsys, tmp_path: Path, path: Path) -> None:
+    """Given its data files: the Criteo config names files that users bring (check refuses it until then)."""
+    sets = []
+    if tomllib.loads(path.read_text())["data"]["source"] == "criteo":
+        tsv = tmp_path / "day_0.tsv"
+        tsv.write_text("\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26) + "\n")
+        assert _check(capsys, path)[2] == "error: data.criteo.train_paths[0]: no such file: data/criteo/day_0.tsv\n"
+        sets = [f'data.criteo.train_paths=["{tsv}"]']
+    status, out, err = _check(capsys, path, *sets)
     assert (status, err) == (0, "") and out.startswith("name = ")
 
 
@@ -61,17 +73,17 @@ def test_every_shipped_config_passes_check(capsys, path: Path) -> None:
     (['simulator.policy.name="LinUCB"'],
      "simulator.policy.name: LinUCB needs a context per request; the simulator picks variants with a "
      f"context-free policy (one of {CONTEXT_FREE})"),
-    (["simulator.policy.options.gama=0.1"],
+    ([TS, "simulator.policy.options.gama=0.1"],
      "simulator.policy.options.gama: unknown option of ThompsonSampling (allowed: model, memory, allocation)"),
     (['simulator.policy.name="EXP3"', 'simulator.policy.options.gamma="high"'],
      "simulator.policy.options.gamma: expected float, got str 'high'"),
     (['simulator.policy.name="EXP3"', "simulator.policy.options.gamma=1.5"],
      "simulator.policy.options.gamma: must be in [1e-12, 1.0], got 1.5"),
-    (["simulator.policy.options.seed=3"],
+    ([TS, "simulator.policy.options.seed=3"],
      "simulator.policy.options.seed: set by the caller, not an option of ThompsonSampling here"),
     (['simulator.policy.name="TradeoffTS"'],
      "simulator.policy.options.objective: required option of TradeoffTS is missing"),
-    (["simulator.policy.options.memory={ gamma = 1.5 }"],
+    ([TS, "simulator.policy.options.memory={ gamma = 1.5 }"],
      "simulator.policy.options.memory.gamma: must be in [1e-09, 1.0], got 1.5"),
 ])
 def test_bad_policy_is_one_line_naming_the_key(capsys, sets: list[str], message: str) -> None:
@@ -90,10 +102,10 @@ def test_guardrail_tables_are_built_and_checked(capsys, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("student, message", [
-    ("{ embeding_dim = 8 }", "compress.variants[2].distill.student.embeding_dim: unknown key (allowed: arch, "
+    ("{ embeding_dim = 8 }", f"compress.variants[{N}].distill.student.embeding_dim: unknown key (allowed: arch, "
                              "embedding_dim, dense_arch, over_arch, dcn_layers, dcn_rank)"),
-    ('{ embedding_dim = "8" }', "compress.variants[2].distill.student.embedding_dim: expected int, got str '8'"),
-    ("{ embedding_dim = 8 }", "compress.variants[2].distill.student.dense_arch: last layer (16) must equal "
+    ('{ embedding_dim = "8" }', f"compress.variants[{N}].distill.student.embedding_dim: expected int, got str '8'"),
+    ("{ embedding_dim = 8 }", f"compress.variants[{N}].distill.student.dense_arch: last layer (16) must equal "
                               "embedding_dim (8): DLRM's dot interaction needs it"),
 ])
 def test_bad_student_is_one_line_naming_the_key(capsys, tmp_path: Path, student: str, message: str) -> None:
@@ -104,7 +116,8 @@ def test_the_student_is_checked_against_the_teacher_that_compress_names(capsys, 
     config = _with(tmp_path, DISTILLED.format(student="{ dense_arch = [32, 16] }"))
     assert _check(capsys, config)[0] == 0
     assert _check(capsys, config, 'compress.teacher="two_tower"') == (
-        2, "", "error: compress.variants[2].distill.student.dense_arch: unknown key (allowed: embedding_dim, tower, "
+        2, "", f"error: compress.variants[{FIRST_STUDENT}].distill.student.dense_arch: unknown key (allowed: "
+               "embedding_dim, tower, "
                "loss, logq_correction, num_negatives, temperature)\n")
 
 
@@ -112,12 +125,12 @@ def test_good_student_passes(capsys, tmp_path: Path) -> None:
     config = _with(tmp_path, DISTILLED.format(student="{ embedding_dim = 8, dense_arch = [32, 8] }"))
     status, out, _ = _check(capsys, config)
     assert status == 0
-    assert tomllib.loads(out)["compress"]["variants"][2]["distill"]["student"] == {"embedding_dim": 8,
+    assert tomllib.loads(out)["compress"]["variants"][N]["distill"]["student"] == {"embedding_dim": 8,
                                                                                   "dense_arch": [32, 8]}
 
 
 def test_the_command_exits_with_status_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "check", str(QUICKSTART), "--set",
+    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "check", str(QUICKSTART), "--set", TS, "--set",
                            "simulator.policy.options.gama=0.1"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == ("error: simulator.policy.options.gama: unknown option of ThompsonSampling "

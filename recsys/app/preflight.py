@@ -1,0 +1,151 @@
+"""Everything about a config that can fail later, checked before any work: `recsys check` runs it,
+and so do `run`, `compress` and `simulate` before they write anything.
+
+The config's own types and values are checked as it loads (recsys.config_loading); this adds what
+needs the filesystem, the data source's features or the combination of sections: out_dir is a
+folder, the data files are there, the data source can feed the models it enables, `[compress]`
+names tables and precisions the teacher has, `[simulator]` fits the run's arms and world,
+sharding names real tables, a CUDA device is there when asked for, and the sizes fit in memory
+(recsys.app.footprint). Each failure is one ConfigError or DataError naming the key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.app.config import ExperimentConfig
+from recsys.app.footprint import check_memory
+from recsys.app.simulate import RANKING_MODELS
+from recsys.data.schema import Schema
+from recsys.data.sources import check_files, planned_schema
+from recsys.errors import ConfigError
+from recsys.models.tables import table_name
+
+
+def preflight(config: ExperimentConfig, trains: bool = True) -> None:
+    """Raise the first error a command on `config` would meet. `trains`: the command trains what the
+    config enables (run, check), so a model the simulator needs may be made by it."""
+    _out_dir(config)
+    check_files(config.data)
+    schema = planned_schema(config.data)
+    _devices(config)
+    _models(config, schema)
+    _sharding(config, schema)
+    _compress(config, schema)
+    _simulator(config, schema, trains)
+    check_memory(config)
+
+
+def _out_dir(config: ExperimentConfig) -> None:
+    """The run folder and out_dir are folders (or can be made): no file stands in the way."""
+    for folder in (config.run_dir, *config.run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                key = "name" if folder == config.run_dir else "out_dir"
+                raise ConfigError(f"{key}: {folder} is a file, not a folder (the run is written to {config.run_dir})")
+            return
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _devices(config: ExperimentConfig) -> None:
+    for key, device in (("train.device", config.train.device),
+                        ("compress.device", config.compress.device if config.compress else "cpu")):
+        if device == "cuda" and not _cuda():
+            raise ConfigError(f"{key}: 'cuda' asked for, but torch sees no CUDA device here")
+
+
+def _models(config: ExperimentConfig, schema: Schema) -> None:
+    """The data source can feed the enabled models."""
+    if not config.two_tower.enabled:
+        return
+    if not schema.keys("user") or not schema.keys("item"):
+        raise ConfigError(f"two_tower.enabled: data.source = '{config.data.source}' has no user and item features "
+                          "to train a two-tower model on; set two_tower.enabled = false")
+    c = config.data.synthetic
+    if config.data.source == "synthetic" and c.num_rows > c.max_in_memory_rows:
+        raise ConfigError(f"data.synthetic.max_in_memory_rows: the two-tower's retrieval evaluation needs the log "
+                          f"in memory, but num_rows {c.num_rows:,} > max_in_memory_rows {c.max_in_memory_rows:,}; "
+                          "raise it or set two_tower.enabled = false")
+
+
+def _sharding(config: ExperimentConfig, schema: Schema) -> None:
+    import torch
+
+    cuda = config.train.device == "cuda" or config.train.device == "auto" and _cuda()
+    config.train.sharding.constraints([table_name(f) for f in schema.keys()], torch.device("cuda" if cuda else "cpu"))
+
+
+def _compress(config: ExperimentConfig, schema: Schema) -> None:
+    """`[compress]` table names are the teacher's tables, its precisions pack the tables' dim."""
+    from compression.quantize import check_precision
+
+    if config.compress is None:
+        return
+    teacher = config.compress.teacher
+    sides = ("user", "item", "context") if teacher == "dlrm" else ("user", "item")
+    tables = [table_name(f.name) for f in schema.sparse if f.side in sides]
+    teacher_model = getattr(config, teacher).model
+    for i, variant in enumerate(config.compress.variants):
+        key = f"compress.variants[{i}]"
+        model = variant.distill.student_model(teacher_model, f"{key}.distill.student") \
+            if "distill" in variant.steps else teacher_model
+        for step, names in (("quantize", variant.quantize.tables), ("prune", variant.prune.tables)):
+            unknown = sorted(set(names) - set(tables)) if step in variant.steps else []
+            if unknown:
+                raise ConfigError(f"{key}.{step}.tables.{unknown[0]}: no such table in the {teacher} model of "
+                                  f"data.source = '{config.data.source}' (tables: {', '.join(tables)})")
+        if "quantize" in variant.steps:
+            q = variant.quantize
+            check_precision(f"{key}.quantize.default", q.default, model.embedding_dim)
+            for name, precision in q.tables.items():
+                check_precision(f"{key}.quantize.tables.{name}", precision, model.embedding_dim)
+
+
+def arm_names(config: ExperimentConfig) -> list[str]:
+    """The simulation's arms, in recsys.app.simulate's order: trained ranking models, then variants."""
+    models = [m for m in config.trained_models if m in RANKING_MODELS]
+    teacher = config.compress.teacher if config.compress is not None else ""
+    return models + [f"{teacher}-{v.name}" for v in (config.compress.variants if config.compress else ())]
+
+
+def _simulator(config: ExperimentConfig, schema: Schema, trains: bool) -> None:
+    """`[simulator]` fits the world (synthetic, enough items) and the arms (latencies, the logging
+    variant, the policy's options); its retrieval model is there or made by this run."""
+    sim = config.simulator
+    if sim is None:
+        return
+    if config.data.source != "synthetic":
+        raise ConfigError("simulator: needs data.source = 'synthetic' (the world the variants trained on)")
+    items = schema.feature("item_id").num_embeddings
+    if sim.candidates > items:
+        raise ConfigError(f"simulator.candidates: C = {sim.candidates} but the world has {items} items")
+    names = arm_names(config)
+    if not names:
+        raise ConfigError("simulator: no arms to simulate (dlrm is disabled and [compress] lists no variants)")
+    if sim.latency.p50_ms and len(sim.latency.p50_ms) != len(names):
+        raise ConfigError(f"simulator.latency.p50_ms: {len(sim.latency.p50_ms)} values for {len(names)} variants "
+                          f"({', '.join(names)})")
+    if sim.log.requests and sim.log.variant and sim.log.variant not in names:
+        raise ConfigError(f"simulator.log.variant: no variant {sim.log.variant!r} in this simulation "
+                          f"(one of {', '.join(names)})")
+    from simulator.experiment import make_policy
+
+    make_policy(sim, len(names), seed=sim.seed)
+    _retrieval_model(config, trains)
+
+
+def _retrieval_model(config: ExperimentConfig, trains: bool) -> None:
+    sim = config.simulator
+    if sim is None or sim.candidate_source != "retrieval" or sim.retrieval_model is None:
+        return
+    path = Path(sim.retrieval_model)
+    own = path.resolve() == (config.run_dir / "two_tower" / "model").resolve()
+    if path.is_dir() or trains and own and config.two_tower.enabled:
+        return
+    why = " (this run trains no two-tower: two_tower.enabled = false)" if own and not config.two_tower.enabled \
+        else "; run `recsys run` first" if own else ""
+    raise ConfigError(f"simulator.retrieval_model: no exported model at {path}{why}")
