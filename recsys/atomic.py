@@ -4,7 +4,8 @@ Everything is written under a temporary name in the destination's folder and ren
 place, which POSIX makes atomic on one filesystem. A folder cannot be renamed over a non-empty
 one, so `replace_folder` renames the old folder aside (`.<name>.old`), renames the new one in,
 and only then deletes the old: at every step the old or the new folder is complete on disk, and
-the next replacement puts back an old folder that a crash left aside.
+the next replacement puts back an old folder that a crash left aside. `remove_folder` renames a
+folder aside before deleting it, so no reader ever sees it half deleted.
 """
 from __future__ import annotations
 
@@ -57,3 +58,13 @@ def replace_folder(staged: Path, final: Path) -> None:
             os.replace(aside, final)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_folder(path: Path) -> None:
+    """Delete the folder `path` as one step: renamed to a hidden name, then deleted (see above)."""
+    path = Path(path)
+    trash = path.with_name(f".{path.name}.deleted")
+    shutil.rmtree(trash, ignore_errors=True)  # a crash mid-delete of an earlier call
+    if path.exists():
+        os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Training settings: shared ones ([train]) and each model's optimisation ([<model>.optim])."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,8 +19,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.epochs >= 1, "epochs", "must be >= 1")
-        require(self.lr_dense > 0, "lr_dense", "must be > 0")
-        require(self.lr_sparse > 0, "lr_sparse", "must be > 0")
+        require(math.isfinite(self.lr_dense) and self.lr_dense > 0, "lr_dense", "must be a finite number > 0")
+        require(math.isfinite(self.lr_sparse) and self.lr_sparse > 0, "lr_sparse", "must be a finite number > 0")
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,16 @@ appended to `<out>/metrics.jsonl` and a checkpoint; `checkpoint_every` adds mid-
 The test split is scored with the best validation epoch's weights (unless `select_best` is off);
 `patience` stops training early.
 A resumed run skips the batches its checkpoint had consumed and ends with the same numbers as
-an uninterrupted run.
+an uninterrupted run; a fresh one (`resume=False`) first removes the old checkpoints, which would
+otherwise outrank (and prune) its own.
+The loss is checked for NaN/inf every CHECK_EVERY steps and before each checkpoint (one device
+sync and one tiny all-reduce per check, not one per step): a diverged model is one Diverged line
+naming the model, the step and the learning rates to lower.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +26,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
 from recsys.atomic import write_text
 from recsys.data.dataset import ClickDataset
-from recsys.errors import CheckpointError, DataError
+from recsys.errors import DataError, UserError
 from recsys.progress import bar
 from recsys.train import checkpoint
 from recsys.train.checkpoint import LoopState
@@ -29,6 +34,12 @@ from recsys.train.config import OptimConfig, TrainConfig
 from recsys.train.distributed import DistEnv
 from recsys.train.sharding import dense_parameters, placements, shard
 from recsys.train.tasks import Task
+
+CHECK_EVERY = 50  # steps between checks that the loss is finite
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -46,19 +57,22 @@ def build_optimizer(dmp: DistributedModelParallel, lr_dense: float) -> CombinedO
 
 
 def train(task: Task, dataset: ClickDataset, optim: OptimConfig, config: TrainConfig, env: DistEnv,
-          out: Path, fingerprint: str, seed: int, resume: bool = True) -> TrainResult:
-    """Train `task`'s model, validating each epoch; returns the model, history and test metrics."""
+          out: Path, fingerprint: str, seed: int, resume: bool = True, optim_key: str = "") -> TrainResult:
+    """Train `task`'s model, validating each epoch; returns the model, history and test metrics.
+    `optim_key`: the config table of `optim`, named when the loss diverges (default <task>.optim)."""
     torch.manual_seed(seed * 1000 + env.rank)
     dmp = shard(task.build(torch.device("meta")), env, config.sharding, optim.lr_sparse)
     opt = build_optimizer(dmp, optim.lr_dense)
     ckpt_dir = out / "checkpoints"
-    found = checkpoint.latest(ckpt_dir) if resume else None
-    state = checkpoint.load(found, dmp, opt, fingerprint) if found else LoopState()
+    if not resume:
+        checkpoint.clear(ckpt_dir)
+    state = checkpoint.resume(ckpt_dir, dmp, opt, fingerprint) or LoopState()
     history = _read_history(out, state.epoch)
     for epoch in range(state.epoch, optim.epochs):
         if config.patience and epoch - state.best_epoch >= config.patience:
             break
-        state = _train_epoch(task, dataset, dmp, opt, optim, config, env, state, ckpt_dir, fingerprint)
+        state = _train_epoch(task, dataset, dmp, opt, optim, config, env, state, ckpt_dir, fingerprint,
+                             optim_key or f"{task.name}.optim")
         record = _epoch_record(task, dmp, state, epoch, config.eval_batch_size)
         history.append(record)
         if env.is_main:
@@ -66,29 +80,33 @@ def train(task: Task, dataset: ClickDataset, optim: OptimConfig, config: TrainCo
         metric = record[f"val_{task.primary}"]
         improved = metric > state.best_metric
         state = LoopState(epoch=epoch + 1, step=state.step, best_metric=max(metric, state.best_metric),
-                          best_epoch=epoch + 1 if improved else state.best_epoch)
-        saved = checkpoint.save(ckpt_dir, state, dmp, opt, fingerprint)
-        if improved:
-            checkpoint.mark_best(saved)
+                          best_epoch=epoch + 1 if improved else state.best_epoch,
+                          best_step=state.step if improved else state.best_step)
+        checkpoint.save(ckpt_dir, state, dmp, opt, fingerprint)  # the best-epoch marker travels inside
+    tested = state.epoch
     if config.select_best and state.best_epoch and state.best_epoch != state.epoch:
-        _restore_best(ckpt_dir, dmp, opt, fingerprint)
+        tested = _restore_best(ckpt_dir, state, dmp, opt, fingerprint)
     test = task.evaluate(dmp, "test", config.eval_batch_size)
-    tested = state.best_epoch if config.select_best and state.best_epoch else len(history)
     return TrainResult(dmp, history, test, placements(dmp.plan), tested)
 
 
-def _restore_best(ckpt_dir: Path, dmp: DistributedModelParallel, opt: CombinedOptimizer, fingerprint: str) -> None:
-    """Load the checkpoint marked best; CheckpointError if the marker is gone."""
-    best = checkpoint.best(ckpt_dir)
-    if best is None:
-        raise CheckpointError(f"{ckpt_dir / 'BEST'}: missing, so the best epoch cannot be restored; "
-                              "delete the checkpoints or set train.select_best = false")
-    checkpoint.load(best, dmp, opt, fingerprint)
+def _restore_best(ckpt_dir: Path, state: LoopState, dmp: DistributedModelParallel, opt: CombinedOptimizer,
+                  fingerprint: str) -> int:
+    """Load the best epoch's checkpoint; returns the epoch whose weights the model now holds. If that
+    checkpoint is gone or corrupt, says so and keeps (reloads) the last epoch's weights."""
+    try:
+        checkpoint.load(checkpoint.best(ckpt_dir, state), dmp, opt, fingerprint)
+        return state.best_epoch
+    except checkpoint.CorruptCheckpoint as e:
+        checkpoint.warn(f"{e}; the best epoch ({state.best_epoch}) cannot be restored, so the last "
+                        f"({state.epoch}) is tested and exported")
+    checkpoint.load(ckpt_dir / f"step-{state.step:08d}", dmp, opt, fingerprint)
+    return state.epoch
 
 
 def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParallel, opt: CombinedOptimizer,
                  optim: OptimConfig, config: TrainConfig, env: DistEnv, state: LoopState,
-                 ckpt_dir: Path, fingerprint: str) -> LoopState:
+                 ckpt_dir: Path, fingerprint: str, optim_key: str) -> LoopState:
     global_batch = optim.batch_size * env.world_size
     total = None if task.positives_only else dataset.num_rows("train") // global_batch * global_batch
     progress = bar(total, f"{task.name} epoch {state.epoch + 1}/{optim.epochs}", enabled=env.is_main,
@@ -97,6 +115,7 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
     batches = dataset.batches("train", optim.batch_size, epoch=state.epoch, shuffle=True, rank=env.rank,
                               world_size=env.world_size, drop_last=True, positives_only=task.positives_only)
     start = time.perf_counter()
+    losses: list[torch.Tensor] = []  # since the last check, on the device
     for i, batch in enumerate(batches):
         if i < state.batch:
             continue
@@ -104,20 +123,44 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
         loss.backward()
         opt.step()
         opt.zero_grad()
+        losses.append(loss.detach())
         state.batch, state.step = i + 1, state.step + 1
-        state.loss_sum, state.loss_count = state.loss_sum + float(loss.detach()), state.loss_count + 1
         state.samples += global_batch
         progress.update(global_batch)
-        progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
-        if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+        due = bool(config.checkpoint_every) and state.step % config.checkpoint_every == 0
+        if due or len(losses) == CHECK_EVERY:
+            _count_losses(losses, state, task.name, optim_key, env.device)
+            losses = []
+            progress.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
+        if due:
             state.seconds += time.perf_counter() - start
             checkpoint.save(ckpt_dir, state, dmp, opt, fingerprint)
             start = time.perf_counter()
+    _count_losses(losses, state, task.name, optim_key, env.device)
     progress.close()
     state.seconds += time.perf_counter() - start
     if state.loss_count == 0:
         raise DataError(f"train split gives no full batch of {global_batch} rows; lower {task.name}.optim.batch_size")
     return state
+
+
+def _count_losses(losses: list[torch.Tensor], state: LoopState, name: str, optim_key: str,
+                  device: torch.device) -> None:
+    """Add the losses of the steps since the last check to `state` (one device sync); Diverged, on
+    every rank, if one of them on any rank is NaN or infinite. `state.step` is the last one's step."""
+    values = torch.stack(losses).double().tolist() if losses else []
+    bad = next((k for k, v in enumerate(values) if not math.isfinite(v)), None)
+    first = state.step - len(values) + bad + 1 if bad is not None else math.inf
+    found = [torch.zeros(2, dtype=torch.float64, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(found, torch.tensor([first, values[bad] if bad is not None else 0.0], dtype=torch.float64,
+                                        device=device))
+    step, value = min(tuple(t.tolist()) for t in found)
+    if math.isfinite(step):
+        raise Diverged(f"{name}: loss is {value} at step {int(step)} (epoch {state.epoch + 1}); "
+                       f"lower {optim_key}.lr_dense or lr_sparse")
+    for v in values:
+        state.loss_sum += v
+    state.loss_count += len(values)
 
 
 def _epoch_record(task: Task, dmp: DistributedModelParallel, state: LoopState, epoch: int,

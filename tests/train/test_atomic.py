@@ -102,3 +102,24 @@ def _staged(parent: Path) -> Path:
     staged = parent / "staged"
     _folder(staged, "new")
     return staged
+
+
+def test_remove_folder_takes_the_folder_away_in_one_step(tmp_path: Path, monkeypatch) -> None:
+    """Killed mid-delete, the folder is already gone from its name (never half there); the next
+    removal of that name clears what the kill left."""
+    final = tmp_path / "v"
+    _folder(final, "old")
+    real_rmtree = atomic.shutil.rmtree
+
+    def killed_mid_delete(path, ignore_errors=False):
+        if Path(path).exists():
+            (Path(path) / "a.txt").unlink()
+            raise KeyboardInterrupt("killed")
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(atomic.shutil, "rmtree", killed_mid_delete)
+        atomic.remove_folder(final)
+    assert not final.exists() and _names(tmp_path) == [".v.deleted"]
+    atomic.remove_folder(final)
+    assert _names(tmp_path) == []
