@@ -137,9 +137,10 @@ def _simulator(config: ExperimentConfig, schema: Schema) -> list[Need]:
     if sim is None:
         return []
     rows = sim.batch_requests * sim.candidates
-    width = (len(schema.sparse) * max(config.dlrm.model.embedding_dim, 1) + len(schema.dense) + 2) * FLOAT
-    needs = [Need("simulator.batch_requests", f"{sim.batch_requests:,} requests x {sim.candidates:,} candidates "
-                  f"x {width} bytes a step", rows * width)]
+    width = (len(schema.sparse) * config.dlrm.model.embedding_dim + len(schema.dense) + 2) * FLOAT
+    key = "simulator.batch_requests" if rows >= width else "dlrm.model.embedding_dim"  # the outsized factor
+    needs = [Need(key, f"{sim.batch_requests:,} requests x {sim.candidates:,} candidates x {width:,} bytes a step",
+                  rows * width)]
     if sim.candidate_source == "retrieval":
         items = schema.feature("item_id").num_embeddings
         needs.append(Need("simulator.batch_requests", f"{sim.batch_requests:,} requests x {items:,} items' "
