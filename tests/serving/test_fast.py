@@ -3,6 +3,8 @@
 compressed at every precision, pruned or not, one candidate per request or many."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -68,6 +70,26 @@ def test_pruned_model(random_model, kind):
     check_same_scores(scorer, "int4", 7)
     assert scorer.path is not None
     assert scorer.path.embedding_bytes() == scorer.runtime_bytes() == scorer.embedding_bytes()
+
+
+def test_a_pruned_variant_checks_out_of_range_ids_once_on_the_path_and_twice_in_its_own_tbe(random_model):
+    """The path checks a pruned TBE's raw ids itself (FBGEMM's WARNING mode: an id past the unpruned
+    rows is looked up as id 0) and turns off only its own scripted copy's checks."""
+    from fbgemm_gpu.split_table_batched_embeddings_ops_common import BoundsCheckMode
+
+    scorer = compressed(random_model("dlrm"), "int4", prune=True)
+    requests = random_requests(n=3, candidates=7, seed=3)
+    too_big = requests.values.clone()
+    too_big[-1] = 10 ** 6  # the last candidate's last id
+    wild = dataclasses.replace(requests, values=too_big)
+    zeroed = requests.values.clone()
+    zeroed[-1] = 0
+    with torch.no_grad():
+        expected = scorer.score(dataclasses.replace(requests, values=zeroed).to_batch())
+    assert torch.allclose(scorer.score_requests(wild), expected, atol=1e-5)
+    modes = {tbe.bounds_check_mode_int for tbe in scorer.model.modules()
+             if type(tbe).__name__ == "IntNBitTableBatchedEmbeddingBagsCodegen"}
+    assert modes == {BoundsCheckMode.WARNING.value}  # the variant's own TBE keeps its checks
 
 
 def test_each_architecture_has_its_module(random_model):
