@@ -3,8 +3,11 @@
 weights.pt is a plain dict of uint8/int32/float tensors (packed rows, fp16 scale|bias as bytes,
 remaps, dense layers), so `torch.load(weights_only=True)` reads it without running pickled code
 (UInt4Tensor would be refused). The manifest records the recipe, exact bytes per table, metrics,
-latency and provenance, plus the weights' sha256: a corrupt or truncated folder is one
-CheckpointError line. A set of variants is written under a temporary name and renamed when complete.
+latency and provenance, plus the weights' sha256. Reading a folder checks the manifest key by key
+(`SUMMARY_KEYS` to list the variant; `LOAD_KEYS` and `TABLE_KEYS` too, to load it) and the weights
+against their checksum before loading them: a corrupt, truncated or modified folder is one
+CheckpointError line naming the file and what is wrong. A set of variants is written under a
+temporary name and renamed when complete.
 
 A recsys model is rebuilt from the manifest (its `ModelSpec`); a model of your own is loaded into
 a model of the same architecture that you pass (`load_variant(folder, model=...)`).
@@ -12,7 +15,6 @@ a model of the same architecture that you pass (`load_variant(folder, model=...)
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,9 +27,11 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from compression.scorer import CPU, CompressedScorer
 from compression.tables import PackedTable, embedding_prefixes, size_report
+from recsys import integrity
 from recsys.atomic import staged_folder
 from recsys.data.schema import Schema
 from recsys.errors import CheckpointError
+from recsys.integrity import first_line, load_tensors, sha256, verify
 from recsys.models.registry import build_model, schema_from_dict, schema_to_dict
 from recsys.provenance import provenance
 from recsys.serving.scorer import ScoreFn, call_score
@@ -35,6 +39,14 @@ from recsys.serving.size import SizeReport
 
 FORMAT = 1
 MANIFEST, WEIGHTS = "manifest.json", "weights.pt"
+NONE = type(None)
+Keys = dict[str, type | tuple[type, ...]]
+SUMMARY_KEYS: Keys = {"name": str, "size": dict, "metrics": dict, "latency": dict}  # what lists a variant
+SIZE_KEYS: Keys = {"total": int, "ratio_vs_fp32": (int, float)}
+LOAD_KEYS: Keys = {"kind": (str, NONE), "schema": (dict, NONE), "model_config": (dict, NONE), "tables": dict,
+                   "weights_sha256": str}  # and what loads it
+TABLE_KEYS: Keys = {"module": str, "feature_names": list, "pooling": str, "num_embeddings": int, "dim": int,
+                    "precision": str, "rows": int, "pruned": bool}
 
 
 @dataclass(frozen=True)
@@ -127,14 +139,6 @@ def _weights(variant: Variant) -> dict[str, torch.Tensor]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_variants(folder: Path | str, measured: Sequence[MeasuredVariant]) -> list[dict[str, Any]]:
     """Replace `folder` as a whole, atomically (temporary folder, then rename), by one subfolder per
     variant; returns the manifests. The folder always holds one consistent set."""
@@ -145,35 +149,46 @@ def save_variants(folder: Path | str, measured: Sequence[MeasuredVariant]) -> li
 def _write(folder: Path, measured: MeasuredVariant) -> dict[str, Any]:
     folder.mkdir()
     torch.save(_weights(measured.variant), folder / WEIGHTS)
-    manifest = measured.manifest() | {"weights_sha256": _sha256(folder / WEIGHTS)}
+    manifest = measured.manifest() | {"weights_sha256": sha256(folder / WEIGHTS)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
 def read_manifest(folder: Path | str) -> dict[str, Any]:
-    """The manifest of a variant folder; CheckpointError if missing or not valid JSON."""
+    """The manifest of a variant folder; CheckpointError (naming the file and the key) if it is
+    missing, not JSON, or a key that lists the variant (name, size, metrics, latency) is missing
+    or of the wrong type."""
     path = Path(folder) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not a readable variant manifest ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable variant manifest ({first_line(e)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a variant manifest of format {FORMAT}")
+    _check(manifest, SUMMARY_KEYS, path, "")
+    _check(manifest["size"], SIZE_KEYS, path, "size.")
     return manifest
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0][:160]
+def _check_loadable(manifest: dict[str, Any], path: Path) -> None:
+    """The keys `load_variant` reads are there, with their types."""
+    _check(manifest, LOAD_KEYS, path, "")
+    integrity.field(manifest["size"], "fp32_total", int, path, "size.fp32_total")
+    for name in manifest["tables"]:
+        integrity.field(manifest["tables"], name, dict, path, f"tables.{name}")
+        _check(manifest["tables"][name], TABLE_KEYS, path, f"tables.{name}.")
+
+
+def _check(record: dict[str, Any], keys: Keys, path: Path, prefix: str) -> None:
+    """Each of `keys` is in `record` with its type (named `prefix` + key in the error)."""
+    for key, kind in keys.items():
+        integrity.field(record, key, kind, path, prefix + key)
 
 
 def _load_weights(folder: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
     path = folder / WEIGHTS
-    try:
-        if _sha256(path) != manifest.get("weights_sha256"):
-            raise CheckpointError(f"{path}: checksum does not match the manifest (corrupt or truncated)")
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read variant weights ({_first_line(e)})") from None
+    verify(path, manifest["weights_sha256"])
+    return load_tensors(path)
 
 
 def _table(name: str, info: dict[str, Any], weights: dict[str, torch.Tensor]) -> PackedTable:
@@ -200,6 +215,7 @@ def load_variant(folder: Path | str, device: torch.device = CPU, model: nn.Modul
     `score`: how that model scores a batch."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    _check_loadable(manifest, folder / MANIFEST)
     weights = _load_weights(folder, manifest)
     try:
         target = _model(folder, manifest, model)
@@ -211,4 +227,4 @@ def load_variant(folder: Path | str, device: torch.device = CPU, model: nn.Modul
         tables = {n: _table(n, info, weights) for n, info in manifest["tables"].items()}
         return CompressedScorer(target, tables, manifest["size"]["fp32_total"], device, score)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{folder}: variant does not match its manifest ({_first_line(e)})") from None
+        raise CheckpointError(f"{folder}: variant does not match its manifest ({first_line(e)})") from None

@@ -62,15 +62,17 @@ def read_json(path: Path) -> dict[str, Any]:
     return record
 
 
-def field(record: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
-    """record[key], which must be of `kind` (bool is not an int here); CheckpointError naming `path` else."""
+def field(record: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path, label: str = "") -> Any:
+    """record[key], which must be of `kind` (bool is not an int here); else CheckpointError naming
+    `path` and the key (as `label`, e.g. its dotted path in the file, if given)."""
+    label = label or key
     if key not in record:
-        raise CheckpointError(f"{path}: '{key}' is missing")
+        raise CheckpointError(f"{path}: '{label}' is missing")
     value = record[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise CheckpointError(f"{path}: '{key}' is a {_json_type(value)}, expected {names}")
+        expected = " or ".join(_json_name(k) for k in kinds)
+        raise CheckpointError(f"{path}: '{label}' must be {expected}, not {_json_name(type(value))}")
     return value
 
 
@@ -78,6 +80,7 @@ def first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:160]
 
 
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+def _json_name(kind: type) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer", float: "number",
+             type(None): "null"}
+    return names.get(kind, kind.__name__)

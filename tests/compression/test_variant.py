@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -84,3 +85,66 @@ def test_failed_save_leaves_nothing_and_keeps_the_old_folder(tmp_path, random_mo
         _save(tmp_path / "set", variant, {"auc": 0.2})
     assert [p.name for p in tmp_path.iterdir()] == ["set"]
     assert read_manifest(tmp_path / "set" / "mix")["metrics"] == {"auc": 0.1}
+
+
+def _edit_manifest(folder, edit):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+BROKEN_MANIFESTS = {
+    "weights_sha256 missing": (lambda m: m.pop("weights_sha256"), "'weights_sha256' is missing"),
+    "tables not an object": (lambda m: m.update(tables=[1]), "'tables' must be object, not list"),
+    "kind a number": (lambda m: m.update(kind=3), "'kind' must be string or null, not integer"),
+    "size.fp32_total missing": (lambda m: m["size"].pop("fp32_total"), "'size.fp32_total' is missing"),
+    "table dim a string": (lambda m: m["tables"]["t_item_id"].update(dim="16"),
+                           "'tables.t_item_id.dim' must be integer, not string"),
+    "table rows a boolean": (lambda m: m["tables"]["t_item_id"].update(rows=True),
+                             "'tables.t_item_id.rows' must be integer, not boolean"),
+    "table not an object": (lambda m: m["tables"].update(t_item_id=None),
+                            "'tables.t_item_id' must be object, not null"),
+    "metrics missing": (lambda m: m.pop("metrics"), "'metrics' is missing"),
+    "size.total a string": (lambda m: m["size"].update(total="1"), "'size.total' must be integer, not string"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_MANIFESTS)
+def test_a_manifest_with_a_missing_or_mistyped_key_is_one_line_naming_it(tmp_path, random_model, case):
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    folder = tmp_path / "set" / "mix"
+    edit, expected = BROKEN_MANIFESTS[case]
+    _edit_manifest(folder, edit)
+    with pytest.raises(CheckpointError) as e:
+        load_variant(folder)
+    assert str(e.value) == f"{folder / 'manifest.json'}: {expected}"
+    if case in ("metrics missing", "size.total a string"):  # what listing a variant reads, too
+        with pytest.raises(CheckpointError, match="^" + re.escape(str(e.value)) + "$"):
+            read_manifest(folder)
+
+
+def test_pickled_weights_with_a_forged_checksum_are_refused_without_advice_to_unpickle(tmp_path, random_model):
+    import io
+
+    from recsys.integrity import sha256
+
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    folder = tmp_path / "set" / "mix"
+    buf = io.BytesIO()
+    torch.save({"dense.x": torch.zeros(1), "note": io.StringIO("a pickled object")}, buf)
+    (folder / "weights.pt").write_bytes(buf.getvalue())
+    _edit_manifest(folder, lambda m: m.update(weights_sha256=sha256(folder / "weights.pt")))
+    with pytest.raises(CheckpointError) as e:
+        load_variant(folder)
+    assert str(e.value) == f"{folder / 'weights.pt'}: not a weights-only file (it holds pickled objects); refused"
+
+
+def test_a_flipped_bit_in_the_weights_is_one_line_naming_them(tmp_path, random_model):
+    _save(tmp_path / "set", _variant(random_model, "dlrm"), {})
+    path = tmp_path / "set" / "mix" / "weights.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as e:
+        load_variant(tmp_path / "set" / "mix")
+    assert str(e.value).startswith(f"{path}: checksum does not match") and "\n" not in str(e.value)
