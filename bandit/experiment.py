@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import threading
@@ -337,7 +338,7 @@ def _arrays(batch: list[Resolved]) -> tuple[np.ndarray, np.ndarray, np.ndarray |
 
 
 def _check_number(value: Any, field: str, low: float, high: float, open_low: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BanditInputError(field, f"expected a finite number, got {value!r}")
     if (value <= low if open_low else value < low) or value > high:
         raise BanditInputError(field, f"{value!r} is outside {'(' if open_low else '['}{low:g}, {high:g}]")

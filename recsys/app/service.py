@@ -96,12 +96,14 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
             raise _Unauthorised("authorization", "missing or wrong bearer token")
 
     @app.post("/v1/experiments/{exp_id}/assign", response_model=AssignResponse)
-    def assign(exp_id: str, body: AssignRequest, request: Request) -> AssignResponse:
+    async def assign(exp_id: str, body: AssignRequest, request: Request) -> Response:
+        """Runs on the event loop: a hash, a lookup and one row committed without a disk flush
+        (cheaper than a hop to the thread pool)."""
         authorise(request)
         a = experiment(exp_id).assign(body.unit_id)
         metrics.assigned.labels(exp_id, a.arm).inc()
-        return AssignResponse(decision_id=a.decision_id, arm=a.arm, propensity=a.propensity,
-                              weights_version=a.weights_version)
+        return JSONResponse({"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
+                             "weights_version": a.weights_version})
 
     @app.post("/v1/experiments/{exp_id}/feedback", response_model=FeedbackResponse)
     def feedback(exp_id: str, body: FeedbackRequest, request: Request) -> FeedbackResponse:

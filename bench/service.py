@@ -1,0 +1,265 @@
+"""The online experiment service over real HTTP on loopback: uvicorn in a subprocess, the load
+generator here (both on the same cores).
+
+    .venv/bin/python bench/service.py [--seconds 10] [--connections 8]
+
+Prints, side by side with the issue's targets: assign requests/s and p50/p99 latency (next to the
+same load on a FastAPI endpoint that does nothing: the floor of the stack on this machine); feedback
+events/s in batches of 1,000 (each batch durable before its reply); client-side assignment
+decisions/s from a weights snapshot; time to ready after a SIGKILL and events lost (acknowledged
+before the kill, missing after). The load generator is a minimal asyncio HTTP/1.1 keep-alive
+client (a few microseconds a request), so the figures are the service's, not an HTTP library's.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bandit.client import LocalAssigner  # noqa: E402
+
+TOKEN = "bench-token"
+SPEC = {"id": "bench", "arms": ["fp32", "int8", "int4"], "policy": "ThompsonSampling", "options": {},
+        "rule": {"type": "DecisionRule", "fields": {"control": "fp32", "min_requests": 1000}}, "salt": "bench",
+        "recompute_every": 1000, "recompute_seconds": 5.0, "costs": []}
+
+
+class Service:
+    def __init__(self, folder: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.spec, self.store = folder / "spec.json", folder / "store.db"
+        self.spec.write_text(json.dumps(SPEC))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        t = time.perf_counter()
+        env = {**os.environ, "RECSYS_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "recsys.app.serve", "--spec", str(self.spec), "--store",
+                                      str(self.store), "--port", str(self.port)], env=env)
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
+                    return time.perf_counter() - t
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise SystemExit("the service exited") from None
+                time.sleep(0.01)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+BARE = """
+import sys, uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+app = FastAPI()
+class Body(BaseModel):
+    unit_id: str
+@app.post("/v1/experiments/bench/assign")
+async def assign(body: Body):
+    return JSONResponse({"decision_id": "d", "arm": "a", "propensity": 0.5, "weights_version": 1})
+@app.get("/readyz")
+async def ready():
+    return {}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def bare_endpoint(seconds: float, connections: int) -> np.ndarray:
+    """The same load on a FastAPI endpoint that does nothing: the floor of this stack on this machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", BARE, str(port)])
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        asyncio.run(assign_load(port, 1.0, connections))
+        return asyncio.run(assign_load(port, seconds, connections))[0]
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: POST JSON, read the JSON reply."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def open(self) -> Connection:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the service closed the connection")
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def assign_load(port: int, seconds: float, connections: int) -> tuple[np.ndarray, list[str]]:
+    """Assign requests on `connections` connections for `seconds`; latencies (ms) and decision ids."""
+    latencies: list[float] = []
+    decisions: list[str] = []
+    end = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        conn = await Connection(port).open()
+        i = 0
+        while time.perf_counter() < end:
+            body = json.dumps({"unit_id": f"user-{k}-{i}"}).encode()
+            t = time.perf_counter()
+            status, reply = await conn.post("/v1/experiments/bench/assign", body)
+            latencies.append((time.perf_counter() - t) * 1e3)
+            assert status == 200, reply
+            decisions.append(json.loads(reply)["decision_id"])
+            i += 1
+        conn.close()
+
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    return np.array(latencies), decisions
+
+
+async def feedback_load(port: int, decisions: list[str], batch: int, connections: int, tag: str) -> tuple[float, int]:
+    """Every decision's feedback in batches; (seconds, events) with each batch acknowledged."""
+    batches = [decisions[i:i + batch] for i in range(0, len(decisions) - batch + 1, batch)]
+    rng = np.random.default_rng(0)
+    bodies = [json.dumps({"events": [{"event_id": f"{tag}-{d}", "decision_id": d, "reward": float(rng.random() < 0.1),
+                                      "latency_ms": 5.0} for d in b]}).encode() for b in batches]
+    queue = list(bodies)
+    t = time.perf_counter()
+
+    async def worker() -> None:
+        conn = await Connection(port).open()
+        while queue:
+            status, reply = await conn.post("/v1/experiments/bench/feedback", queue.pop())
+            assert status == 200, reply
+        conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - t, batch * len(bodies)
+
+
+def client_side(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/experiments/bench/weights") as r:
+        assigner = LocalAssigner.from_snapshot(json.loads(r.read()))
+    ids = [f"user-{i}" for i in range(1_000_000)]
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        assigner.assign_many(ids)
+        best = max(best, len(ids) / (time.perf_counter() - t))
+    return best
+
+
+async def kill_during_feedback(service: Service, decisions: list[str]) -> tuple[float, int, int]:
+    """Feedback batches of 100 on 2 connections, a SIGKILL once a third is acknowledged; (seconds to
+    ready from the restart, events acknowledged before the kill, acknowledged events missing after)."""
+    acked: list[str] = []
+    batches = [decisions[i:i + 100] for i in range(0, len(decisions) - 99, 100)]
+
+    async def worker() -> None:
+        conn = await Connection(service.port).open()
+        while batches:
+            events = [{"event_id": f"kill-{d}", "decision_id": d, "reward": 1.0, "latency_ms": 5.0}
+                      for d in batches.pop()]
+            try:
+                status, _ = await conn.post("/v1/experiments/bench/feedback", json.dumps({"events": events}).encode())
+            except (ConnectionError, asyncio.IncompleteReadError):
+                return
+            if status == 200:
+                acked.extend(e["event_id"] for e in events)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(2)]
+    while len(acked) < len(decisions) // 3:
+        await asyncio.sleep(0.002)
+    service.kill()
+    await asyncio.gather(*tasks)
+    if not acked or not batches:
+        raise SystemExit("the kill did not land mid-stream: give the kill phase more decisions")
+    ready = service.start()
+    with sqlite3.connect(service.store) as db:
+        stored = {r[0] for r in db.execute("SELECT event_id FROM feedback WHERE event_id LIKE 'kill-%'")}
+    return ready, len(acked), len(set(acked) - stored)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--connections", type=int, default=8)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        service = Service(Path(tmp))
+        first_ready = service.start()
+        try:
+            asyncio.run(assign_load(service.port, 1.0, args.connections))  # warm-up
+            lat, decisions = asyncio.run(assign_load(service.port, args.seconds, args.connections))
+            half = len(decisions) // 2
+            fb_seconds, fb_events = asyncio.run(feedback_load(service.port, decisions[:half], 1000, 2, "fb"))
+            local = client_side(service.port)
+            ready, acked, lost = asyncio.run(kill_during_feedback(service, decisions[half:]))
+        finally:
+            service.stop()
+    bare = bare_endpoint(args.seconds, args.connections)
+    rows = [
+        ("bare FastAPI endpoint", f"{len(bare) / args.seconds:,.0f} req/s, p50 {np.percentile(bare, 50):.2f} ms, "
+                                  f"p99 {np.percentile(bare, 99):.2f} ms (same load: the stack's floor here)", ""),
+        ("assign", f"{len(lat) / args.seconds:,.0f} req/s, p50 {np.percentile(lat, 50):.2f} ms, "
+                   f"p99 {np.percentile(lat, 99):.2f} ms ({args.connections} connections)",
+         ">= 2,000 req/s at p99 <= 20 ms"),
+        ("feedback", f"{fb_events / fb_seconds:,.0f} events/s ({fb_events:,} events, batches of 1,000, "
+                     f"each durable before its reply)", ">= 20,000 events/s"),
+        ("client-side assign", f"{local:,.0f} decisions/s (1M unit ids, LocalAssigner.assign_many)",
+         ">= 1,000,000 decisions/s"),
+        ("recovery after SIGKILL", f"ready in {ready:.2f} s (first start {first_ready:.2f} s); "
+                                   f"{acked:,} events acknowledged before the kill, {lost} lost", "0 lost"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':{width}}  measured".ljust(width + 100) + "target")
+    for name, value, target in rows:
+        print(f"{name:{width}}  {value:98}{target}")
+
+
+if __name__ == "__main__":
+    main()
