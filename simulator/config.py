@@ -10,8 +10,12 @@ TOML layout (every key optional; defaults below):
     [simulator.latency]    source, effects, serving_batch, fit_samples, p50_ms, p99_ms,
                            penalty_per_100ms, abandon_half_ms, patience_ms
     [simulator.policy]     name, options, update_delay_steps
-    [simulator.stopping]   prob_best, max_loss, check_every_steps, min_requests
+    [simulator.stopping]   check_every_steps
     [simulator.log]        requests, epsilon, variant
+
+When to stop and what to declare is the experiment's `[decision]` rule (bandit.DecisionRule), the
+one the online service uses too: `simulator.stopping.prob_best`, `max_loss` and `min_requests` are
+refused in one line that says where they went. The default policy (DecisionTS) serves that rule.
 """
 from __future__ import annotations
 
@@ -84,7 +88,7 @@ class PolicyConfig:
     bandit.Policy.registry and its options, as plain TOML values (tables for the guardrail,
     allocation, memory and model objects), checked in full by bandit.policy_kwargs."""
 
-    name: str = "ThompsonSampling"
+    name: str = "DecisionTS"  # the default serves the [decision] rule
     options: dict[str, Any] = field(default_factory=dict)  # the policy's keyword options
     update_delay_steps: int = 1  # feedback of step s reaches the policy before step s + delay
 
@@ -101,27 +105,34 @@ class PolicyConfig:
         return Policy.registry[self.name]
 
     def kwargs(self) -> dict[str, Any]:
-        """The options built into the policy's keyword arguments (the seed is the simulator's)."""
+        """The options built into the policy's keyword arguments (the seed is the simulator's, and
+        so are a rule-serving policy's rule, control and costs)."""
+        fixed = ("seed", *getattr(self.policy_class, "set_by_caller", ()))
         try:
-            return policy_kwargs(self.policy_class, self.options, fixed=("seed",))
+            return policy_kwargs(self.policy_class, self.options, fixed=fixed)
         except BanditInputError as e:
             raise ConfigError(f"options.{e}") from None
 
 
+MOVED = {"prob_best": "moved to decision.confidence",
+         "min_requests": "moved to decision.min_requests",
+         "max_loss": "removed: a variant is declared when the [decision] rule holds at decision.confidence"}
+
+
 @dataclass(frozen=True)
 class StoppingConfig:
-    """Stop when a variant is best with prob_best and its expected loss is below max_loss."""
+    """How often the simulation judges the [decision] rule (after every `check_every_steps` steps);
+    the keys that moved into [decision] are refused where they were."""
 
-    prob_best: float = 0.95
-    max_loss: float = 1e-3
-    check_every_steps: int = 5
-    min_requests: int = 10_000
+    check_every_steps: int = 1
+    prob_best: float | None = None
+    max_loss: float | None = None
+    min_requests: int | None = None
 
     def __post_init__(self) -> None:
-        require(0.0 < self.prob_best < 1.0, "prob_best", "must be in (0, 1)")
-        require(self.max_loss >= 0.0, "max_loss", "must be >= 0")
         require(self.check_every_steps >= 1, "check_every_steps", "must be >= 1")
-        require(self.min_requests >= 0, "min_requests", "must be >= 0")
+        for key, where in MOVED.items():
+            require(getattr(self, key) is None, key, f"{where} (one rule for the simulator and the online service)")
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,7 @@ class LogConfig:
 @dataclass(frozen=True)
 class SimulatorConfig:
     seed: int = 0  # the traffic's random streams; the world is the experiment's top-level seed's
-    num_requests: int = 200_000  # at most, rounded up to whole steps; the stopping rule may end earlier
+    num_requests: int | None = None  # traffic at most (whole steps); None: the rule's decision.max_requests
     batch_requests: int = 4096  # requests per step (concurrent sessions)
     candidates: int = 100  # C
     slate_size: int = 10  # K
@@ -157,7 +168,7 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", "must be >= 0")
-        require(self.num_requests >= 1, "num_requests", "must be >= 1")
+        require(self.num_requests is None or self.num_requests >= 1, "num_requests", "must be >= 1")
         require(self.batch_requests >= 1, "batch_requests", "must be >= 1")
         require(self.slate_size >= 1, "slate_size", "must be >= 1")
         require(self.slate_size <= self.candidates, "slate_size",

@@ -1,19 +1,21 @@
 """The experiment loop: requests in batches -> the bandit picks a variant per request -> its real
 scorer ranks the candidates -> latency-aware users click -> rewards reach the policy late and in
-bulk -> the stopping rule -> a winner.
+bulk -> the decision rule (bandit.decide, on the feedback delivered so far) -> a verdict.
 
 Counterfactual mode scores every variant on every request, so with the shared user draws each
 variant's expected reward on each request is known and the regret is exact. Feedback of step s
-reaches the policy before step s + update_delay_steps.
+reaches the policy before step s + update_delay_steps. Each check records every arm's P(chosen)
+and the policy's traffic split, for the report's plots.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from bandit import BanditInputError, Policy, StoppingRule, ThompsonSampling, check_stopping
+from bandit import BanditInputError, Decision, DecisionRule, LatencyStats, Policy, decide
 from recsys.errors import ConfigError
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
@@ -31,11 +33,30 @@ class Trace:
     step_expected: list[np.ndarray] = field(default_factory=list)  # per step [V]: E[reward] summed
     step_served: list[float] = field(default_factory=list)  # per step: E[reward] of the served arms
     step_oracle: list[float] = field(default_factory=list)  # per step: E[reward] of each request's best
+    checks: list[int] = field(default_factory=list)  # requests sent at each check of the rule
+    check_chosen: list[np.ndarray] = field(default_factory=list)  # per check [V]: P(chosen)
+    check_shares: list[np.ndarray] = field(default_factory=list)  # per check [V]: the policy's split
     reward: np.ndarray = field(init=False)  # [V] realised reward summed over served requests
     expected: np.ndarray = field(init=False)  # [V] expected reward summed over all requests
+    seen: np.ndarray = field(init=False)  # [V] feedback delivered (requests)
+    seen_reward: np.ndarray = field(init=False)  # [V] reward in the feedback delivered
+    seen_latency: LatencyStats = field(init=False)  # of the feedback delivered
 
     def __post_init__(self) -> None:
         self.reward, self.expected = np.zeros(self.n_arms), np.zeros(self.n_arms)
+        self.seen, self.seen_reward = np.zeros(self.n_arms), np.zeros(self.n_arms)
+        self.seen_latency = LatencyStats(np.zeros(self.n_arms), np.zeros(self.n_arms), np.zeros(self.n_arms))
+
+    def deliver(self, arms: np.ndarray, reward: np.ndarray, latency_ms: np.ndarray) -> None:
+        """Count feedback as it reaches the policy: what the decision rule judges."""
+        self.seen += np.bincount(arms, minlength=self.n_arms)
+        self.seen_reward += np.bincount(arms, weights=reward, minlength=self.n_arms)
+        self.seen_latency = self.seen_latency + LatencyStats.of(arms, latency_ms, self.n_arms)
+
+    def check(self, t: int, decision: Decision, shares: np.ndarray) -> None:
+        self.checks.append(t)
+        self.check_chosen.append(np.array([a.p_chosen for a in decision.arms]))
+        self.check_shares.append(np.asarray(shares, np.float64))
 
     def record(self, outcome: Outcome, expected: np.ndarray | None) -> None:
         self.arms.append(outcome.arms)
@@ -72,9 +93,15 @@ class ExperimentResult:
     impressions: int  # rendered slate positions
     clicks: int
     abandoned: int
-    winner: int
-    stopped: bool  # the stopping rule fired before num_requests
-    prob_best: np.ndarray  # [V] the policy's posterior P(best) (NaN for non-posterior policies)
+    winner: int  # the chosen variant, or the leader
+    stopped: bool  # the decision rule declared a variant
+    p_chosen: np.ndarray  # [V] posterior P(the variant is the rule's answer) at the end
+    decision: Decision  # the rule's verdict (bandit.decide) on the feedback delivered
+    rule: DecisionRule
+    checks: np.ndarray  # [checks] requests sent at each check of the rule
+    check_chosen: np.ndarray  # [checks, V] P(chosen) at each check
+    check_shares: np.ndarray  # [checks, V] the policy's traffic split at each check
+    latency_quantiles: np.ndarray  # [V, len(QUANTILES)] of the requests each served (NaN: none)
     cumulative_regret: np.ndarray  # [steps] vs the best fixed variant in hindsight
     cumulative_oracle_gap: np.ndarray  # [steps] vs each request's best variant
     allocation: np.ndarray  # [steps, V] share of each step's requests
@@ -86,39 +113,76 @@ class ExperimentResult:
         return int(self.served.sum())
 
 
-def make_policy(config: SimulatorConfig, n_arms: int, seed: int) -> Policy:
+QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # of each variant's latency
+
+
+def make_policy(config: SimulatorConfig, n_arms: int, seed: int, rule: DecisionRule = DecisionRule(),
+                control: int = 0, costs: tuple[float, ...] = ()) -> Policy:
     """The configured policy (its name and options checked with the config) for `n_arms` variants;
-    options that do not fit this many arms (an arm id, floors over 1) fail here, in one line."""
+    a rule-serving policy (DecisionTS) gets the rule, the control's arm id and the arms' bytes.
+    Options that do not fit this many arms (an arm id, floors over 1) fail here, in one line."""
+    cls = config.policy.policy_class
+    given: dict[str, Any] = {"rule": rule, "control": control, "costs": costs}
+    fixed = {k: given[k] for k in getattr(cls, "set_by_caller", ())}
     try:
-        return config.policy.policy_class(n_arms, seed=seed, **config.policy.kwargs())
+        return cls(n_arms, seed=seed, **fixed, **config.policy.kwargs())
     except BanditInputError as e:
         raise ConfigError(f"simulator.policy.options.{e} (the simulation has {n_arms} variants)") from None
 
 
-def run_experiment(env: Environment, variants: list[Arm]) -> ExperimentResult:
-    """Run until num_requests or the stopping rule; all randomness from env.streams."""
+def run_experiment(env: Environment, variants: list[Arm], rule: DecisionRule | None = None) -> ExperimentResult:
+    """Run until the rule declares a variant, its max_requests or simulator.num_requests; all
+    randomness from env.streams. `rule`: None judges DecisionRule() with the first arm as control."""
     config = env.config
+    names = [v.name for v in variants]
+    rule = rule if rule is not None else DecisionRule(control=names[0])
+    if rule.control not in names:
+        raise ConfigError(f"decision.control: no variant {rule.control!r} in this simulation "
+                          f"(one of {', '.join(names)})")
+    limit = min(rule.max_requests, config.num_requests or rule.max_requests)
     env.prepare_latency(variants)
-    policy = make_policy(config, len(variants), env.streams.policy_seed())
+    sizes = tuple(float(v.scorer.embedding_bytes()) for v in variants)
+    policy = make_policy(config, len(variants), env.streams.policy_seed(), rule, names.index(rule.control), sizes)
+    judge = _Judge(rule, names, sizes)
     pending: deque = deque()
-    trace, stopped, step = Trace(len(variants)), False, 0
+    trace, decision, step = Trace(len(variants)), None, 0
     totals = np.zeros(3, np.int64)  # impressions, clicks, abandoned
-    while env.t < config.num_requests and not stopped:
+    while env.t < limit and (decision is None or not decision.decided):
         requests, draws = env.requests()
         selection = policy.select(len(requests))
         outcome, expected = _serve(env, variants, requests, draws, selection.arms)
         env.advance(outcome.latency_ms, outcome.abandoned)
         pending.append((outcome.arms, outcome.reward, outcome.latency_ms, selection.propensities))
         while len(pending) > config.policy.update_delay_steps:
-            _update(policy, pending.popleft())
+            _update(policy, trace, pending.popleft())
         trace.record(outcome, expected)
         totals += [int((~outcome.abandoned).sum()) * config.slate_size, int(outcome.clicks.sum()),
                    int(outcome.abandoned.sum())]
         step += 1
-        stopped = _should_stop(env, policy, step)
-    while pending:
-        _update(policy, pending.popleft())
-    return _result(env, variants, policy, trace, totals, stopped)
+        if step % config.stopping.check_every_steps == 0:
+            decision = judge(trace)
+            trace.check(env.t, decision, policy.probabilities())
+    if decision is None or not decision.decided:
+        while pending:
+            _update(policy, trace, pending.popleft())
+        decision = judge(trace)
+        trace.check(env.t, decision, policy.probabilities())
+    return _result(env, variants, rule, decision, trace, totals)
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """The rule's verdict on the feedback a trace has delivered."""
+
+    rule: DecisionRule
+    names: list[str]
+    sizes: tuple[float, ...]
+
+    def __call__(self, trace: Trace) -> Decision:
+        try:
+            return decide(self.rule, self.names, trace.seen, trace.seen_reward, trace.seen_latency, self.sizes)
+        except BanditInputError as e:
+            raise ConfigError(f"decision.{e}") from None
 
 
 def _serve(env: Environment, variants: list[Arm], requests: Requests, draws: Draws,
@@ -149,37 +213,34 @@ def _take_draws(draws: Draws, mask: np.ndarray) -> Draws:
     return Draws(draws.click_u[mask], draws.click_v[mask], draws.abandon[mask], draws.latency[mask])
 
 
-def _update(policy: Policy, feedback: tuple) -> None:
+def _update(policy: Policy, trace: Trace, feedback: tuple) -> None:
     arms, reward, latency, propensities = feedback
-    policy.update(arms, reward, latencies=np.maximum(latency, 1e-6), propensities=propensities)
+    latency = np.maximum(latency, 1e-6)
+    policy.update(arms, reward, latencies=latency, propensities=propensities)
+    trace.deliver(arms, reward, latency)
 
 
-def _should_stop(env: Environment, policy: Policy, step: int) -> bool:
-    rule = env.config.stopping
-    if not isinstance(policy, ThompsonSampling) or step % rule.check_every_steps or env.t < rule.min_requests:
-        return False
-    result = check_stopping(policy, StoppingRule(rule.prob_best, rule.max_loss), rng=env.streams.stopping)
-    return result.stop
-
-
-def _result(env: Environment, variants: list[Arm], policy: Policy, trace: Trace,
-            totals: np.ndarray, stopped: bool) -> ExperimentResult:
+def _result(env: Environment, variants: list[Arm], rule: DecisionRule, decision: Decision, trace: Trace,
+            totals: np.ndarray) -> ExperimentResult:
     k = len(variants)
+    names = [v.name for v in variants]
     arms, latency = np.concatenate(trace.arms), np.concatenate(trace.latency_ms)
     served = np.bincount(arms, minlength=k)
-    prob_best = policy.prob_best() if isinstance(policy, ThompsonSampling) else np.full(k, np.nan)
     per_step = np.array([np.bincount(a, minlength=k) for a in trace.arms])
-    mean = np.divide(trace.reward, served, out=np.full(k, np.nan), where=served > 0)
     regret, oracle_gap = trace.regret()
+    quantiles = np.array([[_per_arm_quantile(arms, latency, k, q)[v] for q in QUANTILES] for v in range(k)])
     return ExperimentResult(
-        variants=[v.name for v in variants], served=served, reward=trace.reward,
+        variants=names, served=served, reward=trace.reward,
         expected_all=trace.expected / max(env.t, 1),
         latency_p50_ms=_per_arm_quantile(arms, latency, k, 0.5),
         latency_p99_ms=_per_arm_quantile(arms, latency, k, 0.99),
         embedding_bytes=[int(v.scorer.embedding_bytes()) for v in variants],
         impressions=int(totals[0]), clicks=int(totals[1]), abandoned=int(totals[2]),
-        winner=int(np.argmax(prob_best) if isinstance(policy, ThompsonSampling) else np.nanargmax(mean)),
-        stopped=stopped, prob_best=prob_best, cumulative_regret=regret, cumulative_oracle_gap=oracle_gap,
+        winner=names.index(decision.leader), stopped=decision.decided,
+        p_chosen=np.array([a.p_chosen for a in decision.arms]), decision=decision, rule=rule,
+        checks=np.array(trace.checks), check_chosen=np.array(trace.check_chosen),
+        check_shares=np.array(trace.check_shares), latency_quantiles=quantiles,
+        cumulative_regret=regret, cumulative_oracle_gap=oracle_gap,
         allocation=per_step / per_step.sum(axis=1, keepdims=True),
         latency_models=[v.latency.summary() if v.latency else {} for v in variants],
         calibration=None if env.calibration is None else env.calibration.summary())

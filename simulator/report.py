@@ -1,22 +1,26 @@
 """The experiment's report: results.json (deterministic: same config and seed, same bytes; with
-the verdict), report.md (the verdict first), report.png (traffic share over time and cumulative
-regret) and pareto.png (expected reward vs bytes and vs p99, the chosen or leading variant marked),
-each written atomically so a failed run never leaves half a file."""
+the verdict and the rule's checks over time), report.md (the verdict first), decision.png (P(chosen)
+and traffic share at each check of the rule), report.png (cumulative regret and each variant's
+latency distribution) and pareto.png (expected reward vs bytes and vs p99, the chosen or leading
+variant marked), each written atomically so a failed run never leaves half a file."""
 from __future__ import annotations
 
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from compression.report import VariantRow, plot
 from recsys.atomic import write_bytes, write_text
-from simulator.experiment import ExperimentResult
+from simulator.experiment import QUANTILES, ExperimentResult
 from simulator.verdict import Verdict
 
-PLOTS = {"report.png": "traffic share over time and cumulative regret",
-         "pareto.png": "expected reward vs embedding bytes and vs p99 latency, Pareto front ringed"}
+PLOTS = {"decision.png": "P(chosen) and traffic share at each check of the decision rule",
+         "report.png": "cumulative regret and each variant's latency distribution",
+         "pareto.png": "expected reward vs embedding bytes and vs p99 latency, Pareto front ringed, "
+                       "the chosen (or leading) variant marked"}
 
 
 def result_dict(r: ExperimentResult, verdict: Verdict, log: dict | None = None) -> dict:
@@ -24,11 +28,13 @@ def result_dict(r: ExperimentResult, verdict: Verdict, log: dict | None = None) 
     rows = [{"variant": name, "served": int(r.served[v]),
              "mean_reward": _num(r.reward[v] / r.served[v]) if r.served[v] else None,
              "expected_reward_all_requests": _num(r.expected_all[v]),
-             "prob_best": _num(r.prob_best[v]), "latency_p50_ms": _num(r.latency_p50_ms[v]),
+             "p_chosen": _num(r.p_chosen[v]), "latency_p50_ms": _num(r.latency_p50_ms[v]),
              "latency_p99_ms": _num(r.latency_p99_ms[v]), "embedding_bytes": r.embedding_bytes[v],
+             "latency_quantiles_ms": dict(zip(map(str, QUANTILES), map(_num, r.latency_quantiles[v]))),
              "latency_model": r.latency_models[v]} for v, name in enumerate(r.variants)]
-    return {"verdict": verdict.to_dict(), "leader": r.variants[r.winner], "stopped_early": r.stopped,
-            "requests": r.requests,
+    checks = {"requests": r.checks.tolist(), "p_chosen": r.check_chosen.tolist(), "shares": r.check_shares.tolist()}
+    return {"verdict": verdict.to_dict(), "decision": r.decision.to_dict(), "leader": r.variants[r.winner],
+            "decided": r.stopped, "requests": r.requests, "checks": checks,
             "impressions": r.impressions, "clicks": r.clicks, "abandoned": r.abandoned,
             "cumulative_regret": _num(r.cumulative_regret[-1]) if len(r.cumulative_regret) else None,
             "cumulative_oracle_gap": _num(r.cumulative_oracle_gap[-1]) if len(r.cumulative_oracle_gap) else None,
@@ -44,6 +50,7 @@ def write_simulation_report(r: ExperimentResult, verdict: Verdict, folder: Path 
     data = result_dict(r, verdict, log)
     write_text(folder / "results.json", json.dumps(data, indent=1, sort_keys=True))
     write_text(folder / "report.md", _markdown(data, verdict))
+    _plot_decision(r, folder / "decision.png")
     _plot(r, folder / "report.png")
     plot(verdict_rows(r, verdict, serving_batch), folder / "pareto.png", "simulation: " + verdict.headline())
     return data
@@ -75,15 +82,15 @@ def _markdown(d: dict, verdict: Verdict) -> str:
              "|---" * len(header) + "|", *("| " + " | ".join(row) + " |" for row in rows), "",
              *verdict.reasons(), "",
              f"{d['requests']} requests, {d['impressions']} impressions, {d['clicks']} clicks, "
-             f"{d['abandoned']} abandoned; stopped early: {d['stopped_early']}; "
+             f"{d['abandoned']} abandoned; decided: {d['decided']}; "
              f"exact cumulative regret vs the best variant: {_fmt(d['cumulative_regret'])}; "
              f"vs each request's best variant: {_fmt(d['cumulative_oracle_gap'])}", "",
-             "| variant | served | mean reward | E[reward] all requests | P(best) | p50 ms | p99 ms "
+             "| variant | served | mean reward | E[reward] all requests | P(chosen) | p50 ms | p99 ms "
              "| embedding bytes |",
              "|---|---|---|---|---|---|---|---|"]
     for v in d["variants"]:
         lines.append(f"| {v['variant']} | {v['served']} | {_fmt(v['mean_reward'])} | "
-                     f"{_fmt(v['expected_reward_all_requests'])} | {_fmt(v['prob_best'])} | "
+                     f"{_fmt(v['expected_reward_all_requests'])} | {_fmt(v['p_chosen'])} | "
                      f"{_fmt(v['latency_p50_ms'])} | {_fmt(v['latency_p99_ms'])} | {v['embedding_bytes']} |")
     if d.get("log"):
         log = d["log"]
@@ -94,19 +101,50 @@ def _markdown(d: dict, verdict: Verdict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plot_decision(r: ExperimentResult, path: Path) -> None:
+    """P(chosen) and the policy's traffic split at each check of the rule, against requests."""
+    plt, fig, (ax1, ax2) = _figure()
+    what = "P(best)" if r.rule.objective == "reward" else "P(chosen)"
+    for v, name in enumerate(r.variants):
+        ax1.plot(r.checks, r.check_chosen[:, v], label=name, marker=".")
+        ax2.plot(r.checks, r.check_shares[:, v], label=name, marker=".")
+    ax1.axhline(r.rule.confidence, color="grey", linestyle=":", label=f"confidence {r.rule.confidence:g}")
+    ax1.set(xlabel="requests", ylabel=what, title=f"{what} under the decision rule", ylim=(-0.02, 1.02))
+    ax2.set(xlabel="requests", ylabel="traffic share", title="the policy's split", ylim=(-0.02, 1.02))
+    ax1.legend(fontsize=8)
+    _save(plt, fig, path)
+
+
 def _plot(r: ExperimentResult, path: Path) -> None:
+    """Cumulative regret per step, and each variant's latency quantiles (a box from the 5th to the
+    95th percentile, whiskers to the 1st and 99th, the median line; the SLO dashed)."""
+    plt, fig, (ax1, ax2) = _figure()
+    ax1.plot(r.cumulative_regret, label="vs the best variant")
+    ax1.plot(r.cumulative_oracle_gap, label="vs each request's best", linestyle="--")
+    ax1.set(xlabel="step", ylabel="expected reward lost", title="exact cumulative regret")
+    ax1.legend()
+    index = {q: i for i, q in enumerate(QUANTILES)}
+    stats = [{"label": name, "whislo": q[index[0.01]], "q1": q[index[0.05]], "med": q[index[0.5]],
+              "q3": q[index[0.95]], "whishi": q[index[0.99]], "fliers": []}
+             for name, q in zip(r.variants, r.latency_quantiles) if np.isfinite(q).all()]
+    if stats:
+        ax2.bxp(stats, orientation="horizontal", showfliers=False)
+    if r.rule.slo_p99_ms is not None:
+        ax2.axvline(r.rule.slo_p99_ms, color="tab:red", linestyle="--", label=f"SLO p99 {r.rule.slo_p99_ms:g} ms")
+        ax2.legend(fontsize=8)
+    ax2.set(xlabel="latency ms (box 5-95%, whiskers 1-99%)", title="latency of the requests each served")
+    _save(plt, fig, path)
+
+
+def _figure() -> tuple[Any, Any, Any]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for v, name in enumerate(r.variants):
-        ax1.plot(r.allocation[:, v], label=name)
-    ax1.set(xlabel="step", ylabel="traffic share", title="allocation")
-    ax1.legend()
-    ax2.plot(r.cumulative_regret, label="vs the best variant")
-    ax2.plot(r.cumulative_oracle_gap, label="vs each request's best", linestyle="--")
-    ax2.set(xlabel="step", ylabel="expected reward lost", title="exact cumulative regret")
-    ax2.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    return plt, fig, axes
+
+
+def _save(plt: Any, fig: Any, path: Path) -> None:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", metadata={"Software": None})

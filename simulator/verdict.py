@@ -1,16 +1,18 @@
 """The verdict of an experiment and its reasons, in one object for every report.
 
-The chosen variant is the one the stopping rule declared; when the rule did not fire the verdict
-is "no decision yet", with the leader (the highest P(best), or the highest mean reward for a policy
-without a posterior), never a winner. The reasons, per arm: the mean reward with its 95% Wilson
-score interval (reward summed over served requests as the successes: exact for the 0/1
+The verdict is the decision rule's (`bandit.decide`, result.decision): the chosen variant only when
+the rule declared one, else "no decision yet" with the leader (the arm most likely to be the rule's
+answer) and what it still lacks, never a winner. The reasons, per arm: the mean reward with its 95%
+Wilson score interval (reward summed over served requests as the successes: exact for the 0/1
 `any_click` reward, an approximation for `clicks`), its difference to the control with Newcombe's
-hybrid score interval (Newcombe 1998, method 10: from the two Wilson intervals), p99 latency,
-bytes and P(best); overall, the requests used, the expected clicks lost to exploration (the exact
-cumulative regret against the best fixed variant) and the requests a fixed equal-split A/B test
-would need to separate the leader from the runner-up at the observed rates (the standard
-two-proportion sample size, two-sided level 1 - confidence, the stated power, every arm given the
-same share).
+hybrid score interval (Newcombe 1998, method 10: from the two Wilson intervals), p99 latency against
+the SLO, bytes, P(chosen) (P(best) under the reward objective), P(non-inferior) and P(p99 <= SLO);
+overall, the rule, the requests used, the expected clicks lost to exploration (the exact cumulative
+regret against the best fixed variant) and the requests a fixed equal-split A/B test would need for
+the same statements at the observed rates (every arm given the same share, power 0.8): under the
+reward objective a two-sided two-proportion test of the leader against the runner-up at level
+1 - confidence; under the cost objective one-sided non-inferiority tests (the leader non-inferior,
+each cheaper arm inferior) at level (1 - confidence) / (K - 1), the union the rule itself uses.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from bandit import DecisionRule
 from simulator.experiment import ExperimentResult
 
 LEVEL = 0.95  # of the reward intervals
@@ -39,56 +42,76 @@ class ArmVerdict:
     vs_control_high: float | None
     p99_ms: float | None  # over the requests it served
     bytes: int  # embedding bytes
-    prob_best: float | None  # the policy's posterior P(best); None for a policy without one
+    p_chosen: float | None  # P(the arm is the rule's answer): P(best) under the reward objective
+    p_noninferior: float | None  # P(reward >= the control's less the margin); None for the control
+    p_slo: float | None  # P(p99 <= the SLO); None without an SLO
+    status: str  # the rule's: chosen, leader, inferior, breaks SLO, open, settled
 
 
 @dataclass(frozen=True)
 class Verdict:
-    decided: bool  # the stopping rule fired
+    decided: bool  # the rule declared a variant
     chosen: str | None  # the variant to serve; None: no decision yet
     leader: str
-    leader_prob_best: float | None
-    confidence: float  # the P(best) the stopping rule asks for
+    leader_p_chosen: float | None
+    confidence: float  # the rule's
     requests: int  # used by the experiment
     control: str
     arms: tuple[ArmVerdict, ...]
     regret: float | None  # expected clicks lost to exploration vs the best fixed variant
     runner_up: str | None  # the other arm with the highest mean reward
-    fixed_ab_requests: int | None  # an equal-split A/B test's total to separate leader and runner-up
+    fixed_ab_requests: int | None  # an equal-split A/B test's total for the same statements
+    rule: str  # the rule in one sentence
+    objective: str  # "reward" or "cost"
+    reason: str  # why the chosen arm, or what the leader still lacks
+    final: bool  # max_requests reached without a decision
+    slo_p99_ms: float | None
     fixed_ab_power: float = POWER
 
     def headline(self) -> str:
         """One line: the chosen variant, or "no decision yet" with the leader."""
         if self.chosen is not None:
-            return (f"Serve {self.chosen}: the stopping rule declared it best (P(best) "
-                    f"{_fmt(self.leader_prob_best, '.3f')} >= {self.confidence:g}) after {self.requests:,} requests")
-        why = (f"P(best) {_fmt(self.leader_prob_best, '.3f')}, the rule asks for {self.confidence:g}"
-               if self.leader_prob_best is not None else "by mean reward; the policy has no posterior to stop on")
-        return f"No decision yet: {self.leader} leads ({why}) after {self.requests:,} requests"
+            return f"Serve {self.chosen}: the decision rule holds after {self.requests:,} requests"
+        what = "P(best)" if self.objective == "reward" else "P(chosen)"
+        end = " (max_requests reached)" if self.final else ""
+        return (f"No decision yet{end}: {self.leader} leads ({what} {_fmt(self.leader_p_chosen, '.3f')}, the rule "
+                f"asks for {self.confidence:g} evidence) after {self.requests:,} requests")
 
     def reasons(self) -> list[str]:
-        """Sentences behind the headline: exploration cost and the fixed A/B test it stands against."""
-        out = []
+        """Sentences behind the headline: the rule, why, the leader's numbers, exploration's cost and
+        the fixed A/B test it stands against."""
+        out = [f"The rule: {self.rule}.", ("Why: " if self.decided else "Still lacking: ") + self.reason + "."]
+        lead = next(a for a in self.arms if a.name == self.leader)
+        facts = [f"{lead.name}: reward {_interval(lead.reward, lead.reward_low, lead.reward_high)}"]
+        if lead.name != self.control:
+            diff = _interval(lead.vs_control, lead.vs_control_low, lead.vs_control_high, True)
+            facts.append(f"vs {self.control} {diff} (P(non-inferior) {_fmt(lead.p_noninferior, '.3f')})")
+        slo = f" vs the SLO {self.slo_p99_ms:g} ms (P(met) {_fmt(lead.p_slo, '.3f')})" if self.slo_p99_ms else ""
+        facts.append(f"p99 {_fmt(lead.p99_ms, '.2f')} ms{slo}")
+        facts.append(f"{lead.bytes:,} bytes")
+        out.append("; ".join(facts) + ".")
         if self.regret is not None:
             out.append(f"Expected clicks lost to exploration (vs always serving the best variant): {self.regret:,.1f}.")
-        if self.runner_up is not None:
-            ab = (f"{self.fixed_ab_requests:,} requests" if self.fixed_ab_requests is not None
-                  else "no finite number of requests (equal observed rewards)")
-            out.append(f"A fixed equal-split A/B test over the {len(self.arms)} arms would need {ab} to separate "
-                       f"{self.leader} from {self.runner_up} at their observed rewards (two-sided level "
-                       f"{1 - self.confidence:.2g}, power {self.fixed_ab_power:g}); this experiment used "
-                       f"{self.requests:,}.")
+        ab = (f"{self.fixed_ab_requests:,} requests" if self.fixed_ab_requests is not None
+              else "no finite number of requests (no gap to detect at the observed rewards)")
+        what = (f"to separate {self.leader} from {self.runner_up} (two-sided level {1 - self.confidence:.2g})"
+                if self.objective == "reward" else
+                f"for the same non-inferiority statements (one-sided level {1 - self.confidence:.2g} / "
+                f"{max(len(self.arms) - 1, 1)})")
+        out.append(f"A fixed equal-split A/B test over the {len(self.arms)} arms would need {ab} {what} at the "
+                   f"observed rewards, power {self.fixed_ab_power:g}; this experiment used {self.requests:,}.")
         return out
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the per-arm reasons, as text."""
         header = ["variant", "served", "reward (95% CI)", f"vs {self.control} (95% CI)", "p99 ms", "bytes",
-                  "P(best)"]
-        rows = [[a.name + (" (chosen)" if a.name == self.chosen else " (leader)" if a.name == self.leader else ""),
-                 f"{a.served:,}", _interval(a.reward, a.reward_low, a.reward_high),
+                  "P(best)" if self.objective == "reward" else "P(chosen)", "P(non-inferior)", "P(p99 <= SLO)",
+                  "rule"]
+        rows = [[a.name, f"{a.served:,}", _interval(a.reward, a.reward_low, a.reward_high),
                  "control" if a.name == self.control else
                  _interval(a.vs_control, a.vs_control_low, a.vs_control_high, signed=True),
-                 _fmt(a.p99_ms, ".2f"), f"{a.bytes:,}", _fmt(a.prob_best, ".3f")] for a in self.arms]
+                 _fmt(a.p99_ms, ".2f"), f"{a.bytes:,}", _fmt(a.p_chosen, ".3f"), _fmt(a.p_noninferior, ".3f"),
+                 _fmt(a.p_slo, ".3f"), a.status] for a in self.arms]
         return header, rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,24 +123,61 @@ class Verdict:
         return Verdict(**{**fields, "arms": tuple(ArmVerdict(**a) for a in d["arms"])})
 
 
-def verdict_of(result: ExperimentResult, confidence: float, control: str = "dlrm",
-               power: float = POWER) -> Verdict:
-    """The verdict of `result` under a stopping rule asking for `confidence`; the control arm is
-    named `control` (the first arm if there is none of that name)."""
-    names, served, reward = result.variants, result.served, result.reward
-    c = names.index(control) if control in names else 0
+def verdict_of(result: ExperimentResult, power: float = POWER) -> Verdict:
+    """The verdict of `result`: its decision rule's, with the reasons."""
+    names, served, reward, rule = result.variants, result.served, result.reward, result.rule
+    d = result.decision
+    c = names.index(rule.control)
     arms = tuple(_arm(result, v, c) for v in range(len(names)))
-    leader = result.winner
+    leader = names.index(d.leader)
     others = [v for v in range(len(names)) if v != leader and served[v] > 0]
     runner = max(others, key=lambda v: reward[v] / served[v]) if others and served[leader] > 0 else None
-    ab = None if runner is None else fixed_ab_requests(
-        reward[leader] / served[leader], reward[runner] / served[runner], len(names), 1 - confidence, power)
     regret = float(result.cumulative_regret[-1]) if len(result.cumulative_regret) else float("nan")
     return Verdict(
-        decided=result.stopped, chosen=names[leader] if result.stopped else None, leader=names[leader],
-        leader_prob_best=_num(result.prob_best[leader]), confidence=confidence, requests=result.requests,
-        control=names[c], arms=arms, regret=_num(regret), runner_up=None if runner is None else names[runner],
-        fixed_ab_requests=ab, fixed_ab_power=power)
+        decided=d.decided, chosen=d.chosen, leader=d.leader, leader_p_chosen=_num(result.p_chosen[leader]),
+        confidence=rule.confidence, requests=result.requests, control=rule.control, arms=arms, regret=_num(regret),
+        runner_up=None if runner is None else names[runner],
+        fixed_ab_requests=_fixed_ab(result, leader, runner, power), rule=rule.describe(), objective=rule.objective,
+        reason=d.reason, final=d.final, slo_p99_ms=rule.slo_p99_ms, fixed_ab_power=power)
+
+
+def _fixed_ab(result: ExperimentResult, leader: int, runner: int | None, power: float) -> int | None:
+    """What an equal-split A/B test needs for the verdict's statements (see the module docstring)."""
+    rule, served, k = result.rule, result.served, len(result.variants)
+    rate = np.divide(result.reward, served, out=np.full(k, np.nan), where=served > 0)
+    if rule.objective == "reward":
+        if runner is None:
+            return None
+        return fixed_ab_requests(rate[leader], rate[runner], k, 1 - rule.confidence, power)
+    c = result.variants.index(rule.control)
+    cheaper = [v for v in range(k) if v not in (leader, c) and _cheaper(result, v, leader)]
+    sizes = [fixed_noninferiority_requests(rate[c], rate[v], rule, k, power) for v in [leader, *cheaper] if v != c]
+    return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
+
+
+def _cheaper(result: ExperimentResult, v: int, than: int) -> bool:
+    if result.rule.cost_by == "bytes":
+        return result.embedding_bytes[v] < result.embedding_bytes[than]
+    return bool(result.latency_p99_ms[v] < result.latency_p99_ms[than])
+
+
+def fixed_noninferiority_requests(control: float, arm: float, rule: DecisionRule, arms: int,
+                                  power: float = POWER) -> int | None:
+    """Total requests of an equal-split test over `arms` arms whose one-sided z test at level
+    (1 - confidence) / (arms - 1) shows `arm`'s rate on the right side of the margin (non-inferior
+    if it is above (1 - margin) x the control's rate, or control - margin; inferior if below) with
+    `power`: per arm (z_(1-alpha) + z_power)^2 (p_c q_c a^2 + p q) / gap^2, a the margin's slope.
+    None at the margin itself (no gap to detect)."""
+    if not (np.isfinite(control) and np.isfinite(arm)):
+        return None
+    gap = arm - float(rule.floor(control))
+    if gap == 0:
+        return None
+    slope = 1 - rule.margin if rule.margin_kind == "relative" else 1.0
+    alpha = (1 - rule.confidence) / max(arms - 1, 1)
+    z = float(norm.ppf(1 - alpha)) + float(norm.ppf(power))
+    var = control * (1 - control) * slope ** 2 + arm * (1 - arm)
+    return arms * math.ceil(z * z * var / gap ** 2)
 
 
 def wilson(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -151,6 +211,7 @@ def fixed_ab_requests(p1: float, p2: float, arms: int, alpha: float, power: floa
 
 
 def _arm(result: ExperimentResult, v: int, control: int) -> ArmVerdict:
+    status = result.decision.arms[v]
     n, x = int(result.served[v]), float(result.reward[v])
     nc, xc = int(result.served[control]), float(result.reward[control])
     low, high = wilson(x, n) if n else (None, None)
@@ -160,7 +221,8 @@ def _arm(result: ExperimentResult, v: int, control: int) -> ArmVerdict:
         name=result.variants[v], served=n, reward=x / n if n else None, reward_low=low, reward_high=high,
         vs_control=x / n - xc / nc if compared else None, vs_control_low=diff[0], vs_control_high=diff[1],
         p99_ms=_num(result.latency_p99_ms[v]), bytes=int(result.embedding_bytes[v]),
-        prob_best=_num(result.prob_best[v]))
+        p_chosen=_num(result.p_chosen[v]), p_noninferior=status.p_noninferior, p_slo=status.p_slo,
+        status=status.status)
 
 
 def _num(x: float) -> float | None:

@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bandit import BanditInputError, DecisionRule
 from compression.config import CompressConfig
 from recsys.config_loading import from_dict, read_toml, to_dict
 from recsys.data.config import DataConfig
-from recsys.errors import require
+from recsys.errors import ConfigError, require
 from recsys.models.dlrm import DLRMConfig
 from recsys.models.two_tower import TwoTowerConfig
 from recsys.train.config import OptimConfig, TrainConfig
 from simulator.config import SimulatorConfig
+
+RANKING_MODELS = ("dlrm", "logistic")  # exported models that rank a request's candidates (simulation arms)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ExperimentConfig:
     baselines: BaselineSection = field(default_factory=BaselineSection)
     compress: CompressConfig | None = None  # present: compressed variants of a trained model
     simulator: SimulatorConfig | None = None  # present: the bandit picks among the variants
+    decision: DecisionRule = field(default_factory=DecisionRule)  # when an experiment declares a variant
 
     def __post_init__(self) -> None:
         require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name)
@@ -65,6 +69,10 @@ class ExperimentConfig:
         require(self.simulator is None or self.simulator.click.calibrate == "none"
                 or self.data.synthetic.truth == "generated", "simulator.click.calibrate",
                 "'obd' recalibrates a generated world's base CTR; the MovieLens truth keeps its fit")
+        if self.simulator is not None:
+            arms = self.simulation_arms
+            require(self.decision.control in arms, "decision.control",
+                    f"no variant {self.decision.control!r} in this simulation (one of {', '.join(arms)})")
         if self.compress is not None:
             teacher = getattr(self, self.compress.teacher)
             require(teacher.enabled, "compress.teacher", f"{self.compress.teacher!r} is not enabled in this config")
@@ -81,6 +89,13 @@ class ExperimentConfig:
         enabled = {"dlrm": self.dlrm.enabled, "logistic": self.dlrm.enabled and self.baselines.logistic,
                    "two_tower": self.two_tower.enabled}
         return [m for m, on in enabled.items() if on]
+
+    @property
+    def simulation_arms(self) -> list[str]:
+        """The simulation's variants by name: the exported ranking models, then the compressed ones."""
+        models = [m for m in self.trained_models if m in RANKING_MODELS]
+        teacher = self.compress.teacher if self.compress is not None else ""
+        return models + [f"{teacher}-{v.name}" for v in (self.compress.variants if self.compress else ())]
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -101,7 +116,8 @@ class ExperimentConfig:
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read and validate `path`; `overrides` (dotted keys) replace values before validation."""
+    """Read and validate `path`; `overrides` (dotted keys) replace values before validation. The
+    [decision] rule is bandit's (its errors name the field; here they get the section's key)."""
     raw = read_toml(path)
     for dotted, value in (overrides or {}).items():
         node = raw
@@ -109,4 +125,7 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ex
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return from_dict(ExperimentConfig, raw)
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except BanditInputError as e:
+        raise ConfigError(f"decision.{e}") from None

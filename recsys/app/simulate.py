@@ -6,7 +6,7 @@ scores as the exported DLRM does). The world is the one whose logs they were tra
 config's data section and top-level seed: generated, or the MovieLens fit of
 `data.synthetic.truth`), and every model and variant must have been trained in it; the traffic
 (sessions, clicks, the policy) draws from `simulator.seed`. Writes runs/<name>/simulation/
-(results.json and report.md with the verdict, report.png, pareto.png, variants.png; log/ when
+(results.json and report.md with the verdict, decision.png, report.png, pareto.png, variants.png; log/ when
 `simulator.log.requests` > 0) and puts the simulation into the run's metrics.json and reports.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recsys.app.compress import variant_folders
-from recsys.app.config import ExperimentConfig
+from recsys.app.config import RANKING_MODELS, ExperimentConfig
 from recsys.app.lineage import check_trained
 from recsys.data.synthetic import world_for
 from recsys.data.world import World
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from simulator.serving import Arm
     from simulator.verdict import Verdict
 
-RANKING_MODELS = ("dlrm", "logistic")  # exported models that rank a request's candidates
-CONTROL = "dlrm"  # the arm each variant's reward is compared with: the fp32 DLRM
 WORLD_KEYS = ("seed", "data")  # what a model must share with this config to serve its world
 
 
@@ -54,10 +52,10 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     logged = _logging_arm(sim, variants)
     truth = world if world is not None else world_for(config.data, config.seed)
     cache = config.data.cache_dir
-    result = run_experiment(_environment(sim, truth, retrieval, cache), variants)
+    result = run_experiment(_environment(sim, truth, retrieval, cache), variants, config.decision)
     folder = config.run_dir / "simulation"
     log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
-    verdict = verdict_of(result, sim.stopping.prob_best, CONTROL)
+    verdict = verdict_of(result)
     out = write_simulation_report(result, verdict, folder, sim.candidates, log)
     _plot_variants(config, verdict, folder / "variants.png")
     add_simulation(config.run_dir, out)

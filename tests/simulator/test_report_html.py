@@ -9,13 +9,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from bandit import DecisionRule
 from recsys.app.report import write_run_report
-from simulator.experiment import ExperimentResult
-from simulator.report import write_simulation_report
+from simulator.report import PLOTS, write_simulation_report
 from simulator.verdict import verdict_of
+from tests.simulator.conftest import made_up_result
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run")
@@ -42,23 +42,11 @@ def render(html: Path, tmp: Path) -> tuple[int, int, str]:
     return int(found[1]), int(found[2]), proc.stdout
 
 
-def _result() -> ExperimentResult:
-    steps, k = 12, 3
-    allocation = np.linspace([1 / 3] * k, [0.05, 0.15, 0.8], steps)
-    return ExperimentResult(
-        variants=["dlrm", "logistic", "dlrm-int8"], served=np.array([3000, 1000, 6000]),
-        reward=np.array([360.0, 100.0, 750.0]), expected_all=np.array([0.12, 0.1, 0.125]),
-        latency_p50_ms=np.array([2.0, 1.0, 1.5]), latency_p99_ms=np.array([8.0, 3.0, 6.0]),
-        embedding_bytes=[400, 100, 130], impressions=50_000, clicks=1500, abandoned=3, winner=2, stopped=False,
-        prob_best=np.array([0.2, 0.0, 0.8]), cumulative_regret=np.cumsum(np.full(steps, 1.5)),
-        cumulative_oracle_gap=np.cumsum(np.full(steps, 2.0)), allocation=allocation, latency_models=[{}] * k,
-        calibration=None)
-
-
 def _simulate(run_dir: Path) -> str:
     """The simulation's report of a made-up result; its verdict's headline."""
-    result = _result()
-    verdict = verdict_of(result, 0.95)
+    result = made_up_result(DecisionRule(min_requests=0, slo_p99_ms=7.0), steps=12,
+                            names=("dlrm", "logistic", "dlrm-int8"))
+    verdict = verdict_of(result)
     write_simulation_report(result, verdict, run_dir / "simulation", 20)
     return verdict.headline()
 
@@ -75,9 +63,11 @@ def test_report_html_loads_every_image_in_a_browser(tmp_path: Path) -> None:
     headline = _simulate(tmp_path)
     _report(tmp_path)
     html = tmp_path / "report.html"
-    assert re.findall(r'<img src="(.{22})', html.read_text()) == ["data:image/png;base64,"] * 2  # inline only
+    assert re.findall(r'<img src="(.{22})', html.read_text()) == ["data:image/png;base64,"] * 3  # inline only
     images, broken, dom = render(html, tmp_path)
-    assert (images, broken) == (2, 0)  # traffic share and regret; the reward Pareto fronts
+    assert (images, broken) == (3, 0)  # P(chosen) and shares; regret and latency; the reward Pareto fronts
+    for alt in PLOTS.values():
+        assert f'alt="{alt}"' in dom
     assert headline.startswith("No decision yet: dlrm-int8 leads") and headline in dom
     assert dom.index(headline) < dom.index("Run <code>html</code>")  # the verdict first
     assert (tmp_path / "report.md").read_text().startswith(f"# `html`: {headline}\n")
@@ -88,4 +78,4 @@ def test_a_broken_image_is_caught(tmp_path: Path) -> None:
     png = tmp_path / "simulation" / "pareto.png"
     png.write_bytes(b"not a PNG")  # inlined as it is: the browser cannot decode it
     _report(tmp_path)
-    assert render(tmp_path / "report.html", tmp_path)[:2] == (2, 1)
+    assert render(tmp_path / "report.html", tmp_path)[:2] == (3, 1)

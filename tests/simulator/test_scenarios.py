@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from simulator.config import LatencyConfig, StoppingConfig, UserConfig
+from bandit import DecisionRule
+from simulator.config import LatencyConfig, UserConfig
 from simulator.environment import Environment
 from simulator.experiment import run_experiment
 from simulator.oracle import WorldScorer
@@ -56,15 +57,31 @@ def test_clicks_reward_is_clicks_per_slot(sim_config):
     assert abs(np.mean(rewards) - expected.mean()) < 4 * np.std(rewards) / np.sqrt(300 * len(requests))
 
 
-def test_stopping_rule_fires_on_a_clear_winner(sim_config):
-    config = dataclasses.replace(sim_config, num_requests=100_000,
-                                 stopping=StoppingConfig(prob_best=0.95, max_loss=1e-3,
-                                                         check_every_steps=1, min_requests=3000))
+def test_the_decision_rule_declares_a_clear_winner(sim_config):
+    config = dataclasses.replace(sim_config, num_requests=None)
     env = Environment.build(config, WORLD, 0)
     w = env.world.world
-    result = run_experiment(env, [Arm("noise", WorldScorer(w, 3.0, seed=1)), Arm("exact", WorldScorer(w))])
-    assert result.stopped and result.variants[result.winner] == "exact"
-    assert 3000 <= result.requests < 100_000 and result.prob_best[1] >= 0.95
+    rule = DecisionRule(control="noise", min_requests=3000, max_requests=100_000)
+    result = run_experiment(env, [Arm("noise", WorldScorer(w, 3.0, seed=1)), Arm("exact", WorldScorer(w))], rule)
+    assert result.stopped and result.decision.chosen == "exact" and result.variants[result.winner] == "exact"
+    assert 3000 <= result.requests < 100_000 and result.p_chosen[1] >= 0.95
+    assert len(result.checks) == result.requests // 1000 and result.checks[-1] == result.requests  # every step
+    assert result.check_chosen.shape == result.check_shares.shape == (len(result.checks), 2)
+    np.testing.assert_allclose(result.check_shares.sum(axis=1), 1.0)
+
+
+def test_the_cheapest_non_inferior_variant_is_served_and_the_slo_violator_never(sim_config):
+    """Three copies of the exact scorer, one of them slow enough to break the SLO, one a little
+    faster: the rule (cost by p99) serves the faster copy; a rule with only the slow copy cheaper
+    never declares it."""
+    lat = LatencyConfig(p50_ms=(5.0, 4.0, 1.0), p99_ms=(20.0, 16.0, 400.0), effects="none")
+    config = dataclasses.replace(sim_config, num_requests=None, latency=lat)
+    w = WORLD
+    arms = [Arm("dlrm", WorldScorer(w)), Arm("fast", WorldScorer(w)), Arm("broken", WorldScorer(w))]
+    rule = DecisionRule(objective="cost", slo_p99_ms=100.0, margin=0.05, min_requests=2000, max_requests=60_000)
+    result = run_experiment(Environment.build(config, w, 0), arms, rule)
+    assert result.decision.chosen == "fast", result.decision.reason
+    assert result.decision.arm("broken").status == "breaks SLO"
 
 
 def test_drift_changes_the_best_variant(sim_config):

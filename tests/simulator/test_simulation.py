@@ -63,13 +63,14 @@ def test_exact_regret_prefers_the_better_variant(sim_config):
     assert np.all(np.diff(result.cumulative_oracle_gap) >= 0)  # no variant beats each request's best
     assert result.cumulative_oracle_gap[-1] >= result.cumulative_regret[-1]
     assert result.served.sum() == result.requests >= sim_config.num_requests
+    assert not result.stopped and result.decision.final is False  # num_requests ran out before the rule
 
 
 def _run_bytes(config, folder: Path) -> tuple[bytes, bytes]:
     world = World.generate(WORLD_CONFIG, 7)
     env = Environment.build(config, world, 7)
     result = run_experiment(env, _variants(env))
-    write_simulation_report(result, verdict_of(result, config.stopping.prob_best, "exact"), folder, config.candidates)
+    write_simulation_report(result, verdict_of(result), folder, config.candidates)
     env = Environment.build(config, world, 7)
     log_impressions(env, Arm("log", WorldScorer(env.world.world, 0.5), LatencyModel.from_quantiles(5, 20)),
                     folder / "log")

@@ -1,15 +1,15 @@
-"""The verdict: intervals against published values, the A/B sample size against a hand computation,
-the chosen variant only when the stopping rule fired, and a round trip through results.json."""
+"""The verdict: intervals against published values, the A/B sample sizes against hand computations,
+the chosen variant only when the decision rule holds, and a round trip through results.json."""
 from __future__ import annotations
 
 import json
 import math
 
-import numpy as np
 import pytest
 
-from simulator.experiment import ExperimentResult
-from simulator.verdict import Verdict, fixed_ab_requests, newcombe, verdict_of, wilson
+from bandit import DecisionRule
+from simulator.verdict import Verdict, fixed_ab_requests, fixed_noninferiority_requests, newcombe, verdict_of, wilson
+from tests.simulator.conftest import made_up_result
 
 
 @pytest.mark.parametrize("x, n, low, high", [  # Newcombe (1998a), Table I, method 3 (Wilson score)
@@ -36,49 +36,54 @@ def test_fixed_ab_sample_size_by_hand() -> None:
     assert fixed_ab_requests(0.3, 0.3, 2, 0.05) is None
 
 
-def _result(stopped: bool, prob_best=(0.1, 0.2, 0.7)) -> ExperimentResult:
-    k = 3
-    return ExperimentResult(
-        variants=["logistic", "dlrm", "dlrm-int8"], served=np.array([1000, 3000, 6000]),
-        reward=np.array([100.0, 360.0, 750.0]), expected_all=np.array([0.1, 0.12, 0.125]),
-        latency_p50_ms=np.array([1.0, 2.0, 1.5]), latency_p99_ms=np.array([3.0, 8.0, 6.0]),
-        embedding_bytes=[100, 400, 130], impressions=50_000, clicks=1500, abandoned=3, winner=2,
-        stopped=stopped, prob_best=np.array(prob_best), cumulative_regret=np.array([5.0, 9.0, 12.5]),
-        cumulative_oracle_gap=np.array([6.0, 11.0, 15.0]), allocation=np.full((3, k), 1 / k),
-        latency_models=[{}] * k, calibration=None)
+REWARD = DecisionRule(min_requests=0)
+COST = DecisionRule(objective="cost", cost_by="bytes", margin=0.05, min_requests=0)
+
+
+def test_fixed_noninferiority_sample_size_by_hand() -> None:
+    # control 0.40, arm 0.40, margin 5% relative: gap 0.02; 3 arms: one-sided 0.025 each; power 80%
+    z = 1.959964 + 0.841621
+    var = 0.4 * 0.6 * 0.95 ** 2 + 0.4 * 0.6
+    per_arm = math.ceil(z * z * var / 0.02 ** 2)
+    assert fixed_noninferiority_requests(0.40, 0.40, COST, 3) == 3 * per_arm
+    assert fixed_noninferiority_requests(0.40, 0.36, COST, 3) == 3 * math.ceil(z * z * (
+        0.4 * 0.6 * 0.95 ** 2 + 0.36 * 0.64) / 0.02 ** 2)  # inferior by as much: as many requests
+    assert fixed_noninferiority_requests(0.40, 0.38, COST, 3) is None  # on the margin
 
 
 def test_no_decision_names_the_leader_never_a_winner() -> None:
-    v = verdict_of(_result(stopped=False), 0.95)
-    assert (v.decided, v.chosen, v.leader, v.leader_prob_best) == (False, None, "dlrm-int8", 0.7)
-    assert v.headline() == ("No decision yet: dlrm-int8 leads (P(best) 0.700, the rule asks for 0.95) "
-                            "after 10,000 requests")
-    assert v.control == "dlrm" and v.requests == 10_000 and v.regret == 12.5
-    int8, control = v.arms[2], v.arms[1]
+    v = verdict_of(made_up_result(REWARD))
+    assert (v.decided, v.chosen, v.leader) == (False, None, "dlrm-int8")
+    assert v.leader_p_chosen is not None and 0.5 < v.leader_p_chosen < 0.95
+    assert v.headline() == (f"No decision yet: dlrm-int8 leads (P(best) {v.leader_p_chosen:.3f}, the rule asks for "
+                            "0.95 evidence) after 10,000 requests")
+    assert v.control == "dlrm" and v.requests == 10_000 and v.regret == 4.5
+    int8, control = v.arms[2], v.arms[0]
     assert int8.reward == 0.125 and (int8.reward_low, int8.reward_high) == pytest.approx(wilson(750, 6000))
     assert int8.vs_control == pytest.approx(0.125 - 0.12)
     assert (int8.vs_control_low, int8.vs_control_high) == pytest.approx(newcombe(750, 6000, 360, 3000))
-    assert control.vs_control is None and (int8.p99_ms, int8.bytes, int8.prob_best) == (6.0, 130, 0.7)
+    assert control.vs_control is None and (int8.p99_ms, int8.bytes) == (6.0, 130)
     assert v.runner_up == "dlrm"  # the other arm with the highest mean reward
     assert v.fixed_ab_requests == fixed_ab_requests(0.125, 0.12, 3, 0.05)
-    assert "No decision yet" in v.to_dict()["headline"]
+    reasons = " ".join(v.reasons())
+    assert "The rule: serve the variant with the most reward" in reasons and "Still lacking: dlrm-int8" in reasons
+    assert "dlrm-int8: reward 0.1250 [" in reasons and "p99 6.00 ms" in reasons and "130 bytes" in reasons
 
 
-def test_the_stopping_rule_chooses() -> None:
-    v = verdict_of(_result(stopped=True, prob_best=(0.0, 0.02, 0.98)), 0.95)
-    assert (v.decided, v.chosen) == (True, "dlrm-int8")
-    assert v.headline().startswith("Serve dlrm-int8: the stopping rule declared it best (P(best) 0.980 >= 0.95)")
+def test_the_rule_chooses_the_cheapest_non_inferior_variant() -> None:
+    v = verdict_of(made_up_result(COST, served=(30_000, 30_000, 30_000), reward=(12_000, 9_000, 12_100)))
+    assert (v.decided, v.chosen) == (True, "dlrm-int8")  # logistic is cheaper but shown inferior
+    assert v.headline() == "Serve dlrm-int8: the decision rule holds after 90,000 requests"
+    assert [a.status for a in v.arms] == ["settled", "inferior", "chosen"]
     header, rows = v.table()
-    assert rows[2][0] == "dlrm-int8 (chosen)" and rows[1][3] == "control" and len(header) == len(rows[0])
-
-
-def test_a_policy_without_posterior_leads_by_mean_reward() -> None:
-    v = verdict_of(_result(stopped=False, prob_best=(np.nan,) * 3), 0.95, control="none-such")
-    assert v.leader_prob_best is None and v.control == "logistic"  # no arm of that name: the first
-    assert "by mean reward; the policy has no posterior" in v.headline()
+    assert rows[0][3] == "control" and rows[2][-1] == "chosen" and len(header) == len(rows[0])
+    assert "Why: dlrm-int8 is non-inferior to dlrm" in " ".join(v.reasons())
+    rate = 12_000 / 30_000
+    assert v.fixed_ab_requests == max(fixed_noninferiority_requests(rate, 12_100 / 30_000, COST, 3),
+                                      fixed_noninferiority_requests(rate, 0.3, COST, 3))
 
 
 def test_round_trip_through_json() -> None:
-    v = verdict_of(_result(stopped=False), 0.9)
+    v = verdict_of(made_up_result(COST))
     back = Verdict.from_dict(json.loads(json.dumps(v.to_dict())))
     assert back == v and back.headline() == v.headline()
