@@ -29,6 +29,7 @@ def preflight(config: ExperimentConfig, trains: bool = True) -> None:
     schema = planned_schema(config.data)
     _devices(config)
     _models(config, schema)
+    _splits(config)
     _sharding(config, schema)
     _compress(config, schema)
     _simulator(config, schema, trains)
@@ -65,11 +66,49 @@ def _models(config: ExperimentConfig, schema: Schema) -> None:
     if not schema.keys("user") or not schema.keys("item"):
         raise ConfigError(f"two_tower.enabled: data.source = '{config.data.source}' has no user and item features "
                           "to train a two-tower model on; set two_tower.enabled = false")
+    items = _items(config, schema)
+    for key, ks in (("two_tower.ks", config.two_tower.ks),
+                    ("compress.ks", config.compress.ks if config.compress and config.compress.teacher == "two_tower"
+                     else ())):
+        if items is not None and ks and max(ks) > items:
+            raise ConfigError(f"{key}: recall@{max(ks)} needs at least {max(ks)} items; the data has {items}")
     c = config.data.synthetic
     if config.data.source == "synthetic" and c.num_rows > c.max_in_memory_rows:
         raise ConfigError(f"data.synthetic.max_in_memory_rows: the two-tower's retrieval evaluation needs the log "
                           f"in memory, but num_rows {c.num_rows:,} > max_in_memory_rows {c.max_in_memory_rows:,}; "
                           "raise it or set two_tower.enabled = false")
+
+
+def _splits(config: ExperimentConfig) -> None:
+    """Every epoch is validated and every model tested: neither split may be empty, and a generated
+    log's train split holds a full batch of each ranking model (the two-tower's are its clicks)."""
+    from recsys.data.synthetic import split_sizes
+
+    data = config.data
+    own = {"val": data.criteo.val_paths, "test": data.criteo.test_paths} if data.source == "criteo" else {}
+    for split, fraction in (("val", data.val_fraction), ("test", data.test_fraction)):
+        if fraction == 0 and not own.get(split):
+            raise ConfigError(f"data.{split}_fraction: 0 leaves the {split} split empty, and every model is "
+                              f"{'validated each epoch' if split == 'val' else 'tested'} on it; give it a share")
+    if data.source != "synthetic":
+        return
+    sizes = split_sizes(data.synthetic.num_rows, data.fractions())
+    empty = [s for s, n in sizes.items() if n == 0]
+    if empty:
+        raise ConfigError(f"data.synthetic.num_rows: {data.synthetic.num_rows} rows leave the {empty[0]} split empty")
+    for model, optim in (("dlrm", config.dlrm.optim), ("logistic", config.baselines.logistic_optim)):
+        key = "dlrm.optim" if model == "dlrm" else "baselines.logistic_optim"
+        if model in config.trained_models and optim.batch_size > sizes["train"]:
+            raise ConfigError(f"{key}.batch_size: {optim.batch_size:,} is more than the {sizes['train']:,} train "
+                              "rows of data.synthetic.num_rows (not one full batch)")
+
+
+def _items(config: ExperimentConfig, schema: Schema) -> int | None:
+    """The number of items, when the config fixes it (a copy of MovieLens at a path may differ)."""
+    movielens = config.data.source == "movielens" or config.data.synthetic.truth == "movielens"
+    if movielens and config.data.movielens.path is not None or "item_id" not in schema.keys("item"):
+        return None
+    return schema.feature("item_id").num_embeddings
 
 
 def _sharding(config: ExperimentConfig, schema: Schema) -> None:

@@ -48,7 +48,7 @@ class SyntheticDataset:
         self.world, self.seed, self.schema = world, seed, world.schema()
         self.config = world.config
         self._tables = (world.user_table(), world.item_table())
-        self._sizes = _split_sizes(self.config.num_rows, fractions)
+        self._sizes = split_sizes(self.config.num_rows, fractions)
         self._memory = None
         if self.config.num_rows <= self.config.max_in_memory_rows:
             empty = sample_log(world, np.random.default_rng(0), 0, self._tables)
@@ -119,7 +119,8 @@ def world_for(config: DataConfig, seed: int) -> World:
     return dataclasses.replace(world, config=sizes)
 
 
-def _split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[Split, int]:
+def split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[Split, int]:
+    """Rows of each split of a log of num_rows rows."""
     val, test = round(num_rows * fractions["val"]), round(num_rows * fractions["test"])
     return {"train": num_rows - val - test, "val": val, "test": test}
 

@@ -114,3 +114,35 @@ def test_missing_file_empty_split_and_no_retrieval(tmp_path):
         ds.retrieval("test")
     with pytest.raises(DataError, match="no item popularity"):
         ds.item_popularity()
+
+
+def _gz_dataset(tmp_path, data: bytes) -> CriteoDataset:
+    path = tmp_path / "day.tsv.gz"
+    path.write_bytes(data)
+    return CriteoDataset(DataConfig(source="criteo", criteo=CriteoConfig(train_paths=(str(path),), chunk_rows=97)), 0)
+
+
+def test_a_truncated_gzip_file_is_named_with_the_line_reached(tmp_path):
+    rows = _lines(3000)
+    whole = gzip.compress("".join("\t".join(r) + "\n" for r in rows).encode())
+    ds = _gz_dataset(tmp_path, whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"day.tsv.gz: truncated or corrupt gzip file"):
+        ds.num_rows("train")
+    with pytest.raises(DataError, match=r"day.tsv.gz:\d+: truncated or corrupt gzip file") as info:
+        list(ds.batches("train", 64))
+    line = int(str(info.value).split(":")[1])
+    assert 1 < line <= 3000 and (line - 1) % 97 == 0  # the first line of the chunk that could not be read
+
+
+def test_a_corrupt_gzip_file_is_one_error(tmp_path):
+    whole = bytearray(gzip.compress("".join("\t".join(r) + "\n" for r in _lines(3000)).encode()))
+    whole[len(whole) // 2] ^= 0xFF
+    with pytest.raises(DataError, match="truncated or corrupt gzip file"):
+        list(_gz_dataset(tmp_path, bytes(whole)).batches("train", 64))
+
+
+def test_a_gz_name_on_plain_text_is_refused_before_reading(tmp_path):
+    path = tmp_path / "day.tsv.gz"
+    path.write_text("".join("\t".join(r) + "\n" for r in _lines(10)))
+    with pytest.raises(DataError, match=r"data.criteo.train_paths\[0\]: .*day.tsv.gz is not a gzip file"):
+        CriteoDataset(DataConfig(source="criteo", criteo=CriteoConfig(train_paths=(str(path),))), 0)
