@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bandit.experiment import ExperimentSpec
     from recsys.app.config import ExperimentConfig
     from recsys.app.service import Ranker
+    from recsys.data.schema import Schema
 
 TOKEN_ENV = "RECSYS_SERVE_TOKEN"
 
@@ -66,6 +67,7 @@ def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
     simulation), scored by /rank with their own models."""
     from bandit.decision import DecisionRule
     from bandit.experiment import ExperimentSpec
+    from recsys.app.rank import VariantRanker
     from recsys.app.simulate import arms
 
     sim = config.simulator
@@ -78,7 +80,19 @@ def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
                           sim.policy.options, rule or DecisionRule(), s.salt,
                           s.recompute_every, s.recompute_seconds)
     store = Path(s.store) if "://" in s.store or Path(s.store).is_absolute() else config.run_dir / s.store
-    run(s, [spec], str(store))
+    run(s, [spec], str(store), VariantRanker(variants, _schema(config)))
+
+
+def _schema(config: ExperimentConfig) -> Schema:
+    """The run's feature schema, as its exported ranking model recorded it."""
+    from recsys.integrity import read_json
+    from recsys.models.registry import schema_from_dict
+
+    for model in ("dlrm", "logistic"):
+        info = config.run_dir / model / "model" / "model.json"
+        if info.is_file():
+            return schema_from_dict(read_json(info)["schema"])
+    raise UserError(f"{config.run_dir}: no exported ranking model; run `recsys run` first")
 
 
 def run(section: ServeConfig, specs: Sequence[ExperimentSpec], store_url: str, ranker: Ranker | None = None) -> None:

@@ -67,12 +67,25 @@ class FeedbackResponse(BaseModel):
     duplicates: int
 
 
+class Candidate(BaseModel):
+    item_id: str | int = Field(description="returned with its score")
+    features: dict[str, list[int]] = Field(description="the item side's ids, by the run's feature keys")
+
+
+class RankRequest(BaseModel):
+    unit_id: str = Field(min_length=1, max_length=256)
+    dense: list[FiniteFloat] = Field(default_factory=list, description="the request's dense context")
+    features: dict[str, list[int]] = Field(description="the user's and the context's ids, by feature key")
+    candidates: list[Candidate] = Field(min_length=1)
+    k: int = Field(default=10, ge=1)
+
+
 class Ranker(Protocol):
-    """Scores a /rank request's candidates with one arm's model (recsys.app.rank)."""
+    """Scores a /rank request's candidates with one arm's model (recsys.app.rank.VariantRanker)."""
 
-    def rank(self, arm: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def check(self, req: RankRequest) -> None: ...
 
-    def check(self, body: Mapping[str, Any]) -> None: ...
+    def rank(self, arm: str, req: RankRequest) -> dict[str, Any]: ...
 
 
 def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits = Limits(),
@@ -128,17 +141,16 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
 
     if ranker is not None:
         @app.post("/v1/experiments/{exp_id}/rank")
-        def rank(exp_id: str, body: dict[str, Any], request: Request) -> dict[str, Any]:
+        def rank(exp_id: str, body: RankRequest, request: Request) -> dict[str, Any]:
+            """Assign the unit, then rank the candidates with the assigned variant's model."""
             authorise(request)
             exp = experiment(exp_id)
-            unit = body.get("unit_id")
+            if len(body.candidates) > limits.max_candidates:
+                raise BanditInputError("candidates", f"{len(body.candidates)}, at most {limits.max_candidates}")
             ranker.check(body)
-            n = len(body.get("candidates") or [])
-            if n > limits.max_candidates:
-                raise BanditInputError("candidates", f"{n} candidates, at most {limits.max_candidates}")
-            a = exp.assign(unit)  # type: ignore[arg-type]  # checked by assign (one-line error)
-            metrics.assigned.labels(exp_id, a.arm).inc()
             start = time.perf_counter()
+            a = exp.assign(body.unit_id)
+            metrics.assigned.labels(exp_id, a.arm).inc()
             ranked = ranker.rank(a.arm, body)
             return {"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
                     "weights_version": a.weights_version, **ranked,

@@ -1,0 +1,95 @@
+"""/rank: the assigned variant's own model scores the candidates (equal to that model's forward on
+the same rows built independently, as a TorchRec Batch); bad feature keys, ids or sizes are a
+one-line 422 and no decision is logged."""
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from torchrec.datasets.utils import Batch
+
+from bandit.decision import DecisionRule
+from bandit.experiment import Experiment, ExperimentSpec
+from bandit.sqlite_store import SQLiteStore
+from recsys.app.rank import VariantRanker
+from recsys.app.service import Limits, create_app
+from recsys.data.jagged import Jagged, to_kjt
+from recsys.data.schema import Schema, SparseFeature
+from recsys.models.registry import build_model
+from recsys.serving.scorer import ModelScorer
+from simulator.serving import Arm
+
+TOKEN = "rank-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCHEMA = Schema(dense=("hour", "load"), sparse=(
+    SparseFeature("user_id", 50, "user"), SparseFeature("user_tags", 20, "user", max_ids=3),
+    SparseFeature("item_id", 40, "item"), SparseFeature("device", 3, "context")))
+
+
+@pytest.fixture(scope="module")
+def scorers():
+    torch.manual_seed(0)
+    dlrm = build_model("dlrm", SCHEMA, {"embedding_dim": 8, "dense_arch": [8], "over_arch": [8, 1]},
+                       torch.device("cpu"))
+    logistic = build_model("logistic", SCHEMA, {}, torch.device("cpu"))
+    return {"dlrm": ModelScorer(dlrm), "logistic": ModelScorer(logistic)}
+
+
+@pytest.fixture
+def service(tmp_path, scorers):
+    spec = ExperimentSpec("exp", ("dlrm", "logistic"), rule=DecisionRule(control="dlrm"))
+    exp = Experiment(spec, SQLiteStore(tmp_path / "s.db"))
+    ranker = VariantRanker([Arm(n, s) for n, s in scorers.items()], SCHEMA)
+    return TestClient(create_app({"exp": exp}, TOKEN, Limits(max_candidates=64), ranker)), exp
+
+
+def _request(n=30, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"unit_id": "user-1", "dense": [0.5, -1.0], "k": k,
+            "features": {"user_id": [7], "user_tags": [1, 4], "device": [2]},
+            "candidates": [{"item_id": f"item-{i}", "features": {"item_id": [int(i)]}}
+                           for i in rng.choice(40, size=n, replace=False)]}
+
+
+def _forward(scorer, req):
+    """The model's own forward on one row per candidate (user and context ids repeated)."""
+    n = len(req["candidates"])
+    rows = {k: [req["features"][k]] * n for k in req["features"]}
+    rows["item_id"] = [c["features"]["item_id"] for c in req["candidates"]]
+    columns = [Jagged.from_lengths(np.array([len(r) for r in rows[k]]), np.concatenate(rows[k])) for k in SCHEMA.keys()]
+    batch = Batch(torch.tensor([req["dense"]] * n, dtype=torch.float32), to_kjt(SCHEMA.keys(), columns, n),
+                  torch.zeros(n))
+    return scorer.score(batch).numpy()
+
+
+def test_rank_scores_with_the_assigned_variants_own_model(service, scorers):
+    client, exp = service
+    for unit in ("user-1", "user-2", "user-3", "user-4", "user-5", "user-6"):
+        req = _request() | {"unit_id": unit}
+        r = client.post("/v1/experiments/exp/rank", json=req, headers=AUTH)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        expected = _forward(scorers[out["arm"]], req)
+        order = np.argsort(-expected, kind="stable")[:5]
+        assert [i["item_id"] for i in out["items"]] == [req["candidates"][i]["item_id"] for i in order]
+        np.testing.assert_allclose([i["score"] for i in out["items"]], expected[order], rtol=1e-5, atol=1e-6)
+        assert out["latency_ms"] >= out["model_ms"] > 0
+        assert out["arm"] == exp.assign(unit).arm
+    assert exp.served.sum() == 12
+
+
+@pytest.mark.parametrize("edit, prefix", [
+    (lambda r: r["features"].pop("device"), "features: missing key 'device'"),
+    (lambda r: r["features"].__setitem__("age", [1]), "features: unknown key 'age'"),
+    (lambda r: r["candidates"][2]["features"].__setitem__("item_id", [40]), "candidates[2].features.item_id: id 40"),
+    (lambda r: r["features"].__setitem__("user_tags", [1, 2, 3, 4]), "features.user_tags: expected 1 to 3 ids"),
+    (lambda r: r.__setitem__("dense", [1.0]), "dense: expected 2 values"),
+    (lambda r: r.__setitem__("k", 31), "k: 31 is more than"),
+    (lambda r: r.__setitem__("candidates", r["candidates"] * 3), "candidates: 90, at most 64"),
+])
+def test_bad_rank_request_is_refused_before_any_decision(service, edit, prefix):
+    client, exp = service
+    req = _request()
+    edit(req)
+    r = client.post("/v1/experiments/exp/rank", json=req, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"].startswith(prefix), r.text
+    assert exp.served.sum() == 0 and exp.store.served("exp") == {}
