@@ -2,6 +2,8 @@
 guardrail objects, distillation students. One line naming the full key, exit status 2."""
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import tomllib
 
 from bandit import Policy
 from recsys.app.cli import main
+from recsys.errors import ConfigError
 
 CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml"))
 QUICKSTART = CONFIGS[0].with_name("quickstart.toml")
@@ -148,3 +151,44 @@ def test_options_that_need_the_arm_count_fail_in_one_line_when_the_simulation_bu
         make_policy(config.simulator, 3, seed=0)
     assert str(info.value) == ("simulator.policy.options.allocation.control: arm 5 not in 0..2 "
                                "(the simulation has 3 variants)")
+
+
+def test_the_memory_estimate_is_its_parts_and_refuses_one_byte_over(tmp_path: Path) -> None:
+    """The tables of the largest model (rows x (dim + one Adagrad float) x 4 bytes, counted here
+    from the feature sizes the config sets), the rows in memory and the world add up; the refusal
+    comes exactly when they exceed what is available, naming the largest part's key."""
+    from recsys.app.config import load_config
+    from recsys.app.footprint import check_memory, estimate
+
+    sets = {"data.synthetic.num_users": 50_000, "data.synthetic.num_items": 7_000, "train.device": "cpu",
+            "dlrm.model.embedding_dim": 16, "dlrm.model.dense_arch": [16, 16], "simulator": None}
+    config = load_config(QUICKSTART, {k: v for k, v in sets.items() if v is not None})
+    config = dataclasses.replace(config, simulator=None, compress=None)
+    rows = 50_000 + 8 + 32 + 7_000 + 16 + 64 + 4  # users, segments, user tags, items, categories, item tags, devices
+    assert [(n.key, n.bytes) for n in estimate(config)] == [
+        ("data.synthetic.num_rows", 200_000 * (4 + 4 * 4 + 8 + 8 + 8 + 8)),  # label, dense, user, item, device
+        ("data.synthetic.num_users", 50_000 * (16 + 8 + 32 + 4 + 3) * 8),  # latent, segment and tag scores, tags
+        ("data.synthetic.num_items", 7_000 * (16 + 16 + 64 + 4 + 3) * 8),
+        ("data.synthetic.num_users", (rows - 4) * (32 + 1) * 4)]  # the two-tower's (dim 32 > DLRM's 16), no device
+    total = sum(n.bytes for n in estimate(config))
+    check_memory(config, available=total)
+    with pytest.raises(ConfigError, match=r"^data.synthetic.num_users: the config needs at least .* more than the "
+                                          r"1\.0 KiB available here$"):
+        check_memory(config, available=1024)
+    with pytest.raises(ConfigError):
+        check_memory(config, available=total - 1)
+
+
+def test_overrides_set_nested_keys_and_refuse_a_key_under_a_value() -> None:
+    from recsys.config_loading import apply_overrides
+
+    raw = {"name": "x", "dlrm": {"optim": {"epochs": 2}}, "compress": {"variants": [{"name": "a"}]}}
+    assert apply_overrides(raw, {"dlrm.optim.epochs": 3, "two_tower.model.tower": [8]}) == {
+        "name": "x", "dlrm": {"optim": {"epochs": 3}}, "two_tower": {"model": {"tower": [8]}},
+        "compress": {"variants": [{"name": "a"}]}}
+    for key, message in (("name.x", "--set name.x: name holds 'x', not a table"),
+                         ("dlrm.optim.epochs.x", "--set dlrm.optim.epochs.x: dlrm.optim.epochs holds 3, not a table"),
+                         ("compress.variants.name", "compress.variants holds a list, not a table"),
+                         ("dlrm..x", "empty part")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            apply_overrides(raw, {key: 1})
