@@ -26,7 +26,8 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
 from recsys.atomic import write_text
 from recsys.data.dataset import ClickDataset
-from recsys.errors import DataError, UserError
+from recsys.errors import CheckpointError, DataError, UserError
+from recsys.integrity import first_line
 from recsys.progress import bar
 from recsys.train import checkpoint
 from recsys.train.checkpoint import LoopState
@@ -174,10 +175,19 @@ def _epoch_record(task: Task, dmp: DistributedModelParallel, state: LoopState, e
 
 
 def _read_history(out: Path, epochs: int) -> list[dict]:
+    """The records of the first `epochs` epochs (written before their checkpoints, so all there);
+    CheckpointError naming metrics.jsonl if it is unreadable or short."""
     path = out / "metrics.jsonl"
-    if epochs == 0 or not path.exists():
+    if epochs == 0:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:epochs]
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:epochs]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({first_line(e)}); rerun with --fresh to start over") from None
+    if len(records) < epochs or not all(isinstance(r, dict) for r in records):
+        raise CheckpointError(f"{path}: holds {len(records)} epoch records, the checkpoint is at epoch {epochs}; "
+                              "rerun with --fresh to start over")
+    return records
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

@@ -187,3 +187,17 @@ def test_a_pickled_rng_file_is_refused_without_advising_weights_only_false(train
     message = str(e.value)
     assert message.startswith(f"{folder / 'rng-0.pt'}: not a weights-only file (it holds pickled objects); refused")
     assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+
+
+@pytest.mark.parametrize("damage", ["missing", "bad line", "short"])
+def test_a_damaged_history_is_named_not_silently_shortened(trainer, run: Path, damage: str) -> None:
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_text(lines[0] + "\n" + ("{oops\n" if damage == "bad line" else ""))
+    with pytest.raises(CheckpointError) as e:
+        trainer(run, epochs=2)
+    message = str(e.value)
+    assert message.startswith(f"{path}: ") and message.endswith("rerun with --fresh to start over")
