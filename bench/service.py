@@ -224,10 +224,121 @@ async def kill_during_feedback(service: Service, decisions: list[str]) -> tuple[
     return ready, len(acked), len(set(acked) - stored)
 
 
+SERVE_RUN = """
+import dataclasses, sys
+from recsys.app.config import load_config
+from recsys.app.serve import ServeConfig, serve
+config = load_config(sys.argv[1])
+if sys.argv[4] == "models-only":
+    config = dataclasses.replace(config, compress=None)
+serve(config, ServeConfig(port=int(sys.argv[2]), store=sys.argv[3], experiment="bench-rank"))
+"""
+
+
+def rank_request(schema, n: int, rng: np.random.Generator, unit: str) -> dict:
+    """One request of `n` candidates with random ids valid for the run's schema."""
+    def ids(key: str) -> list[int]:
+        f = schema.feature(key)
+        return [int(i) for i in rng.integers(0, f.num_embeddings, size=int(rng.integers(1, f.max_ids + 1)))]
+
+    return {"unit_id": unit, "dense": rng.normal(size=len(schema.dense)).tolist(), "k": 10,
+            "features": {k: ids(k) for k in schema.keys("user") + schema.keys("context")},
+            "candidates": [{"item_id": i, "features": {k: ids(k) for k in schema.keys("item")}} for i in range(n)]}
+
+
+def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) -> dict[str, np.ndarray]:
+    """Each variant's serving call on the request, timed in this process (ms), after warm-up."""
+    import dataclasses
+
+    from recsys.app.config import load_config
+    from recsys.app.rank import VariantRanker
+    from recsys.app.serve import run_schema
+    from recsys.app.service import RankRequest
+    from recsys.app.simulate import arms
+    from recsys.serving.timing import timed
+    from simulator.serving import serving_call
+
+    config = load_config(config_path)
+    config = dataclasses.replace(config, compress=None) if models_only else config
+    variants = arms(config)
+    batch = VariantRanker(variants, run_schema(config)).requests(RankRequest(**req))
+    out = {}
+    calls = {v.name: (serving_call(v.scorer, [batch]), v.scorer.device) for v in variants}
+    for (call, inputs), _ in calls.values():
+        for _ in range(20):
+            call(inputs[0])
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):  # interleaved, so that drift hits every variant alike
+        for name, ((call, inputs), device) in calls.items():
+            times[name].append(timed(call, inputs[0], device)[1])
+    for name, t in times.items():
+        out[name] = np.array(t)
+    return out
+
+
+async def rank_load(port: int, schema, requests: int) -> dict[str, list[float]]:
+    """`requests` /rank calls of 100 candidates, one at a time; client-side ms by assigned arm."""
+    rng = np.random.default_rng(0)
+    conn = await Connection(port).open()
+    by_arm: dict[str, list[float]] = {}
+    for i in range(requests):
+        body = json.dumps(rank_request(schema, 100, rng, f"rank-user-{i}")).encode()
+        t = time.perf_counter()
+        status, reply = await conn.post("/v1/experiments/bench-rank/rank", body)
+        ms = (time.perf_counter() - t) * 1e3
+        assert status == 200, reply
+        if i >= 20:  # warm-up
+            by_arm.setdefault(json.loads(reply)["arm"], []).append(ms)
+    conn.close()
+    return by_arm
+
+
+def rank_rows(config_path: str, models_only: bool, requests: int) -> list[tuple[str, str, str]]:
+    """Per variant: /rank over HTTP (p50/p99) next to its own serving call on the same machine."""
+    from recsys.app.config import load_config
+    from recsys.app.serve import run_schema
+
+    schema = run_schema(load_config(config_path))
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        env = {**os.environ, "RECSYS_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_RUN, config_path, str(port), f"{tmp}/rank.db",
+                                 "models-only" if models_only else "all"], env=env)
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None:
+                        raise SystemExit("the rank service exited") from None
+                    time.sleep(0.05)
+            service = asyncio.run(rank_load(port, schema, requests))
+        finally:
+            proc.terminate()
+            proc.wait()
+    own = own_scorers(config_path, models_only, rank_request(schema, 100, np.random.default_rng(1), "x"), 200)
+    rows = []
+    for name, t in own.items():
+        http = np.array(service.get(name, [np.nan]))
+        rows.append((f"rank {name}", f"service p50 {np.median(http):.2f} / p99 {np.percentile(http, 99):.2f} ms "
+                     f"({len(http)} requests); own scorer p50 {np.median(t):.2f} / p99 {np.percentile(t, 99):.2f} ms; "
+                     f"overhead p50 {np.median(http) - np.median(t):.2f} ms", "overhead <= 2 ms at p50"))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--config", default=None, help="a finished run's config: also time /rank with 100 candidates "
+                   "on its variants")
+    p.add_argument("--models-only", action="store_true", help="with --config: serve the exported models only "
+                   "(for a run whose variants are not built yet)")
+    p.add_argument("--rank-requests", type=int, default=300)
+    p.add_argument("--feedback-events", type=int, default=10_000, help="events in the feedback phase (whole batches)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         service = Service(Path(tmp))
@@ -235,10 +346,13 @@ def main() -> None:
         try:
             asyncio.run(assign_load(service.port, 1.0, args.connections))  # warm-up
             lat, decisions = asyncio.run(assign_load(service.port, args.seconds, args.connections))
-            half = len(decisions) // 2
-            fb_seconds, fb_events = asyncio.run(feedback_load(service.port, decisions[:half], 1000, 2, "fb"))
+            pool = list(decisions)
+            while len(pool) < args.feedback_events + 5000:  # decisions for the feedback phases (untimed)
+                pool += asyncio.run(assign_load(service.port, 2.0, args.connections))[1]
+            fb_seconds, fb_events = asyncio.run(feedback_load(service.port, pool[:args.feedback_events], 1000, 2,
+                                                              "fb"))
             local = client_side(service.port)
-            ready, acked, lost = asyncio.run(kill_during_feedback(service, decisions[half:]))
+            ready, acked, lost = asyncio.run(kill_during_feedback(service, pool[args.feedback_events:]))
         finally:
             service.stop()
     bare = bare_endpoint(args.seconds, args.connections)
@@ -255,6 +369,8 @@ def main() -> None:
         ("recovery after SIGKILL", f"ready in {ready:.2f} s (first start {first_ready:.2f} s); "
                                    f"{acked:,} events acknowledged before the kill, {lost} lost", "0 lost"),
     ]
+    if args.config:
+        rows += rank_rows(args.config, args.models_only, args.rank_requests)
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  measured".ljust(width + 100) + "target")
     for name, value, target in rows:

@@ -83,9 +83,9 @@ class RankRequest(BaseModel):
 class Ranker(Protocol):
     """Scores a /rank request's candidates with one arm's model (recsys.app.rank.VariantRanker)."""
 
-    def check(self, req: RankRequest) -> None: ...
+    def prepare(self, req: RankRequest) -> Any: ...
 
-    def rank(self, arm: str, req: RankRequest) -> dict[str, Any]: ...
+    def rank(self, arm: str, req: RankRequest, prepared: Any) -> dict[str, Any]: ...
 
 
 def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits = Limits(),
@@ -147,11 +147,11 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
             exp = experiment(exp_id)
             if len(body.candidates) > limits.max_candidates:
                 raise BanditInputError("candidates", f"{len(body.candidates)}, at most {limits.max_candidates}")
-            ranker.check(body)
             start = time.perf_counter()
+            prepared = ranker.prepare(body)
             a = exp.assign(body.unit_id)
             metrics.assigned.labels(exp_id, a.arm).inc()
-            ranked = ranker.rank(a.arm, body)
+            ranked = ranker.rank(a.arm, body, prepared)
             return {"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
                     "weights_version": a.weights_version, **ranked,
                     "latency_ms": (time.perf_counter() - start) * 1e3}

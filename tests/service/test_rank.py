@@ -62,6 +62,7 @@ def _forward(scorer, req):
 
 
 def test_rank_scores_with_the_assigned_variants_own_model(service, scorers):
+    """Scores of the variant the unit was assigned, in the order of its own forward."""
     client, exp = service
     for unit in ("user-1", "user-2", "user-3", "user-4", "user-5", "user-6"):
         req = _request() | {"unit_id": unit}
@@ -82,6 +83,8 @@ def test_rank_scores_with_the_assigned_variants_own_model(service, scorers):
     (lambda r: r["features"].__setitem__("age", [1]), "features: unknown key 'age'"),
     (lambda r: r["candidates"][2]["features"].__setitem__("item_id", [40]), "candidates[2].features.item_id: id 40"),
     (lambda r: r["features"].__setitem__("user_tags", [1, 2, 3, 4]), "features.user_tags: expected 1 to 3 ids"),
+    (lambda r: r["features"].__setitem__("user_id", [-1]), "features.user_id: id -1 outside 0..49"),
+    (lambda r: r["candidates"][4]["features"].pop("item_id"), "candidates[4].features: missing key 'item_id'"),
     (lambda r: r.__setitem__("dense", [1.0]), "dense: expected 2 values"),
     (lambda r: r.__setitem__("k", 31), "k: 31 is more than"),
     (lambda r: r.__setitem__("candidates", r["candidates"] * 3), "candidates: 90, at most 64"),
