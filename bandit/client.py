@@ -6,8 +6,10 @@
     arm, propensity = assigner.assign("user-42")
     arms, propensities = assigner.assign_many(unit_ids)   # vectorised, about a million a second
 
-Refetch when the service's weights version moves on (the snapshot says which version it is);
-log (unit, arm, propensity, version) with your exposures so that off-policy estimators can use them.
+Refetch when the service's weights version moves on (the snapshot says which version it is).
+Report each decision with POST /v1/experiments/{id}/exposures {decision_id (yours), unit_id,
+weights_version}: the service recomputes the arm and propensity from that version's layout and
+logs them, and feedback on that decision_id then counts as for /assign's decisions.
 """
 from __future__ import annotations
 

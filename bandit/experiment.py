@@ -35,6 +35,7 @@ from bandit.state import decode, encode
 from bandit.store import DecisionRecord, Event, ExperimentStore, Resolved
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DECISION = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_EVENT_ID = 128
 SRM_ALPHA = 0.001  # the usual threshold of a sample-ratio-mismatch alarm
 
@@ -122,6 +123,15 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Exposure:
+    """A decision a client made from a weights snapshot: its id (the client's), unit and version."""
+
+    decision_id: str
+    unit_id: str
+    weights_version: int
+
+
+@dataclass(frozen=True)
 class FeedbackResult:
     accepted: int
     duplicates: int
@@ -186,9 +196,44 @@ class Experiment:
             arm = layout.arm_of(h)
             record = DecisionRecord(os.urandom(12).hex(), unit_id, arm, float(layout.weights()[arm]), version,
                                     time.time())
-            self.store.log_decision(self.spec.id, record)
+            self.store.log_decisions(self.spec.id, [record])
             self.served[arm] += 1
         return Assignment(record.decision_id, self.spec.arms[arm], record.propensity, version)
+
+    def log_exposures(self, exposures: Sequence[Exposure]) -> FeedbackResult:
+        """Record decisions a client made locally from a weights snapshot (bandit.client): the arm
+        and propensity are recomputed here from the stored layout of the version the client
+        used, so feedback on them counts like feedback on /assign's decisions. Idempotent on
+        decision_id; the whole batch is checked before anything is written."""
+        if not exposures:
+            raise BanditInputError("exposures", "expected at least one exposure")
+        with self._lock:
+            records, seen = [], set()
+            for i, x in enumerate(exposures):
+                where = f"exposures[{i}]"
+                if not isinstance(x.decision_id, str) or not _DECISION.match(x.decision_id):
+                    raise BanditInputError(f"{where}.decision_id", "expected 1 to 64 of A-Z a-z 0-9 _ . : -")
+                if x.decision_id in seen:
+                    raise BanditInputError(f"{where}.decision_id", f"{x.decision_id!r} repeats in the batch")
+                seen.add(x.decision_id)
+                layout = self._layouts.get(x.weights_version)
+                if layout is None:
+                    raise BanditInputError(f"{where}.weights_version", f"unknown version {x.weights_version!r} "
+                                           f"(1..{self.version})")
+                arm = layout.arm_of(unit_hash(self._key, check_unit(x.unit_id, f"{where}.unit_id")))
+                records.append(DecisionRecord(x.decision_id, x.unit_id, arm, float(layout.weights()[arm]),
+                                              x.weights_version, time.time()))
+            known = self.store.decisions(self.spec.id, list(seen))
+            for i, r in enumerate(records):
+                old = known.get(r.decision_id)
+                if old is not None and (old.unit, old.weights_version) != (r.unit, r.weights_version):
+                    raise ConflictError(f"exposures[{i}].decision_id", f"{r.decision_id!r} was recorded for "
+                                        "another unit or version")
+            fresh = [r for r in records if r.decision_id not in known]
+            if fresh:
+                self.store.log_decisions(self.spec.id, fresh)
+                self.served += np.bincount([r.arm for r in fresh], minlength=len(self.spec.arms))
+        return FeedbackResult(len(fresh), len(records) - len(fresh))
 
     def feedback(self, events: Sequence[Event]) -> FeedbackResult:
         """Validate the whole batch, write the new events durably, then update the policy.

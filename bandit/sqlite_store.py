@@ -63,10 +63,20 @@ class SQLiteStore:
         rows = self._all("SELECT version, layout FROM weights WHERE experiment = ?", (experiment,))
         return {int(v): str(text) for v, text in rows}
 
-    def log_decision(self, experiment: str, d: DecisionRecord) -> None:
+    def log_decisions(self, experiment: str, decisions: Sequence[DecisionRecord]) -> None:
+        rows = [(d.decision_id, experiment, d.unit, d.arm, d.propensity, d.weights_version, d.time) for d in decisions]
         with self._lock:
-            self._db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (d.decision_id, experiment, d.unit, d.arm, d.propensity, d.weights_version, d.time))
+            if len(rows) == 1:
+                self._db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)", rows[0])
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def decisions(self, experiment: str, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         out = {}

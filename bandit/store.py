@@ -5,7 +5,7 @@ service processes is another class with the same methods (`open_store` picks by 
 Guarantees every implementation gives:
  - `append_feedback` returns only once the batch is durable (survives a kill of the process and
    a power loss); a batch is all or nothing;
- - `log_decision` and `save_weights` survive a kill of the process, and are durable at the latest
+ - `log_decisions` and `save_weights` survive a kill of the process, and are durable at the latest
    with the next acknowledged feedback batch (a power loss may lose those written since);
  - `replay` yields the acknowledged feedback batches in the order they were acknowledged.
 """
@@ -60,7 +60,7 @@ class ExperimentStore(Protocol):
 
     def weights(self, experiment: str) -> dict[int, str]: ...
 
-    def log_decision(self, experiment: str, decision: DecisionRecord) -> None: ...
+    def log_decisions(self, experiment: str, decisions: Sequence[DecisionRecord]) -> None: ...
 
     def decisions(self, experiment: str, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]: ...
 

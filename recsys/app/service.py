@@ -2,6 +2,8 @@
 
 POST /v1/experiments/{id}/assign    {unit_id} -> {decision_id, arm, propensity, weights_version}
 POST /v1/experiments/{id}/feedback  {events: [{event_id, decision_id, reward, latency_ms?, arm?}]}
+POST /v1/experiments/{id}/exposures {exposures: [{decision_id, unit_id, weights_version}]}: decisions
+                                    made client-side (bandit.client), arms recomputed here
 POST /v1/experiments/{id}/rank      (when the service was given scorers) assign + the variant's ranking
 GET  /v1/experiments/{id}           summary: per arm, the decision, the SRM check, the weights
 GET  /v1/experiments/{id}/weights   snapshot for client-side assignment (bandit.client)
@@ -26,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel, Field, FiniteFloat
 
 from bandit.errors import BanditInputError
-from bandit.experiment import ConflictError, Experiment, UnknownExperiment
+from bandit.experiment import ConflictError, Experiment, Exposure, UnknownExperiment
 from bandit.store import Event
 
 
@@ -60,6 +62,16 @@ class FeedbackEvent(BaseModel):
 
 class FeedbackRequest(BaseModel):
     events: list[FeedbackEvent]
+
+
+class ExposureItem(BaseModel):
+    decision_id: str = Field(min_length=1, max_length=64, description="chosen by the client; idempotency key")
+    unit_id: str = Field(min_length=1, max_length=256)
+    weights_version: int = Field(ge=1, description="the snapshot's version the client assigned with")
+
+
+class ExposuresRequest(BaseModel):
+    exposures: list[ExposureItem]
 
 
 class FeedbackResponse(BaseModel):
@@ -129,6 +141,16 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
         metrics.events.labels(exp_id).inc(result.accepted)
         metrics.duplicates.labels(exp_id).inc(result.duplicates)
         metrics.version.labels(exp_id).set(exp.version)
+        return FeedbackResponse(accepted=result.accepted, duplicates=result.duplicates)
+
+    @app.post("/v1/experiments/{exp_id}/exposures", response_model=FeedbackResponse)
+    def exposures(exp_id: str, body: ExposuresRequest, request: Request) -> FeedbackResponse:
+        """Decisions made client-side from a weights snapshot; the service recomputes each arm."""
+        authorise(request)
+        exp = experiment(exp_id)
+        if len(body.exposures) > limits.max_events:
+            raise BanditInputError("exposures", f"{len(body.exposures)}, at most {limits.max_events} per batch")
+        result = exp.log_exposures([Exposure(x.decision_id, x.unit_id, x.weights_version) for x in body.exposures])
         return FeedbackResponse(accepted=result.accepted, duplicates=result.duplicates)
 
     @app.get("/v1/experiments/{exp_id}")

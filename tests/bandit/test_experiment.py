@@ -139,7 +139,7 @@ def test_sample_ratio_mismatch_is_flagged_only_when_units_do_not_follow_the_weig
     for i in range(3000):
         exp.assign(f"unit-{i}")
     assert exp.srm()["p_value"] > 1e-3 and not exp.srm()["mismatch"]
-    for i in range(300):  # a buggy caller logs 300 extra units on fp32 only
-        exp.store.log_decision("exp", DecisionRecord(f"bad{i}", f"extra-{i}", 0, 1 / 3, 1, 0.0))
+    # a buggy caller logs 300 extra units on fp32 only
+    exp.store.log_decisions("exp", [DecisionRecord(f"bad{i}", f"extra-{i}", 0, 1 / 3, 1, 0.0) for i in range(300)])
     srm = exp.srm()
     assert srm["mismatch"] and srm["units"] == 3300 and srm["observed"][0] - srm["expected"][0] > 150

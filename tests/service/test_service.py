@@ -130,3 +130,41 @@ def test_bad_request_is_a_one_line_4xx_naming_the_field_and_changes_nothing(serv
     assert _state(exp) == before
     fine = client.post("/v1/experiments/exp/feedback", json=_feedback(decision["decision_id"]), headers=AUTH)
     assert fine.json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_client_side_decisions_reported_as_exposures_take_feedback(service):
+    client, exp = service
+    local = LocalAssigner.from_snapshot(client.get("/v1/experiments/exp/weights").json())
+    decisions = [_assign(client, f"user-{i}") for i in range(60)]
+    for part in (decisions[:30], decisions[30:]):
+        assert client.post("/v1/experiments/exp/feedback", headers=AUTH, json={"events": [
+            {"event_id": f"ev-{d['decision_id']}", "decision_id": d["decision_id"], "reward": float(d["arm"] == "int4")}
+            for d in part]}).status_code == 200
+    assert exp.version > local.version  # the client reports decisions made with an older snapshot
+    units = [f"web-{i}" for i in range(30)]
+    body = {"exposures": [{"decision_id": f"c-{u}", "unit_id": u, "weights_version": local.version} for u in units]}
+    assert client.post("/v1/experiments/exp/exposures", json=body, headers=AUTH).json() == {"accepted": 30,
+                                                                                          "duplicates": 0}
+    assert client.post("/v1/experiments/exp/exposures", json=body, headers=AUTH).json()["duplicates"] == 30
+    stored = exp.store.decisions("exp", [f"c-{u}" for u in units])
+    assert [exp.spec.arms[stored[f"c-{u}"].arm] for u in units] == [local.assign(u)[0] for u in units]
+    assert [stored[f"c-{u}"].propensity for u in units] == [local.assign(u)[1] for u in units]
+    events = {"events": [{"event_id": f"cev-{u}", "decision_id": f"c-{u}", "reward": 0.0} for u in units]}
+    assert client.post("/v1/experiments/exp/feedback", json=events, headers=AUTH).json()["accepted"] == 30
+    assert exp.totals.n.sum() == 90 and exp.served.sum() == 90
+
+
+@pytest.mark.parametrize("exposure, status, prefix", [
+    ({"decision_id": "c-1", "unit_id": "u", "weights_version": 99}, 422, "exposures[0].weights_version: unknown"),
+    ({"decision_id": "c 1", "unit_id": "u", "weights_version": 1}, 422, "exposures[0].decision_id: "),
+    ({"decision_id": "c-1", "unit_id": "", "weights_version": 1}, 422, "exposures[0].unit_id: "),
+    ({"decision_id": "taken", "unit_id": "someone-else", "weights_version": 1}, 409, "exposures[0].decision_id: "),
+])
+def test_bad_exposure_is_refused_and_nothing_logged(service, exposure, status, prefix):
+    client, exp = service
+    first = {"decision_id": "taken", "unit_id": "u0", "weights_version": 1}
+    assert client.post("/v1/experiments/exp/exposures", json={"exposures": [first]}, headers=AUTH).status_code == 200
+    before = _state(exp)
+    r = client.post("/v1/experiments/exp/exposures", json={"exposures": [exposure]}, headers=AUTH)
+    assert r.status_code == status and r.json()["error"].startswith(prefix), r.text
+    assert _state(exp) == before and exp.store.decisions("exp", ["c-1", "c 1"]) == {}
