@@ -374,8 +374,8 @@ class _View:
             parts.append(f"has the most reward (P(best) = {self.p_chosen[i]:.3f}; it beats every arm not excluded, "
                          "by its evidence)")
         else:
-            parts.append(f"is the cheapest such arm by {rule.cost_by.replace('_ms', '')} (every cheaper arm is "
-                         "shown inferior or to break the SLO)")
+            parts.append(f"is the cheapest such arm by {rule.cost_by.replace('_ms', '')} (every other arm costs "
+                         "more, is shown inferior or is shown to break the SLO)")
         return "; ".join(parts)
 
     def lacking(self, i: int, used: int) -> str:
@@ -416,11 +416,12 @@ class _View:
 
 
 class DecisionTS(ThompsonSampling):
-    """Thompson sampling for a DecisionRule: each arm's share is its posterior probability of
-    being the rule's answer (`decide`'s p_chosen) plus an equal part for every arm that is still
-    open (neither chosen-ready, excluded, nor, under the cost objective, shown costlier than the
-    leader), normalised; the control, every comparison's reference, gets at least the largest
-    share of the others. Rewards in [0, 1] (BetaBernoulli), each with its latency. `rule`,
+    """Thompson sampling for a DecisionRule: half of the traffic by each arm's posterior probability
+    of being the rule's answer (`decide`'s p_chosen), half in proportion to the requests each arm
+    still lacks for the statements the leader's verdict needs (its own non-inferiority, or its lead,
+    and one statement about each arm still open; the control, or under the reward objective the
+    leader, matched to the largest of them): a plug-in of the allocation that ends the experiment
+    soonest, tracked as the estimates move. Rewards in [0, 1] (BetaBernoulli), each with its latency. `rule`,
     `control` (its arm id) and `costs` (bytes per arm, for cost_by = "bytes") are set by whoever
     knows the arms (the simulator, the service)."""
 
@@ -452,11 +453,51 @@ class DecisionTS(ThompsonSampling):
 
     def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         d = self.decision()
-        w = np.array([a.p_chosen for a in d.arms])
-        needed = np.array([a.status in ("leader", "open") for a in d.arms], dtype=np.float64)
-        w = w + (needed / needed.sum() if needed.sum() else 0.0)
-        w[self.control] = max(w[self.control], np.delete(w, self.control).max(initial=0.0))
-        return w / w.sum()
+        chosen = np.array([a.p_chosen for a in d.arms])
+        need = self._remaining(d)
+        w = chosen / max(chosen.sum(), 1e-12) + (need / need.sum() if need.sum() > 0 else 0.0)
+        return w / w.sum() if w.sum() > 0 else np.full(self.n_arms, 1 / self.n_arms)
+
+    def _remaining(self, d: Decision) -> np.ndarray:
+        """Requests each arm still lacks for the statements the leader's verdict needs (the leader's
+        own, one about each open arm): the statement's gap m (floored at a quarter of the effect
+        scale: an arm on the margin would take everything and still not be shown) needs the gap's
+        variance down to the V at which `mixture_evidence` reaches the threshold + 1; the arm gets
+        what that asks of it next to its partner's (the control's, or the leader's) present count,
+        and the partner what the largest statement asks with the two matched."""
+        n, s, rule = self.reward_stats.n, self.reward_stats.s, self.rule
+        c, k = self.control, self.n_arms
+        p = (s + 1) / (n + 2)
+        v = p * (1 - p)
+        leader = int(d.leader)
+        partner = c if rule.objective == "cost" else leader
+        slope = 1 - rule.margin if rule.margin_kind == "relative" else 1.0
+        weight = slope ** 2 if rule.objective == "cost" else 1.0
+        gap = np.abs(p - (rule.floor(p[c]) if rule.objective == "cost" else p[leader]))
+        if rule.objective == "reward":
+            gap[leader] = np.abs(p[leader] - rule.floor(p[c]))
+        tau = effect_scale(rule, p[c])
+        target = variance_needed(np.maximum(gap, tau / 4), tau, d.threshold + 1)
+        partner_part = weight * v[partner] / max(n[partner], 1.0)
+        alone = np.where(target > 2 * partner_part, v / np.maximum(target - partner_part, 1e-300), np.inf)
+        matched = (v + weight * v[partner]) / target
+        required = np.minimum(alone, matched)
+        needed = np.array([a.status in ("leader", "open") for a in d.arms]) & (np.arange(k) != partner)
+        out = np.where(needed, np.maximum(required - n, 0.0), 0.0)
+        if needed.any():
+            out[partner] = max(float(np.max(np.where(needed, matched, 0.0))) - n[partner], 0.0)
+        return out
+
+
+def variance_needed(gap: np.ndarray, tau: float, evidence: float) -> np.ndarray:
+    """The largest variance V at which `mixture_evidence(gap, V, tau)` reaches `evidence` (it falls
+    as V grows), by bisection on log V."""
+    lo, hi = np.full(np.shape(gap), np.log(1e-14)), np.zeros(np.shape(gap))
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        enough = mixture_evidence(gap, np.exp(mid), tau) >= evidence
+        lo, hi = np.where(enough, mid, lo), np.where(enough, hi, mid)
+    return np.exp(lo)
 
 
 def _renamed(rule: DecisionRule, control: str) -> DecisionRule:

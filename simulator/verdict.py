@@ -10,9 +10,9 @@ the SLO, bytes, P(chosen) (P(best) under the reward objective), P(non-inferior) 
 overall, the rule, the requests used, the expected clicks lost to exploration (the exact cumulative
 regret against the best fixed variant) and the requests a fixed equal-split A/B test would need for
 the same statements at the observed rates (every arm given the same share, power 0.8): under the
-reward objective a two-sided two-proportion test of the leader against the runner-up at level
-1 - confidence; under the cost objective one-sided non-inferiority tests (the leader non-inferior,
-each cheaper arm inferior) at level (1 - confidence) / (K - 1), the union the rule itself uses.
+reward objective a two-proportion test that the leader beats the runner-up, under the cost objective
+one-sided non-inferiority tests (the leader non-inferior, each cheaper arm inferior), each one-sided
+at level (1 - confidence) / (K - 1), the union over the K - 1 other arms the rule itself uses.
 """
 from __future__ import annotations
 
@@ -94,10 +94,9 @@ class Verdict:
             out.append(f"Expected clicks lost to exploration (vs always serving the best variant): {self.regret:,.1f}.")
         ab = (f"{self.fixed_ab_requests:,} requests" if self.fixed_ab_requests is not None
               else "no finite number of requests (no gap to detect at the observed rewards)")
-        what = (f"to separate {self.leader} from {self.runner_up} (two-sided level {1 - self.confidence:.2g})"
-                if self.objective == "reward" else
-                f"for the same non-inferiority statements (one-sided level {1 - self.confidence:.2g} / "
-                f"{max(len(self.arms) - 1, 1)})")
+        level = f"one-sided level {1 - self.confidence:.2g} / {max(len(self.arms) - 1, 1)}"
+        what = (f"to show {self.leader} better than {self.runner_up} ({level})" if self.objective == "reward"
+                else f"for the same non-inferiority statements ({level})")
         out.append(f"A fixed equal-split A/B test over the {len(self.arms)} arms would need {ab} {what} at the "
                    f"observed rewards, power {self.fixed_ab_power:g}; this experiment used {self.requests:,}.")
         return out
@@ -148,7 +147,7 @@ def _fixed_ab(result: ExperimentResult, leader: int, runner: int | None, power: 
     if rule.objective == "reward":
         if runner is None:
             return None
-        return fixed_ab_requests(rate[leader], rate[runner], k, 1 - rule.confidence, power)
+        return fixed_ab_requests(rate[leader], rate[runner], k, 2 * (1 - rule.confidence) / max(k - 1, 1), power)
     c = result.variants.index(rule.control)
     cheaper = [v for v in range(k) if v not in (leader, c) and _cheaper(result, v, leader)]
     sizes = [fixed_noninferiority_requests(rate[c], rate[v], rule, k, power) for v in [leader, *cheaper] if v != c]

@@ -5,16 +5,45 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bandit import DecisionRule
 from recsys.app.config import load_config
 from recsys.app.simulate import simulate
 from recsys.data.synthetic import world_for
+from recsys.errors import ConfigError
 from simulator.environment import Environment
 from simulator.logs import read_impressions
 from tests.app.conftest import cli
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"decision.margin": 2.0}, "decision.margin: must be in [0.0, 1.0], got 2.0"),
+    ({"decision.objective": "fast"}, "decision.objective: 'fast' is not one of 'reward', 'cost'"),
+    ({"decision.control": "fp32"}, "decision.control: no variant 'fp32' in this simulation (one of dlrm, logistic, "
+                                   "dlrm-int8, dlrm-pruned-int4, dlrm-student-int8)"),
+    ({"decision.min_requests": 10, "decision.max_requests": 5}, "decision.max_requests: 5 is below min_requests = 10"),
+    ({"decision.prob_best": 0.9}, "decision.prob_best: unknown key (allowed: objective, cost_by, slo_p99_ms, control, "
+                                  "margin, margin_kind, confidence, min_requests, max_requests)"),
+    ({"simulator.stopping.prob_best": 0.9}, "simulator.stopping.prob_best: moved to decision.confidence"),
+])
+def test_the_decision_rule_is_checked_in_full_naming_the_key(overrides, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(QUICKSTART, overrides)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_the_quickstart_rule_and_its_default_policy() -> None:
+    config = load_config(QUICKSTART)
+    assert config.decision == DecisionRule(objective="cost", cost_by="bytes", control="dlrm", margin=0.04,
+                                           min_requests=8192, max_requests=61_440)
+    assert config.simulator is not None and config.simulator.policy.name == "DecisionTS"
+    assert config.simulator.num_requests is None  # the rule's max_requests
 
 
 def _one_line(proc) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from bandit import DecisionRule
 from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
 from simulator.click_models import PositionBased
@@ -48,6 +49,28 @@ def test_config_errors_name_the_key():
     with pytest.raises(ConfigError) as exc:
         from_dict(SimulatorConfig, {"latency": {"p50_ms": [5.0], "p99_ms": [2.0]}}, "simulator")
     _one_line(exc, "p50_ms")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("prob_best", 0.9, "simulator.stopping.prob_best: moved to decision.confidence (one rule for the simulator "
+                       "and the online service)"),
+    ("min_requests", 100, "simulator.stopping.min_requests: moved to decision.min_requests (one rule"),
+    ("max_loss", 0.01, "simulator.stopping.max_loss: removed: a variant is declared when the [decision] rule holds"),
+])
+def test_stopping_keys_that_moved_into_the_decision_rule_are_refused(key, value, message):
+    with pytest.raises(ConfigError) as exc:
+        from_dict(SimulatorConfig, {"stopping": {key: value}}, "simulator")
+    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
+    kept = from_dict(SimulatorConfig, {"stopping": {"check_every_steps": 2}}, "simulator")
+    assert kept.stopping.check_every_steps == 2
+
+
+def test_the_rules_control_must_be_a_variant():
+    env = Environment.build(SimulatorConfig(num_requests=1000, batch_requests=500, candidates=20, slate_size=5),
+                            WORLD, 0)
+    with pytest.raises(ConfigError) as exc:
+        run_experiment(env, [Arm("a", WorldScorer(WORLD)), Arm("b", WorldScorer(WORLD))], DecisionRule())
+    assert str(exc.value) == "decision.control: no variant 'dlrm' in this simulation (one of a, b)"
 
 
 def test_probability_outside_unit_interval():
