@@ -261,7 +261,7 @@ def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) ->
     config = load_config(config_path)
     config = dataclasses.replace(config, compress=None) if models_only else config
     variants = arms(config)
-    batch = VariantRanker(variants, run_schema(config)).requests(RankRequest(**req))
+    batch = VariantRanker(variants, run_schema(config)).prepare(RankRequest(**req))
     out = {}
     calls = {v.name: (serving_call(v.scorer, [batch]), v.scorer.device) for v in variants}
     for (call, inputs), _ in calls.values():
@@ -276,11 +276,12 @@ def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) ->
     return out
 
 
-async def rank_load(port: int, schema, requests: int) -> dict[str, list[float]]:
-    """`requests` /rank calls of 100 candidates, one at a time; client-side ms by assigned arm."""
+async def rank_load(port: int, schema, requests: int) -> dict[str, list[tuple[float, float, float]]]:
+    """`requests` /rank calls of 100 candidates, one at a time; by assigned arm: (client ms, the
+    handler's latency_ms, the model call's model_ms)."""
     rng = np.random.default_rng(0)
     conn = await Connection(port).open()
-    by_arm: dict[str, list[float]] = {}
+    by_arm: dict[str, list[tuple[float, float, float]]] = {}
     for i in range(requests):
         body = json.dumps(rank_request(schema, 100, rng, f"rank-user-{i}")).encode()
         t = time.perf_counter()
@@ -288,13 +289,15 @@ async def rank_load(port: int, schema, requests: int) -> dict[str, list[float]]:
         ms = (time.perf_counter() - t) * 1e3
         assert status == 200, reply
         if i >= 20:  # warm-up
-            by_arm.setdefault(json.loads(reply)["arm"], []).append(ms)
+            out = json.loads(reply)
+            by_arm.setdefault(out["arm"], []).append((ms, out["latency_ms"], out["model_ms"]))
     conn.close()
     return by_arm
 
 
 def rank_rows(config_path: str, models_only: bool, requests: int) -> list[tuple[str, str, str]]:
-    """Per variant: /rank over HTTP (p50/p99) next to its own serving call on the same machine."""
+    """Per variant: /rank over HTTP (p50/p99; the handler's and its model call's share) next to the
+    variant's own serving call timed in this process; overhead = HTTP p50 - the model call's p50."""
     from recsys.app.config import load_config
     from recsys.app.serve import run_schema
 
@@ -322,10 +325,11 @@ def rank_rows(config_path: str, models_only: bool, requests: int) -> list[tuple[
     own = own_scorers(config_path, models_only, rank_request(schema, 100, np.random.default_rng(1), "x"), 200)
     rows = []
     for name, t in own.items():
-        http = np.array(service.get(name, [np.nan]))
-        rows.append((f"rank {name}", f"service p50 {np.median(http):.2f} / p99 {np.percentile(http, 99):.2f} ms "
-                     f"({len(http)} requests); own scorer p50 {np.median(t):.2f} / p99 {np.percentile(t, 99):.2f} ms; "
-                     f"overhead p50 {np.median(http) - np.median(t):.2f} ms", "overhead <= 2 ms at p50"))
+        http, handler, model = np.array(service.get(name, [(np.nan,) * 3])).T
+        rows.append((f"rank {name}", f"HTTP p50 {np.median(http):.2f} / p99 {np.percentile(http, 99):.2f} ms "
+                     f"({len(http)} requests; in the handler {np.median(handler):.2f}, its model call "
+                     f"{np.median(model):.2f}); own scorer here p50 {np.median(t):.2f} / p99 {np.percentile(t, 99):.2f}"
+                     f"; overhead p50 {np.median(http) - np.median(model):.2f} ms", "overhead <= 2 ms at p50"))
     return rows
 
 
@@ -369,12 +373,16 @@ def main() -> None:
         ("recovery after SIGKILL", f"ready in {ready:.2f} s (first start {first_ready:.2f} s); "
                                    f"{acked:,} events acknowledged before the kill, {lost} lost", "0 lost"),
     ]
+    _table(rows)
     if args.config:
-        rows += rank_rows(args.config, args.models_only, args.rank_requests)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'':{width}}  measured".ljust(width + 100) + "target")
+        _table(rank_rows(args.config, args.models_only, args.rank_requests))
+
+
+def _table(rows: list[tuple[str, str, str]]) -> None:
+    width = 24
+    print(f"{'':{width}}  measured".ljust(width + 112) + "target")
     for name, value, target in rows:
-        print(f"{name:{width}}  {value:98}{target}")
+        print(f"{name:{width}}  {value:110}{target}", flush=True)
 
 
 if __name__ == "__main__":

@@ -76,14 +76,15 @@ def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
     s = section or getattr(config, "serve", None) or ServeConfig()
     variants = arms(config)
     rule = getattr(config, "decision", None) or getattr(sim, "decision", None)
+    sizes = tuple(float(a.scorer.embedding_bytes()) for a in variants)  # the costs of a rule by bytes
     spec = ExperimentSpec(s.experiment or config.name, tuple(a.name for a in variants), sim.policy.name,
                           sim.policy.options, rule or DecisionRule(), s.salt,
-                          s.recompute_every, s.recompute_seconds)
+                          s.recompute_every, s.recompute_seconds, sizes)
     store = Path(s.store) if "://" in s.store or Path(s.store).is_absolute() else config.run_dir / s.store
-    run(s, [spec], str(store), VariantRanker(variants, _schema(config)))
+    run(s, [spec], str(store), VariantRanker(variants, run_schema(config)))
 
 
-def _schema(config: ExperimentConfig) -> Schema:
+def run_schema(config: ExperimentConfig) -> Schema:
     """The run's feature schema, as its exported ranking model recorded it."""
     from recsys.integrity import read_json
     from recsys.models.registry import schema_from_dict
