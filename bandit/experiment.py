@@ -190,7 +190,6 @@ class Experiment:
     def assign(self, unit_id: str) -> Assignment:
         """The unit's arm under the current weights (sticky), logged with its propensity."""
         h = unit_hash(self._key, check_unit(unit_id))
-        self._maybe_recompute()
         with self._lock:
             version, layout = self.version, self.layout
             arm = layout.arm_of(h)
@@ -248,7 +247,7 @@ class Experiment:
             self.policy = trial
             self._fold_totals(resolved)
             self._pending += len(fresh)
-        self._maybe_recompute()
+        self.refresh()
         return FeedbackResult(len(fresh), len(events) - len(fresh))
 
     def snapshot(self) -> dict[str, Any]:
@@ -299,21 +298,31 @@ class Experiment:
                 "observed": observed.tolist(), "expected": expected.tolist()}
 
     def recompute(self) -> None:
-        """New weights from the policy, laid out so that as few units as possible change arm."""
+        """New weights from the policy, laid out so that as few units as possible change arm. The
+        policy's split is computed outside the lock (assign is never held up by it); the new layout
+        replaces the old one only if no other recompute did so meanwhile."""
         with self._lock:
-            layout = self.layout.rebalance(self.policy.probabilities())
-            self._pending, self._since = 0, time.monotonic()
-            if layout == self.layout:
+            policy, layout, pending = self.policy, self.layout, self._pending
+        new = layout.rebalance(policy.probabilities())
+        with self._lock:
+            if self.layout is not layout:
                 return
-            self.store.save_weights(self.spec.id, self.version + 1, _layout_json(layout))
-            self._layouts[self.version + 1] = layout
+            self._pending, self._since = self._pending - pending, time.monotonic()
+            if new == layout:
+                return
+            self.store.save_weights(self.spec.id, self.version + 1, _layout_json(new))
+            self._layouts[self.version + 1] = new
             self.version += 1
 
-    def _maybe_recompute(self) -> None:
+    def refresh(self) -> bool:
+        """Recompute the weights if due: recompute_every new feedback events since the last
+        recompute, or recompute_seconds since it with at least one new event. The service calls
+        this after each feedback batch and from a background task, never on the assign path."""
         due = self._pending >= self.spec.recompute_every or (
             self._pending > 0 and time.monotonic() - self._since >= self.spec.recompute_seconds)
         if due:
             self.recompute()
+        return due
 
     def _new_events(self, events: Sequence[Event]) -> list[Event]:
         if not events:

@@ -14,10 +14,12 @@ is a 4xx whose JSON body is one line, {"error": "<field>: <problem>"}, and chang
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,7 +107,7 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
     """The ASGI app serving `experiments`; writes need `token`."""
     if not token:
         raise BanditInputError("token", "writes need a non-empty bearer token")
-    app = FastAPI(title="recsys experiments", version="1")
+    app = FastAPI(title="recsys experiments", version="1", lifespan=_refreshing(experiments))
     metrics = _Metrics()
     expected = f"Bearer {token}".encode()
 
@@ -194,6 +196,30 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
     app.add_middleware(_Timing, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
     return app
+
+
+REFRESH_SECONDS = 0.5
+
+
+def _refreshing(experiments: Mapping[str, Experiment]) -> Callable[[FastAPI], Any]:
+    """A lifespan that checks every REFRESH_SECONDS, in a worker thread, whether an experiment's
+    weights are due for their time-based recompute (the event-count one follows each feedback)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(REFRESH_SECONDS)
+                for exp in experiments.values():
+                    await asyncio.to_thread(exp.refresh)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return lifespan
 
 
 class _Unauthorised(BanditInputError):

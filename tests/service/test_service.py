@@ -1,6 +1,7 @@
 """The HTTP service in process (FastAPI TestClient): the API's round trips, and one test per kind
 of bad input: a 4xx with a one-line JSON error naming the field, and the state unchanged."""
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,3 +169,22 @@ def test_bad_exposure_is_refused_and_nothing_logged(service, exposure, status, p
     r = client.post("/v1/experiments/exp/exposures", json={"exposures": [exposure]}, headers=AUTH)
     assert r.status_code == status and r.json()["error"].startswith(prefix), r.text
     assert _state(exp) == before and exp.store.decisions("exp", ["c-1", "c 1"]) == {}
+
+
+def test_time_based_recompute_runs_in_the_background_not_on_assign(tmp_path):
+    spec = ExperimentSpec("exp", ("fp32", "int8"), rule=DecisionRule(control="fp32"), recompute_every=10_000,
+                          recompute_seconds=3.0)
+    t0 = time.monotonic()
+    exp = Experiment(spec, SQLiteStore(tmp_path / "store.db"))
+    decisions = [exp.assign(f"u{i}") for i in range(40)]
+    events = [{"event_id": f"e{i}", "decision_id": d.decision_id, "reward": float(d.arm == "fp32")}
+              for i, d in enumerate(decisions)]
+    with TestClient(create_app({"exp": exp}, TOKEN)) as client:  # the lifespan (background task) runs
+        assert client.post("/v1/experiments/exp/feedback", json={"events": events}, headers=AUTH).status_code == 200
+        if time.monotonic() - t0 < 2.5:  # 40 events of 10,000 in under 3 s: not due yet
+            assert exp.version == 1
+        while exp.version == 1 and time.monotonic() - t0 < 10:
+            assert _assign(client, f"x{time.monotonic()}")["weights_version"] == exp.version
+            time.sleep(0.05)
+        assert exp.version == 2  # with no further feedback: the background task did it
+        assert _assign(client, "later")["weights_version"] == 2
