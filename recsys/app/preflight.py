@@ -10,6 +10,7 @@ sharding names real tables, a CUDA device is there when asked for, and the sizes
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from recsys.app.config import ExperimentConfig
@@ -183,8 +184,22 @@ def _retrieval_model(config: ExperimentConfig, trains: bool) -> None:
         return
     path = Path(sim.retrieval_model)
     own = path.resolve() == (config.run_dir / "two_tower" / "model").resolve()
-    if path.is_dir() or trains and own and config.two_tower.enabled:
+    if path.is_dir():
+        kind = _kind(path)
+        if kind not in (None, "two_tower"):
+            raise ConfigError(f"simulator.retrieval_model: {path} holds a {kind} model, not a two-tower")
+        return
+    if trains and own and config.two_tower.enabled:
         return
     why = " (this run trains no two-tower: two_tower.enabled = false)" if own and not config.two_tower.enabled \
         else "; run `recsys run` first" if own else ""
     raise ConfigError(f"simulator.retrieval_model: no exported model at {path}{why}")
+
+
+def _kind(folder: Path) -> object:
+    """The kind an exported model's model.json records; None if unreadable (its loader names that)."""
+    try:
+        info = json.loads((folder / "model.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("kind") if isinstance(info, dict) else None

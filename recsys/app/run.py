@@ -45,25 +45,34 @@ def run_job(config: ExperimentConfig, resume: bool = True, force: bool = False) 
     stored = None if force or not resume else read_metrics(config.run_dir)
     results = finished_training(config, stored) if stored is not None else None
     dataset = None
+    trained = results is None
     if results is None:
         dataset = load_dataset(config.data, config.seed)
         results = _train_stage(config, dataset, env, resume)
     elif env.is_main:
         print("training: done, reused (use --force to redo)")
     results["config"] = config.to_dict()
-    if env.is_main:
-        write_text(config.run_dir / "config.toml", tomli_w.dumps(results["config"]))
-        write_results(results, config.run_dir)
+    if env.is_main and trained:  # new training results are safe on disk before anything else runs
+        _record(config, results)
     dist.barrier()  # the other processes are done; what follows runs in this one
-    if env.is_main and config.compress is not None:  # after the training results are safe on disk
+    if env.is_main and config.compress is not None:
         reused = dataset is None and stored is not None and finished_compression(config, stored)
         if reused:
             print("compression: done, reused (use --force to redo)")
         results["variants"] = stored_variants(config) if reused else compress_run(config, dataset)
-        write_results(results, config.run_dir)
+        if not reused:
+            _record(config, results)
     if env.is_main and config.simulator is not None:
         results["simulation"] = simulate(config, dataset.world if isinstance(dataset, SyntheticDataset) else None)
+        _record(config, results)
     return {**results, "is_main": env.is_main}
+
+
+def _record(config: ExperimentConfig, results: dict) -> None:
+    """config.toml and metrics.json with the reports, once a stage has made something new: a rerun
+    that reuses every stage, or is refused by one, leaves the run's record as it was."""
+    write_text(config.run_dir / "config.toml", tomli_w.dumps(results["config"]))
+    write_results(results, config.run_dir)
 
 
 def _train_stage(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) -> dict:
@@ -110,8 +119,9 @@ def _train_all(config: ExperimentConfig, dataset, env: DistEnv, resume: bool) ->
 def _trained(task, optim, config: ExperimentConfig, env: DistEnv, section: str, model_config: dict,
              resume: bool) -> dict:
     out = config.run_dir / task.name
+    optim_key = section if section.endswith("_optim") else f"{section}.optim"  # named if its loss diverges
     result: TrainResult = train(task, task.dataset, optim, config.train, env, out,
-                                config.fingerprint(section, "train.sharding"), config.seed, resume)
+                                config.fingerprint(section, "train.sharding"), config.seed, resume, optim_key)
     export_model(result.model, task.name, task.dataset.schema, model_config, out / "model",
                  {"test": result.test, "provenance": provenance(env.device, env.world_size),
                   "experiment": config.to_dict()})

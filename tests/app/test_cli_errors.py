@@ -29,3 +29,13 @@ def test_malformed_criteo_line_is_named(tiny_config, tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{tsv}:51" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "runs" / "tiny").exists()  # found mid-run: the new run folder is removed
+
+
+def test_a_binary_config_is_one_line_from_the_command(tmp_path: Path) -> None:
+    """The process itself: status 2 and one line, no traceback (tests/reliability has the matrix in-process)."""
+    config = tmp_path / "model.pt"
+    config.write_bytes(bytes(range(256)))
+    proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "check", str(config)],
+                          capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"error: {config}: not a TOML config (not UTF-8 text: byte 128)\n"

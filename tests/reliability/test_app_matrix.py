@@ -292,6 +292,14 @@ def test_bad_data_found_while_reading_is_one_line_and_leaves_no_run(capsys, tmp_
     assert not (tmp_path / "runs").exists()
 
 
+# A loss that diverges: one line naming the model and its optim table; the first run leaves no folder.
+@pytest.mark.slow
+def test_a_diverging_model_is_named_in_one_line(capsys, tmp_path: Path) -> None:
+    argv = ["run", *tiny("two_tower.enabled=false", "dlrm.optim.lr_dense=1e30", "dlrm.optim.lr_sparse=1e30")(tmp_path)]
+    err = refused(capsys, argv, tmp_path)
+    assert err.startswith("error: dlrm: loss is ") and "lower dlrm.optim." in err, err
+
+
 @contextmanager
 def held(run_dir: Path) -> Iterator[int]:
     """Another process holding the run folder's lock (recsys.app.lock itself); yields its pid."""
@@ -322,8 +330,8 @@ def _flip(path: str) -> Callable[[Path], None]:
     return flip
 
 
-# A finished run (copied per case), then a command it must refuse: (command, --set pairs, change made
-# to the run folder first, expected text).
+# A finished run (copied per case), then a command it must refuse: (command, --set pairs ($RUN: the
+# run folder), change made to the run folder first, expected text).
 RUN_CASES = {
     "rerun with changed training": ("run", ["dlrm.optim.lr_dense=0.01"], None, "written by a different config"),
     "rerun with another seed": ("run", ["seed=4"], None, "written by a different config"),
@@ -342,9 +350,13 @@ RUN_CASES = {
     "broken model.json": ("simulate", [], _corrupt("dlrm/model/model.json", b"{not json"), "model.json"),
     "broken variant manifest": ("simulate", [], _corrupt("variants/int8/manifest.json", b"\x00\x01"), "manifest.json"),
     "flipped bits in model.pt": ("compress", [], _flip("dlrm/model/model.pt"), "model.pt"),
+    "rerun with flipped bits in model.pt": ("run", [], _flip("dlrm/model/model.pt"), "model.pt"),
     "compress while another command runs": ("compress", [], "lock", "in use by another recsys command (pid "),
     "simulate while another command runs": ("simulate", [], "lock", "in use by another recsys command (pid "),
     "run while another command runs": ("run", [], "lock", "in use by another recsys command (pid "),
+    "retrieval by a ranking model": ("simulate", ['simulator.candidate_source="retrieval"',
+                                                  'simulator.retrieval_model="$RUN/dlrm/model"'],
+                                     None, "holds a dlrm model, not a two-tower"),
     "variants of a run without any": ("variants", [], _without("variants"), "no variants"),
 }
 
@@ -353,7 +365,7 @@ RUN_CASES = {
 def test_a_finished_run_refuses_in_one_line_and_stays_as_it_was(capsys, request, case: str) -> None:
     command, pairs, change, expect = RUN_CASES[case]
     config, run_dir = request.getfixturevalue("run_copy")
-    argv = [command, str(config), *_sets(*pairs)]
+    argv = [command, str(config), *_sets(*(p.replace("$RUN", str(run_dir)) for p in pairs))]
     if change == "lock":
         with held(run_dir) as pid:
             err = refused(capsys, argv, run_dir.parent.parent)
