@@ -2,6 +2,7 @@
 a run many times in one test."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,13 @@ class Trainer:
 
 @pytest.fixture(scope="session")
 def trainer() -> Trainer:
+    """The trainer, its one-process group started; the address that group took is not left in the
+    environment, where a test's subprocess (torchrun, the CLI) would find the port taken."""
     torch.set_num_threads(1)
+    own = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    init_distributed("cpu")
+    for key in own:
+        os.environ.pop(key, None)
     return Trainer(load_synthetic(DATA, 1))
 
 
