@@ -7,6 +7,7 @@ lock file is removed again, so a refused first run leaves nothing behind.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -31,9 +32,10 @@ def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
         yield
         return
     made = _missing_parents(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = -1
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -44,7 +46,8 @@ def run_lock(run_dir: Path, create: bool = True) -> Iterator[None]:
         yield
     finally:
         _remove_if_only_lock(run_dir, made)
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 def _holder(fd: int) -> str:
@@ -66,14 +69,18 @@ def _remove_if_only_lock(run_dir: Path, made: list[Path]) -> None:
     """Undo this command's folders when they hold nothing but the lock file."""
     if not made:
         return
-    if run_dir.is_dir():
-        if os.listdir(run_dir) != [LOCK]:
-            return
+    try:
+        left = os.listdir(run_dir)
+    except OSError:  # not there: a failed first training removed it, or it could not be made
+        left = []
+    if left not in ([], [LOCK]):
+        return
+    if left:
         (run_dir / LOCK).unlink()
     for folder in made:
         try:
             folder.rmdir()
-        except FileNotFoundError:  # removed already (a failed first training removes its run folder)
-            continue
-        except OSError:  # something else was put there meanwhile
-            return
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # removed already, or never made
+                continue
+            return  # something else was put there meanwhile

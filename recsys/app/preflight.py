@@ -37,8 +37,15 @@ def preflight(config: ExperimentConfig, trains: bool = True) -> None:
     check_memory(config)
 
 
+NAME_MAX = 255  # bytes of one folder name on Linux and macOS file systems
+
+
 def _out_dir(config: ExperimentConfig) -> None:
-    """The run folder and out_dir are folders (or can be made): no file stands in the way."""
+    """The run folder and out_dir are folders (or can be made): no file stands in the way, no name too long."""
+    *parents, name = config.run_dir.parts
+    for key, part in [("out_dir", p) for p in parents] + [("name", name)]:
+        if len(part.encode()) > NAME_MAX:
+            raise ConfigError(f"{key}: a folder name of {len(part.encode())} bytes, more than the {NAME_MAX} allowed")
     for folder in (config.run_dir, *config.run_dir.parents):
         if folder.exists():
             if not folder.is_dir():

@@ -145,6 +145,10 @@ CONFIG_CASES = {
     "--set without =": (full("seed"), "expected KEY=VALUE"),
     "--set without key": (full("=3"), "expected KEY=VALUE"),
     "--set unknown key": (full("dlrm.optim.epoch=1"), "dlrm.optim.epoch: unknown key"),
+    "--set a float for an int": (full("data.synthetic.num_users=1e6"), "data.synthetic.num_users: expected int"),
+    "--set a string for a table": (full("data.synthetic=3"), "data.synthetic: expected a table"),
+    "unknown section": (config_file(lambda p: p.write_text('name = "x"\n[dlrn]\nenabled = true\n')),
+                        "dlrn: unknown key"),
     "--set wrong type": (full('dlrm.optim.epochs="two"'), "dlrm.optim.epochs: expected int"),
     # bad values
     "name .": (full('name="."'), "name:"),
@@ -166,6 +170,8 @@ CONFIG_CASES = {
     "out_dir is a file": (lambda tmp: full(f'out_dir="{_file(tmp / "afile")}"')(tmp), "out_dir:"),
     "out_dir under a file": (lambda tmp: full(f'out_dir="{_file(tmp / "afile")}/runs"')(tmp), "is a file"),
     "run folder is a file": (lambda tmp: full()(tmp) if _file(tmp / "runs" / "fr") else [], "name:"),
+    "name too long for a folder": (full(f'name="{"n" * 300}"'), "name: a folder name of 300 bytes"),
+    "out_dir name too long": (full(f'out_dir="runs/{"o" * 300}"'), "out_dir: a folder name of 300 bytes"),
     # sizes that cannot fit in memory
     "users beyond memory": (full("data.synthetic.num_users=10000000000"), "data.synthetic.num_users: the config needs"),
     "rows in memory beyond memory": (full("data.synthetic.num_rows=20000000000",
@@ -455,3 +461,11 @@ def test_a_real_ctrl_c_during_training(tmp_path: Path, tiny_config) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert (proc.returncode, err) == (130, "interrupted; rerun to resume\n")
+
+
+def test_a_run_folder_that_cannot_be_made_leaves_nothing(tmp_path: Path) -> None:
+    from recsys.app.lock import run_lock
+
+    with pytest.raises(OSError, match="File name too long"), run_lock(tmp_path / "out" / ("o" * 300) / "x"):
+        pass
+    assert list(tmp_path.iterdir()) == []
