@@ -238,6 +238,8 @@ CONFIG_CASES = {
                                  "two_tower.enabled=false"), "data.criteo.train_paths[0]: no such file"),
     "Criteo test file missing": (criteo('data.criteo.test_paths=["/nowhere/t.tsv"]'), "data.criteo.test_paths[0]"),
     "Criteo .gz not gzip": (criteo(content=_good_tsv, name="day.tsv.gz"), "is not a gzip file"),
+    "Criteo path is a folder": (criteo(content=lambda p: p.mkdir()), "data.criteo.train_paths[0]: no such file"),
+    "Criteo table sizes miscounted": (criteo("data.criteo.num_embeddings=[10, 20]"), "data.criteo.num_embeddings"),
     "MovieLens folder missing": (tiny('data.source="movielens"', 'data.movielens.path="/nowhere"'),
                                  "data.movielens.path: no such folder"),
     "MovieLens truth folder missing": (full('data.synthetic.truth="movielens"', 'data.movielens.path="/nowhere"'),
@@ -288,6 +290,45 @@ DATA_CASES = {
 def _dir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def _movielens(edit: Callable[[dict[str, str]], None]) -> Callable[[Path], list[str]]:
+    """The tiny config on a GroupLens-format MovieLens folder of 3 users and 3 items, `edit`ed first."""
+    def argv(tmp: Path) -> list[str]:
+        files = {"u.data": "".join(f"{u}\t{i}\t{(u + i) % 5 + 1}\t{880000000 + 1000 * u + i}\n"
+                                   for u in (1, 2, 3) for i in (1, 2, 3)),
+                 "u.user": "1|24|M|technician|85711\n2|53|F|other|94043\n3|23|M|writer|32067\n",
+                 "u.item": "".join(f"{i}|Film {i} (1995)|01-Jan-1995||http://x|" + "|".join("0" * 18 + "1") + "\n"
+                                   for i in (1, 2, 3))}
+        edit(files)
+        folder = _dir(tmp / "ml")
+        for name, text in files.items():
+            (folder / name).write_bytes(text.encode("latin-1"))
+        return tiny('data.source="movielens"', f'data.movielens.path="{folder}"')(tmp)
+    return argv
+
+
+def _line(name: str, number: int, text: str) -> Callable[[dict[str, str]], None]:
+    def edit(files: dict[str, str]) -> None:
+        lines = files[name].splitlines(keepends=True)
+        lines[number - 1] = text
+        files[name] = "".join(lines)
+    return edit
+
+
+DATA_CASES.update({
+    "MovieLens rating out of range": (_movielens(_line("u.data", 4, "2\t1\t9\t880002001\n")),
+                                      "u.data:4: rating 9.0 is outside 1..5"),
+    "MovieLens user id not a number": (_movielens(_line("u.data", 2, "x\t2\t3\t880001002\n")),
+                                       "u.data:2: user_id 'x' is not a number"),
+    "MovieLens short line": (_movielens(_line("u.data", 3, "1\t3\n")), "u.data:3: expected 4 '\\t'-separated"),
+    "MovieLens unknown item": (_movielens(_line("u.data", 5, "2\t7\t3\t880002002\n")),
+                               "u.data:5: item_id 7 is not in the item file"),
+    "MovieLens ratings not UTF-8": (_movielens(lambda f: f.update({"u.data": f["u.data"] + "\xff\n"})),
+                                    "u.data: not utf-8 text"),
+    "MovieLens user file missing": (_movielens(lambda f: f.pop("u.user")), "u.user: no such file"),
+    "Criteo file empty": (criteo(content=lambda p: p.write_text("")), "the train split is empty"),
+})
 
 
 @pytest.mark.parametrize("case", DATA_CASES, ids=str)
