@@ -272,6 +272,23 @@ def test_config_errors_are_one_line_before_any_work(capsys, tmp_path: Path, case
     assert not (tmp_path / "runs").exists() or case == "run folder is a file"
 
 
+# The other commands.
+OTHER_CASES = {
+    "fetch into a file": (lambda tmp: ["fetch-data", "movielens", "--cache-dir", str(_file(tmp / "cache"))],
+                          "File exists"),
+    "variants of a folder that is no run": (lambda tmp: ["variants", str(_dir(tmp / "empty"))], "no variants"),
+    "variants of a binary config": (lambda tmp: ["variants", *config_file(lambda p: p.write_bytes(b"\x80" * 9))(tmp)],
+                                    "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_CASES, ids=str)
+def test_other_commands_refuse_in_one_line(capsys, tmp_path: Path, case: str) -> None:
+    make, expect = OTHER_CASES[case]
+    err = refused(capsys, make(tmp_path), tmp_path)
+    assert err.startswith("error: ") and expect in err, err
+
+
 # Found only as the data is read: `recsys run` stops in one line naming the file (and line), and a
 # first run leaves no run folder.
 DATA_CASES = {
