@@ -247,8 +247,11 @@ def rank_request(schema, n: int, rng: np.random.Generator, unit: str) -> dict:
 
 
 def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) -> dict[str, np.ndarray]:
-    """Each variant's serving call on the request, timed in this process (ms), after warm-up."""
+    """Each variant's serving call on the request, timed in this process on one thread (ms), after
+    warm-up."""
     import dataclasses
+
+    import torch
 
     from recsys.app.config import load_config
     from recsys.app.rank import VariantRanker
@@ -258,6 +261,7 @@ def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) ->
     from recsys.serving.timing import timed
     from simulator.serving import serving_call
 
+    torch.set_num_threads(1)  # with 2 intra-op threads, a DLRM call here took ~47 ms on the loaded machine
     config = load_config(config_path)
     config = dataclasses.replace(config, compress=None) if models_only else config
     variants = arms(config)
