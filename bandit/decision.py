@@ -374,8 +374,9 @@ class _View:
             parts.append(f"has the most reward (P(best) = {self.p_chosen[i]:.3f}; it beats every arm not excluded, "
                          "by its evidence)")
         else:
+            slo = " or is shown to break the SLO" if rule.slo_p99_ms is not None else ""
             parts.append(f"is the cheapest such arm by {rule.cost_by.replace('_ms', '')} (every other arm costs "
-                         "more, is shown inferior or is shown to break the SLO)")
+                         f"more, is shown inferior{slo})")
         return "; ".join(parts)
 
     def lacking(self, i: int, used: int) -> str:
@@ -416,8 +417,8 @@ class _View:
 
 
 class DecisionTS(ThompsonSampling):
-    """Thompson sampling for a DecisionRule: half of the traffic by each arm's posterior probability
-    of being the rule's answer (`decide`'s p_chosen), half in proportion to the requests each arm
+    """Thompson sampling for a DecisionRule: a fifth of the traffic by each arm's posterior probability
+    of being the rule's answer (`decide`'s p_chosen), the rest in proportion to the requests each arm
     still lacks for the statements the leader's verdict needs (its own non-inferiority, or its lead,
     and one statement about each arm still open; the control, or under the reward objective the
     leader, matched to the largest of them): a plug-in of the allocation that ends the experiment
@@ -426,6 +427,7 @@ class DecisionTS(ThompsonSampling):
     knows the arms (the simulator, the service)."""
 
     set_by_caller: ClassVar[tuple[str, ...]] = ("rule", "control", "costs")
+    EXPLORE: ClassVar[float] = 0.2  # the share allocated by P(chosen)
     needs_latency = True
 
     def __init__(self, n_arms: int, rule: DecisionRule = DecisionRule(), control: int = 0,
@@ -454,9 +456,12 @@ class DecisionTS(ThompsonSampling):
     def _preferred(self, context: np.ndarray | None) -> np.ndarray:
         d = self.decision()
         chosen = np.array([a.p_chosen for a in d.arms])
+        chosen = chosen / chosen.sum() if chosen.sum() > 0 else np.full(self.n_arms, 1 / self.n_arms)
         need = self._remaining(d)
-        w = chosen / max(chosen.sum(), 1e-12) + (need / need.sum() if need.sum() > 0 else 0.0)
-        return w / w.sum() if w.sum() > 0 else np.full(self.n_arms, 1 / self.n_arms)
+        if need.sum() == 0:  # the plan says enough, the evidence is not there yet: the arms in question
+            need = np.array([a.status in ("leader", "open") for a in d.arms], dtype=np.float64)
+            need[self.control if self.rule.objective == "cost" else int(d.leader)] = 1.0
+        return self.EXPLORE * chosen + (1 - self.EXPLORE) * need / need.sum()
 
     def _remaining(self, d: Decision) -> np.ndarray:
         """Requests each arm still lacks for the statements the leader's verdict needs (the leader's

@@ -1,4 +1,8 @@
-"""When to stop an experiment.
+"""When to stop an experiment, judged from a Thompson policy's posteriors.
+
+An experiment configured with a decision rule (a config's [decision], `bandit.decision`) stops by
+`bandit.decide` instead: the same rule for the simulator and the online service, judged from
+per-arm counts rather than from a policy. The rules below serve direct users of the policies.
 
 Default rule (`check_stopping`): a guardrail-satisfying arm is best with posterior probability
 >= prob_best, its expected loss E[max_j r_j - r_winner] is below max_loss (Monte Carlo), and

@@ -5,20 +5,22 @@ Three scenarios, each a list of arms with an exact expected reward, a latency mo
   quickstart  the quickstart's arms and rule (rewards of a quickstart run; latencies and bytes of
               its variants table): the smallest arm (bytes) non-inferior to dlrm within 4%;
   slo         the most accurate arm breaks the p99 SLO: the most reward among the arms that meet it;
-  cheaper     a compressed arm is non-inferior and cheaper (bytes) than fp32, a cheaper one is not.
+  cheaper     a compressed arm is non-inferior and cheaper (bytes) than fp32, a cheaper one is not;
+  boundary    a cheaper arm just below the margin: declaring it is wrong (the error the rule bounds).
 A run is the simulator's loop without the scoring (which is deterministic: each arm's expected
 reward per request is what scoring would give): steps of `--batch` requests, the default policy
 (DecisionTS) picks an arm per request, clicks are Bernoulli(expected reward), latencies are drawn
 from the arm's latency model, feedback reaches the policy one step late, and `bandit.decide` judges
 the rule after every step, as simulator.experiment does. The oracle's verdict applies the rule to
 the exact rewards and latency models. Printed per scenario: the share of seeds whose declared
-variant is the oracle's (target >= 95%), the share that declares another (target <= 1 - confidence),
+variant is the oracle's (target >= 95%), the share that declares another (target <= 1 - confidence;
+with its one-sided 95% Clopper-Pearson upper bound),
 the share without a decision at max_requests, the requests used (median over seeds) against the
 requests a fixed equal-split test needs for the same statements at the same error and power 0.8
 (simulator.verdict's formulas on the exact rates; target <= 0.5x), and SLO violators shipped
 (target 0).
 
-    .venv/bin/python bench/decision.py [--seeds 20] [--batch 4096]
+    .venv/bin/python bench/decision.py [--seeds 50] [--batch 4096]
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from bandit import DecisionRule, DecisionTS, LatencyStats, decide
 from simulator.latency import LatencyModel
@@ -101,6 +104,15 @@ def cheaper(max_requests: int) -> Scenario:
                     (4.0, 4.0, 4.0, 1.0), (12.0, 12.0, 12.0, 3.0), (400_000, 100_000, 50_000, 50_000), rule)
 
 
+def boundary(max_requests: int) -> Scenario:
+    """A cheaper arm just below the margin (0.3918 < 0.98 x 0.40): declaring it is the error the rule
+    must keep below 1 - confidence; the right verdict is the control (or no decision)."""
+    rule = DecisionRule(objective="cost", cost_by="bytes", control="dlrm", margin=0.02, min_requests=8192,
+                        max_requests=max_requests)
+    return Scenario("boundary", ("dlrm", "dlrm-int8", "logistic"), (0.40, 0.3918, 0.33), (4.0, 4.0, 1.0),
+                    (12.0, 12.0, 3.0), (400_000, 100_000, 50_000), rule)
+
+
 @dataclass(frozen=True)
 class Run:
     declared: str | None
@@ -138,13 +150,13 @@ def run(s: Scenario, seed: int, batch: int) -> Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--batch", type=int, default=4096, help="requests per step (simulator.batch_requests)")
     parser.add_argument("--max-requests", type=int, default=200_000)
     args = parser.parse_args()
-    print(f"{'scenario':<11} {'oracle':<18} {'right':>6} {'wrong':>6} {'none':>6} {'median req':>11} "
+    print(f"{'scenario':<11} {'oracle':<18} {'right':>6} {'wrong':>6} {'<=95%':>6} {'none':>6} {'median req':>11} "
           f"{'fixed split':>11} {'ratio':>6} {'SLO viol.':>9} {'s/run':>6}")
-    for make in (quickstart, slo, cheaper):
+    for make in (quickstart, slo, cheaper, boundary):
         s = make(args.max_requests)
         truth = s.oracle()
         runs = [run(s, seed, args.batch) for seed in range(args.seeds)]
@@ -157,7 +169,9 @@ def main() -> None:
         violators = sum(r.declared is not None and s.rule.slo_p99_ms is not None and p99[r.declared] > s.rule.slo_p99_ms
                         for r in runs)
         seconds = np.mean([r.seconds for r in runs])
-        print(f"{s.name:<11} {truth:<18} {right:>6.0%} {wrong:>6.0%} {none:>6.0%} {used:>11,.0f} {fixed:>11,} "
+        wrong_bound = float(stats.beta.ppf(0.95, wrong * len(runs) + 1, len(runs) - wrong * len(runs)))
+        print(f"{s.name:<11} {truth:<18} {right:>6.0%} {wrong:>6.0%} {wrong_bound:>6.1%} {none:>6.0%} {used:>11,.0f} "
+              f"{fixed:>11,} "
               f"{used / fixed if fixed else float('nan'):>6.2f} {violators:>9} {seconds:>6.1f}")
         declared = {name: sum(r.declared == name for r in runs) for name in s.arms}
         print(f"{'':<11} declared: {', '.join(f'{a} {c}' for a, c in declared.items() if c)}; "

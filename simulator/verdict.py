@@ -103,14 +103,15 @@ class Verdict:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the per-arm reasons, as text."""
+        slo = self.slo_p99_ms is not None
         header = ["variant", "served", "reward (95% CI)", f"vs {self.control} (95% CI)", "p99 ms", "bytes",
-                  "P(best)" if self.objective == "reward" else "P(chosen)", "P(non-inferior)", "P(p99 <= SLO)",
-                  "rule"]
+                  "P(best)" if self.objective == "reward" else "P(chosen)", "P(non-inferior)",
+                  *([f"P(p99 <= {self.slo_p99_ms:g} ms)"] if slo else []), "rule"]
         rows = [[a.name, f"{a.served:,}", _interval(a.reward, a.reward_low, a.reward_high),
                  "control" if a.name == self.control else
                  _interval(a.vs_control, a.vs_control_low, a.vs_control_high, signed=True),
                  _fmt(a.p99_ms, ".2f"), f"{a.bytes:,}", _fmt(a.p_chosen, ".3f"), _fmt(a.p_noninferior, ".3f"),
-                 _fmt(a.p_slo, ".3f"), a.status] for a in self.arms]
+                 *([_fmt(a.p_slo, ".3f")] if slo else []), a.status] for a in self.arms]
         return header, rows
 
     def to_dict(self) -> dict[str, Any]:
