@@ -6,7 +6,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import tomllib
 
@@ -17,8 +17,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure the user can act on is one line on stderr: "error: ..." with
     status 2 (a UserError, or an OSError: the filesystem refused a path), "interrupted; rerun to
     resume" with status 130 on Ctrl-C."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a usage error, already printed in one line (2)
+        return e.code if isinstance(e.code, int) else 2
     from recsys.errors import UserError
 
     try:
@@ -39,8 +41,15 @@ def _fail(message: str) -> int:
     return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line, as every other error (argparse prints the usage above it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="recsys", description="Train TorchRec DLRM and two-tower models, "
+    p = _Parser(prog="recsys", description="Train TorchRec DLRM and two-tower models, "
                                 "compress their embeddings, and pick the variant to serve.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="train and evaluate every model a config enables; writes runs/<name>/")

@@ -277,6 +277,10 @@ OTHER_CASES = {
     "fetch into a file": (lambda tmp: ["fetch-data", "movielens", "--cache-dir", str(_file(tmp / "cache"))],
                           "File exists"),
     "variants of a folder that is no run": (lambda tmp: ["variants", str(_dir(tmp / "empty"))], "no variants"),
+    "no config": (lambda tmp: ["run"], "recsys run: the following arguments are required: config"),
+    "unknown command": (lambda tmp: ["train"], "invalid choice: 'train'"),
+    "unknown option": (lambda tmp: ["run", *full()(tmp), "--resume"], "unrecognized arguments: --resume"),
+    "batch size not a number": (lambda tmp: ["variants", str(tmp), "--batch-size", "many"], "invalid int value"),
     "variants of a binary config": (lambda tmp: ["variants", *config_file(lambda p: p.write_bytes(b"\x80" * 9))(tmp)],
                                     "not UTF-8"),
 }
