@@ -441,7 +441,7 @@ class DecisionTS(ThompsonSampling):
             raise BanditInputError("model", "DecisionTS judges rewards in [0, 1]: a BetaBernoulli model")
         if self.control >= self.n_arms:
             raise BanditArmCountError("control", f"not an arm id below {self.n_arms}")
-        if rule.objective == "cost" and rule.cost_by == "bytes" and len(self.costs) != self.n_arms:
+        if self.costs and len(self.costs) != self.n_arms:  # none yet: decide() asks for them
             raise BanditArmCountError("costs", f"expected {self.n_arms} byte counts, got {len(self.costs)}")
 
     def decision(self) -> Decision:

@@ -9,7 +9,7 @@ import numpy as np
 from bandit import DecisionRule
 from simulator.config import LatencyConfig, UserConfig
 from simulator.environment import Environment
-from simulator.experiment import run_experiment
+from simulator.experiment import QUANTILES, run_experiment
 from simulator.oracle import WorldScorer
 from simulator.serving import Arm, score
 from simulator.step import Draws
@@ -68,6 +68,8 @@ def test_the_decision_rule_declares_a_clear_winner(sim_config):
     assert len(result.checks) == result.requests // 1000 and result.checks[-1] == result.requests  # every step
     assert result.check_chosen.shape == result.check_shares.shape == (len(result.checks), 2)
     np.testing.assert_allclose(result.check_shares.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(result.latency_quantiles[:, QUANTILES.index(0.99)], result.latency_p99_ms)
+    assert np.all(np.diff(result.latency_quantiles, axis=1) >= 0)
 
 
 def test_the_cheapest_non_inferior_variant_is_served_and_the_slo_violator_never(sim_config):
