@@ -4,12 +4,15 @@ cheapest non-inferior arm is chosen, a cheaper arm near the margin is not; an SL
 nothing before min_requests; at max_requests "no decision yet" with the leader and why."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from bandit import BanditInputError, DecisionRule, DecisionTS, LatencyStats, decide
+from bandit import BanditInputError, Decision, DecisionRule, DecisionTS, LatencyStats, decide
 from bandit.decision import margin_evidence, mixture_evidence, noninferior_probability
+from bandit.state import decode, encode
 
 NAMES = ["dlrm", "int8", "int4"]
 BYTES = [400.0, 100.0, 50.0]
@@ -160,3 +163,20 @@ def test_decision_ts_serves_the_rule_and_finds_the_cheapest_non_inferior_arm() -
     assert d.chosen == "2" and d.requests < 100_000
     pulls = policy.pulls
     assert pulls[3] < pulls[2] and pulls[0] >= pulls[1]  # the inferior arm is dropped; the control kept
+
+
+def test_the_rule_the_policy_and_the_verdict_survive_json() -> None:
+    """What the online service stores: the rule, the policy's state, the verdict."""
+    rule = _cost(control="0", min_requests=0)
+    policy = DecisionTS(3, rule=rule, control=0, costs=(3.0, 2.0, 1.0), seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        sel = policy.select(1000)
+        policy.update(sel.arms, rng.random(1000) < 0.4, latencies=np.ones(1000))
+    again = DecisionTS(3, rule=rule, control=0, costs=(3.0, 2.0, 1.0), seed=1)
+    again.load_state_dict(json.loads(json.dumps(policy.state_dict())))
+    np.testing.assert_array_equal(again.probabilities(), policy.probabilities())
+    np.testing.assert_array_equal(again.select(50).arms, policy.select(50).arms)
+    assert decode(json.loads(json.dumps(encode(rule)))) == rule
+    d = policy.decision()
+    assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d
