@@ -197,7 +197,7 @@ class Policy:
             raise BanditStateError("policy", f"state is for {payload.get('policy')!r}, not {type(self).__name__}")
         if payload.get("config") != _plain(encode(self._config)):
             raise BanditStateError("config", "state was saved with a different config")
-        arrays = load_arrays(payload.get("arrays"), self._arrays())
+        arrays = load_arrays(payload.get("arrays"), self._arrays(), self.reward_range)
         rng = restore_rng(payload.get("rng"))
         self._assign(arrays)
         self._rng = rng

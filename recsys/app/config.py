@@ -9,6 +9,7 @@ from typing import Any
 
 from bandit import BanditInputError, DecisionRule
 from compression.config import CompressConfig
+from recsys.app.serve import ServeConfig
 from recsys.config_loading import from_dict, read_toml, to_dict
 from recsys.data.config import DataConfig
 from recsys.errors import ConfigError, require
@@ -57,6 +58,7 @@ class ExperimentConfig:
     baselines: BaselineSection = field(default_factory=BaselineSection)
     compress: CompressConfig | None = None  # present: compressed variants of a trained model
     simulator: SimulatorConfig | None = None  # present: the bandit picks among the variants
+    serve: ServeConfig | None = None  # present: recsys serve's [serve] section (host, port, store, limits)
     decision: DecisionRule = field(default_factory=DecisionRule)  # when an experiment declares a variant
 
     def __post_init__(self) -> None:

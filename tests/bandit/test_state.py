@@ -136,6 +136,9 @@ def _arrays(edit):
     (lambda: ThompsonSampling(3, seed=0),
      _arrays(lambda a: (a["rewards.s"].__setitem__(0, 9.0), a["rewards.ss"].__setitem__(0, 9.0))), "arrays.rewards.s"),
     (lambda: ThompsonSampling(3, seed=0), _arrays(lambda a: a["rewards.ss"].__setitem__(2, -2.0)), "arrays.rewards.ss"),
+    # 2.5 successes in 2 observations, which Cauchy-Schwarz admits (ss = 4): the policy's reward range refuses it
+    (lambda: ThompsonSampling(3, seed=0),
+     _arrays(lambda a: (a["rewards.s"].__setitem__(0, 2.5), a["rewards.ss"].__setitem__(0, 4.0))), "arrays.rewards.s"),
     (lambda: ThompsonSampling(3, memory=SlidingWindow(8), seed=0),
      _arrays(lambda a: a["rewards.window_arms"].__setitem__(0, 7)), "arrays.rewards.window_arms"),
     (lambda: ThompsonSampling(3, memory=SlidingWindow(8), seed=0),
