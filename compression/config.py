@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 from recsys.config_loading import from_dict, to_dict
 from recsys.errors import require
 
-Step = Literal["distill", "prune", "quantize"]
+Step = Literal["distill", "factorize", "prune", "quantize"]
 ModelConfig = TypeVar("ModelConfig")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -92,14 +92,34 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class FactorizeConfig:
+    """Each table E (n x d) as A (n x r) times B (r x d), from E's truncated SVD: `rank` for every
+    table, `ranks` per table (only those, without `rank`); then, with `fine_tune`, A, B and the dense
+    layers trained against the teacher as a distilled student is (its `student` must stay empty)."""
+
+    rank: int | None = None
+    ranks: dict[str, int] = field(default_factory=dict)
+    fine_tune: DistillConfig | None = None
+
+    def __post_init__(self) -> None:
+        require(self.rank is None or self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
+        for name, rank in self.ranks.items():
+            require(rank >= 1, f"ranks.{name}", f"must be >= 1, got {rank}")
+        require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
+                "the factorized model is the one fine-tuned; give no student")
+
+
+@dataclass(frozen=True)
 class VariantConfig:
-    """One variant: steps run in the order given (distill first if present, quantize last)."""
+    """One variant: steps run in the order given (distill first if present, factorize before
+    prune, quantize last)."""
 
     name: str
     steps: tuple[Step, ...] = ("quantize",)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    factorize: FactorizeConfig = field(default_factory=FactorizeConfig)
 
     def __post_init__(self) -> None:
         require(bool(_NAME.match(self.name)) and self.name != "fp32", "name",
@@ -109,6 +129,13 @@ class VariantConfig:
                 "distill must come first (it trains a new model)")
         require("quantize" not in self.steps or self.steps[-1] == "quantize", "steps",
                 "quantize must come last (it produces the stored bytes)")
+        if "factorize" in self.steps:
+            require(self.factorize.rank is not None or bool(self.factorize.ranks), "factorize",
+                    "give rank (every table) or ranks (per table)")
+            require("prune" not in self.steps or self.steps.index("factorize") < self.steps.index("prune"),
+                    "steps", "factorize must come before prune (it makes the rows prune drops)")
+            require(self.quantize.budget_ratio is None, "quantize.budget_ratio",
+                    "cannot follow factorize yet: mixed precision's byte count leaves out the r x d maps")
 
 
 @dataclass(frozen=True)

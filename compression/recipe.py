@@ -1,4 +1,4 @@
-"""Recipes: a variant's steps (distill -> prune -> quantize) applied in the config's order.
+"""Recipes: a variant's steps (distill -> factorize -> prune -> quantize) applied in the config's order.
 
 Every step works on the teacher's tables (`FloatTable`s) and the model's task: which batches it
 trains on, its loss and its evaluation (`recsys.train.tasks`). Nothing here depends on which kind
@@ -14,6 +14,7 @@ from torch import nn
 
 from compression.config import DistillConfig, VariantConfig
 from compression.distill import StudentBuilder, student_alone, train_student
+from compression.factorize import factorize
 from compression.precision import explicit_precisions, mixed_precision
 from compression.prune import prune
 from compression.tables import float_bytes, float_tables, pack
@@ -66,7 +67,8 @@ def build_variant(teacher: Teacher, task: Task | None, config: VariantConfig, pr
     `task` may be None when no step needs data (l2 pruning, explicit precisions).
 
     `cache` keeps what variants can share: distilled students by distill config (so 'distilled'
-    and 'distilled + quantized' train the student, and its student-alone twin, once) and table
+    and 'distilled + quantized' train the student, and its student-alone twin, once), factorized
+    tables (and fine-tuned models) by the steps before and the factorize config, and table
     sensitivities by the steps that made the tables (so a budget sweep probes once)."""
     cache = {} if cache is None else cache
     origin: list[str] = []
@@ -86,6 +88,12 @@ def build_variant(teacher: Teacher, task: Task | None, config: VariantConfig, pr
             notes = dict(distilled)
             tables = float_tables(model)
             precisions = {name: "fp32" for name in tables}
+        elif step == "factorize":
+            key = repr((origin, config.factorize))
+            if key not in cache:
+                cache[key] = factorize(config.factorize, teacher.model, model, tables, task, progress)
+            model, tables, notes["factorize"] = cache[key]
+            origin.append(key)
         elif step == "prune":
             tables = prune(config.prune, model, tables, task)
             origin.append(repr(config.prune))

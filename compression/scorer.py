@@ -1,7 +1,8 @@
 """A model whose EBCs are TorchRec quantized EBCs (FBGEMM TBEs) built from packed tables: a Scorer.
 
 The dense layers stay fp32. Pruned tables get their remap set on the TBE, so pruned ids return
-zero vectors and a lookup stays one kernel. The fp32 baseline is the same thing with FP32 tables.
+zero vectors and a lookup stays one kernel; factorized tables' TBE rows (A) are followed by their
+maps (B). The fp32 baseline is the same thing with FP32 tables.
 The model can be any nn.Module whose embeddings are TorchRec EmbeddingBagCollections; it is
 scored by a `ScoreFn` (a recsys model's own `score` by default). Requests are scored by the
 model's serving path (recsys.serving.fast) over the same TBEs, when it has one and is scored the
@@ -19,6 +20,7 @@ from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from compression.tables import PackedTable, ebc_paths, size_report
+from recsys.models.factorized import FactorizedEBC
 from recsys.serving.fast import serving_path
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import ScoreFn, call_score
@@ -43,10 +45,14 @@ def build_quant_ebc(tables: Sequence[PackedTable], device: torch.device,
 
 
 def swap_in(model: nn.Module, tables: dict[str, PackedTable], device: torch.device) -> nn.Module:
-    """`model` (modified in place) with each float EBC replaced by a quantized one over `tables`."""
+    """`model` (modified in place) with each float EBC replaced by a quantized one over `tables`,
+    followed by their maps (a `FactorizedEBC`) when some of them are factorized."""
     for path, ebc in ebc_paths(model).items():
         names = [c.name for c in ebc.embedding_bag_configs()]
-        qebc = build_quant_ebc([tables[n] for n in names], device)  # models read its output by key
+        qebc: nn.Module = build_quant_ebc([tables[n] for n in names], device)  # models read its output by key
+        maps = {n: b for n in names if (b := tables[n].projection) is not None}
+        if maps:
+            qebc = FactorizedEBC(qebc, maps).to(device)
         parent, _, attr = path.rpartition(".")
         setattr(model.get_submodule(parent), attr, qebc)
     return model

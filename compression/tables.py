@@ -1,7 +1,8 @@
 """Embedding tables as the TBE stores them (`PackedTable`), read from a float model and packed.
 
 A `PackedTable` is the unit every step works on and the store saves: the bytes of its rows,
-their fp16 scale/bias, and (after pruning) the remap from logical id to stored row (-1: pruned).
+their fp16 scale/bias, (after pruning) the remap from logical id to stored row (-1: pruned), and
+(after factorizing) the fp32 map B (r x d) its rows of width r are multiplied by.
 """
 from __future__ import annotations
 
@@ -28,10 +29,17 @@ class FloatTable:
     num_embeddings: int  # logical ids, before pruning
     weight: torch.Tensor  # fp32 [stored rows, dim]
     remap: torch.Tensor | None = None  # int32 [num_embeddings]: stored row or -1
+    projection: torch.Tensor | None = None  # fp32 [dim, out_dim]: a factorized table's map B
 
     @property
     def dim(self) -> int:
+        """Width of the stored rows (a factorized table's rank)."""
         return self.weight.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        """Width of a lookup's output: the model's embedding dim."""
+        return self.projection.shape[1] if self.projection is not None else self.dim
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class PackedTable:
     weight: torch.Tensor  # uint8 [stored rows, packed row bytes]
     scale_bias: torch.Tensor | None  # uint8 [stored rows, 4] (fp16 scale, fp16 bias); None for fp32/fp16
     remap: torch.Tensor | None
+    projection: torch.Tensor | None = None  # fp32 [dim, out_dim]: a factorized table's map B
 
     @property
     def rows(self) -> int:
@@ -64,9 +73,11 @@ class PackedTable:
             num_embeddings_post_pruning=self.rows if self.remap is not None else None)
 
     def bytes(self) -> TableBytes:
-        """What this table occupies in the TBE (remap included), by the one byte counter."""
+        """What this table occupies in the TBE (remap and a factorized table's map included), by the
+        one byte counter."""
+        map_dim = self.projection.shape[1] if self.projection is not None else 0
         return table_bytes(self.rows, self.dim, self.precision, self.num_embeddings if self.remap is not None else 0,
-                           name=self.name)
+                           name=self.name, map_dim=map_dim)
 
 
 def ebc_paths(model: nn.Module) -> dict[str, EmbeddingBagCollection]:
@@ -112,29 +123,32 @@ def pack(table: FloatTable, precision: str, clip_search: bool = True) -> PackedT
     check_precision(f"quantize.tables.{table.name}", precision, table.dim)
     weight, scale_bias = encode(table.weight, precision, clip_search)
     return PackedTable(table.module, table.name, table.feature_names, table.pooling, table.num_embeddings,
-                       table.dim, precision, weight, scale_bias, table.remap)
+                       table.dim, precision, weight, scale_bias, table.remap, table.projection)
 
 
 def unpack(table: PackedTable) -> FloatTable:
     """The fp32 rows a lookup of `table` returns (for error checks and further steps)."""
     weight = decode(table.weight, table.scale_bias, table.precision)
     return FloatTable(table.module, table.name, table.feature_names, table.pooling, table.num_embeddings,
-                      weight, table.remap)
+                      weight, table.remap, table.projection)
 
 
 def logical_weight(table: FloatTable) -> torch.Tensor:
-    """fp32 [num_embeddings, dim] as lookups see it: pruned ids are zero rows."""
+    """fp32 [num_embeddings, out_dim] as lookups see it: pruned ids are zero rows, a factorized
+    table's rows times its map."""
+    weight = table.weight if table.projection is None else table.weight @ table.projection
     if table.remap is None:
-        return table.weight
-    out = torch.zeros(table.num_embeddings, table.dim)
+        return weight
+    out = torch.zeros(table.num_embeddings, table.out_dim)
     kept = table.remap >= 0
-    out[kept] = table.weight[table.remap[kept].long()]
+    out[kept] = weight[table.remap[kept].long()]
     return out
 
 
 @torch.no_grad()
 def load_tables(model: nn.Module, tables: dict[str, FloatTable]) -> None:
-    """Write `tables` (pruned ids as zeros) into the float EBCs of `model`, in place."""
+    """Write `tables` (pruned ids as zeros, factorized ones multiplied out) into the float EBCs of
+    `model`, in place."""
     for ebc in ebc_paths(model).values():
         for cfg in ebc.embedding_bag_configs():
             if cfg.name in tables:

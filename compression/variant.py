@@ -1,7 +1,7 @@
 """Variants and the variant store: one folder per variant with manifest.json and weights.pt.
 
 weights.pt is a plain dict of uint8/int32/float tensors (packed rows, fp16 scale|bias as bytes,
-remaps, dense layers), so `torch.load(weights_only=True)` reads it without running pickled code
+remaps, factorized tables' maps, dense layers), so `torch.load(weights_only=True)` reads it without running pickled code
 (UInt4Tensor would be refused). The manifest records the recipe, exact bytes per table, metrics,
 latency and provenance, plus the weights' sha256. Reading a folder checks the manifest key by key
 (`SUMMARY_KEYS` to list the variant; `LOAD_KEYS` and `TABLE_KEYS` too, to load it) and the weights
@@ -47,6 +47,7 @@ LOAD_KEYS: Keys = {"kind": (str, NONE), "schema": (dict, NONE), "model_config": 
                    "weights_sha256": str}  # and what loads it
 TABLE_KEYS: Keys = {"module": str, "feature_names": list, "pooling": str, "num_embeddings": int, "dim": int,
                     "precision": str, "rows": int, "pruned": bool}
+OPTIONAL_TABLE_KEYS: Keys = {"map_dim": int}  # a factorized table's output width (0 or absent: not factorized)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class MeasuredVariant:
 def _table_info(t: PackedTable) -> dict[str, Any]:
     return {"module": t.module, "feature_names": list(t.feature_names), "pooling": t.pooling,
             "num_embeddings": t.num_embeddings, "dim": t.dim, "precision": t.precision, "rows": t.rows,
-            "pruned": t.remap is not None}
+            "pruned": t.remap is not None, "map_dim": t.projection.shape[1] if t.projection is not None else 0}
 
 
 def _dense_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,6 +137,8 @@ def _weights(variant: Variant) -> dict[str, torch.Tensor]:
             out[f"table.{name}.scale_bias"] = t.scale_bias.contiguous()
         if t.remap is not None:
             out[f"table.{name}.remap"] = t.remap.contiguous()
+        if t.projection is not None:
+            out[f"table.{name}.projection"] = t.projection.detach().float().contiguous()
     return out
 
 
@@ -176,7 +179,9 @@ def _check_loadable(manifest: dict[str, Any], path: Path) -> None:
     integrity.field(manifest["size"], "fp32_total", int, path, "size.fp32_total")
     for name in manifest["tables"]:
         integrity.field(manifest["tables"], name, dict, path, f"tables.{name}")
-        _check(manifest["tables"][name], TABLE_KEYS, path, f"tables.{name}.")
+        info = manifest["tables"][name]
+        _check(info, TABLE_KEYS, path, f"tables.{name}.")
+        _check(info, {k: v for k, v in OPTIONAL_TABLE_KEYS.items() if k in info}, path, f"tables.{name}.")
 
 
 def _check(record: dict[str, Any], keys: Keys, path: Path, prefix: str) -> None:
@@ -192,11 +197,16 @@ def _load_weights(folder: Path, manifest: dict[str, Any]) -> dict[str, torch.Ten
 
 
 def _table(name: str, info: dict[str, Any], weights: dict[str, torch.Tensor]) -> PackedTable:
+    projection = weights.get(f"table.{name}.projection")
+    shape = tuple(projection.shape) if projection is not None else None
+    map_dim = info.get("map_dim", 0)
+    if shape != ((info["dim"], map_dim) if map_dim else None):
+        raise ValueError(f"table {name}: map of shape {shape} for a manifest map_dim of {map_dim}")
     return PackedTable(
         module=info["module"], name=name, feature_names=tuple(info["feature_names"]), pooling=info["pooling"],
         num_embeddings=info["num_embeddings"], dim=info["dim"], precision=info["precision"],
         weight=weights[f"table.{name}.weight"], scale_bias=weights.get(f"table.{name}.scale_bias"),
-        remap=weights.get(f"table.{name}.remap"))
+        remap=weights.get(f"table.{name}.remap"), projection=projection)
 
 
 def _model(folder: Path, manifest: dict[str, Any], model: nn.Module | None) -> nn.Module:

@@ -6,6 +6,8 @@ variant's lookups therefore go through its own tables. Each TBE is called once p
 features' ids, taken from the requests' jagged ids by one FBGEMM permute: one bag per candidate
 (a shared feature's bags past the n-th request are empty, so each request's is looked up once),
 or one bag per request when the EBC holds shared features only (a two-tower's user tower).
+A factorized EBC's tables hold A (n x r) in its TBEs; each side's pooled vectors of them are then
+multiplied by their maps B (r x d), one batched matmul per map shape (`Projection`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torchrec import EmbeddingBagCollection
 from torchrec.modules.embedding_configs import DataType
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 
+from recsys.models.factorized import FactorizedEBC
 from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
 
 
@@ -35,8 +38,11 @@ def fp32_tbe_collection(ebc: EmbeddingBagCollection) -> QuantEBC:
 
 
 def tbes_of(ebc: nn.Module) -> tuple[list[IntNBitTableBatchedEmbeddingBagsCodegen], list[list[str]], dict[str, int]]:
-    """The TBEs serving `ebc` (a float or quantized EBC), the features each reads in its order,
-    and every feature's embedding dim; ValueError for an EBC that cannot be served this way."""
+    """The TBEs serving `ebc` (a float or quantized EBC, or the one a FactorizedEBC looks up in),
+    the features each reads in its order, and every feature's width in them; ValueError for an EBC
+    that cannot be served this way."""
+    if isinstance(ebc, FactorizedEBC):
+        ebc = ebc.ebc
     if isinstance(ebc, EmbeddingBagCollection):
         ebc = fp32_tbe_collection(ebc)
     if not isinstance(ebc, QuantEBC) or not hasattr(ebc, "tbes"):
@@ -53,6 +59,49 @@ def tbes_of(ebc: nn.Module) -> tuple[list[IntNBitTableBatchedEmbeddingBagsCodege
 def pruned(tbe: IntNBitTableBatchedEmbeddingBagsCodegen) -> bool:
     """Whether the TBE remaps ids through an index array (row pruning)."""
     return tbe.index_remappings_array.numel() > 0
+
+
+class Projection(nn.Module):
+    """One side's pooled vectors, `features` gathered in `gathered`'s order (those without a map
+    first, then the factorized ones grouped by map shape), to every feature's output columns in
+    `features`' order: a factorized feature's vector times its map, one batched matmul per shape.
+    Built for a side with at least one factorized feature (`side_map`)."""
+
+    def __init__(self, features: list[str], widths: dict[str, int], maps: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        shapes = sorted({tuple(maps[f].shape) for f in features if f in maps})
+        groups = [[f for f in features if f in maps and tuple(maps[f].shape) == shape] for shape in shapes]
+        self.gathered = [f for f in features if f not in maps] + [f for group in groups for f in group]
+        self.plain = sum(widths[f] for f in features if f not in maps)
+        self.shapes = [(len(group), shape[0], shape[1]) for group, shape in zip(groups, shapes)]
+        self.weight: torch.Tensor
+        self.permute: torch.Tensor
+        stacked = [torch.stack([maps[f].detach().float() for f in group]).flatten() for group in groups]
+        self.register_buffer("weight", torch.cat(stacked))
+        out = {f: maps[f].shape[1] if f in maps else widths[f] for f in features}
+        start = {f: sum(out[g] for g in self.gathered[:i]) for i, f in enumerate(self.gathered)}
+        self.register_buffer("permute", torch.tensor([start[f] + i for f in features for i in range(out[f])],
+                                                     dtype=torch.int64), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.shape[0]
+        pieces = [x[:, :self.plain]]
+        start, offset = self.plain, 0
+        for k, r, d in self.shapes:
+            maps = self.weight[offset:offset + k * r * d].view(k, r, d)
+            vectors = x[:, start:start + k * r].reshape(rows, k, r)
+            pieces.append(torch.einsum("nkr,krd->nkd", vectors, maps).reshape(rows, k * d))
+            start, offset = start + k * r, offset + k * r * d
+        return torch.cat(pieces, 1).index_select(1, self.permute)
+
+
+def side_map(features: list[str], widths: dict[str, int], maps: dict[str, torch.Tensor]) -> tuple[nn.Module, list[str]]:
+    """The module taking one side's gathered pooled vectors to its output columns (nn.Identity when
+    none of `features` is factorized), and the order it takes `features` in."""
+    if not any(f in maps for f in features):
+        return nn.Identity(), features
+    projection = Projection(features, widths, maps)
+    return projection, projection.gathered
 
 
 class Lookup(nn.Module):
@@ -77,7 +126,10 @@ class Lookup(nn.Module):
         self.shared_features = [f for f in order if f in shared]
         self.candidate_features = [f for f in order if f not in shared]
         self.per_candidate = len(self.candidate_features) > 0
-        self.bytes = tbe_bytes(nn.ModuleList(tbes))
+        maps = ebc.feature_maps() if isinstance(ebc, FactorizedEBC) else {}
+        self.shared_map, shared_order = side_map(self.shared_features, dims, maps)
+        self.candidate_map, candidate_order = side_map(self.candidate_features, dims, maps)
+        self.bytes = tbe_bytes(nn.ModuleList(tbes), ebc.maps.values() if isinstance(ebc, FactorizedEBC) else ())
         self.prechecked = [pruned(tbe) and tbe.bounds_check_mode_int != BoundsCheckMode.NONE.value for tbe in tbes]
         self.check_modes = [tbe.bounds_check_mode_int for tbe in tbes]
         with warnings.catch_warnings():  # FBGEMM's TBE annotates attributes in a way TorchScript warns about
@@ -89,8 +141,7 @@ class Lookup(nn.Module):
         start = {f: sum(dims[g] for g in tbe_order[:i]) for i, f in enumerate(tbe_order)}  # in the joined outputs
         self.shared_columns: torch.Tensor
         self.candidate_columns: torch.Tensor
-        for name, features in (("shared_columns", self.shared_features),
-                               ("candidate_columns", self.candidate_features)):
+        for name, features in (("shared_columns", shared_order), ("candidate_columns", candidate_order)):
             columns = [start[f] + i for f in features for i in range(dims[f])]
             self.register_buffer(name, torch.tensor(columns, dtype=torch.int64), persistent=False)
 
@@ -107,4 +158,5 @@ class Lookup(nn.Module):
                                                       tbe.bounds_check_warning, None)
             outs.append(tbe(ids, offsets))
         out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-        return out[:n].index_select(1, self.shared_columns), out.index_select(1, self.candidate_columns)
+        return (self.shared_map(out[:n].index_select(1, self.shared_columns)),
+                self.candidate_map(out.index_select(1, self.candidate_columns)))

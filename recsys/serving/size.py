@@ -2,9 +2,10 @@
 
 Inside FBGEMM's inference TBE (every variant, the fp32 baseline included): a row is its payload
 (+4 bytes fp16 scale/bias for int8/4/2) padded to `row_alignment`; each table is padded to a
-128-byte cache line; a pruned table adds its int32 remap array (4 bytes per logical id). Equal to
-`tbe.weights_host.numel()` plus `index_remappings_array` bytes (TORCHREC_NOTES §1), which
-`tbe_bytes` reads back. Tables held as plain tensors (a float EmbeddingBagCollection) occupy
+128-byte cache line; a pruned table adds its int32 remap array (4 bytes per logical id); a
+factorized table (A, n x r, in the TBE) adds its fp32 r x d map B. Equal to
+`tbe.weights_host.numel()` plus `index_remappings_array` bytes plus the maps' (TORCHREC_NOTES §1),
+which `tbe_bytes` reads back. Tables held as plain tensors (a float EmbeddingBagCollection) occupy
 their elements' bytes, no padding (`tensor_bytes`).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}  # the TBE's st
 TABLE_ALIGNMENT = 128
 ROW_ALIGNMENT = 1  # the CPU kernel needs none; 16 (TorchRec's unsharded default) wastes up to 15 bytes a row
 REMAP_ITEM_BYTES = 4  # int32 remap entries
+PROJECTION_ITEM_BYTES = 4  # fp32 entries of a factorized table's r x d map
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -42,6 +44,7 @@ class TableBytes:
     row_padding_bytes: int
     table_padding_bytes: int
     remap_bytes: int
+    projection_bytes: int  # a factorized table's r x d map
     total: int
 
     def to_dict(self) -> dict:
@@ -49,16 +52,19 @@ class TableBytes:
 
 
 def table_bytes(rows: int, dim: int, precision: str, remap_ids: int = 0, row_alignment: int = ROW_ALIGNMENT,
-                name: str = "") -> TableBytes:
-    """Exact TBE bytes of one table of `rows` stored rows; `remap_ids` logical ids when pruned, else 0."""
+                name: str = "", map_dim: int = 0) -> TableBytes:
+    """Exact bytes of one table of `rows` stored rows of width `dim` in the TBE; `remap_ids` logical
+    ids when pruned, else 0; `map_dim`: a factorized table's output width d (its map is dim x d), else 0."""
     unpadded = row_bytes(dim, precision)
     padded = _round_up(unpadded, row_alignment)
     stored = _round_up(rows * padded, TABLE_ALIGNMENT)
     remap = remap_ids * REMAP_ITEM_BYTES
+    maps = dim * map_dim * PROJECTION_ITEM_BYTES
     return TableBytes(name=name, precision=precision, rows=rows, row_bytes=unpadded,
                       scale_bias_bytes=rows * (4 if BITS[precision] <= 8 else 0),
                       row_padding_bytes=rows * (padded - unpadded),
-                      table_padding_bytes=stored - rows * padded, remap_bytes=remap, total=stored + remap)
+                      table_padding_bytes=stored - rows * padded, remap_bytes=remap, projection_bytes=maps,
+                      total=stored + remap + maps)
 
 
 def fp32_bytes(tables: Iterable[tuple[int, int]]) -> int:
@@ -85,14 +91,18 @@ class SizeReport:
                 "fp32_total": self.fp32_total, "ratio_vs_fp32": self.ratio}
 
 
-def tbe_bytes(module: nn.Module) -> int:
-    """Bytes the TBEs inside `module` actually hold (host weights + remap arrays): the runtime check.
-    Quantized EBCs must register their TBEs (`register_tbes=True`) to be found."""
+def tbe_bytes(module: nn.Module, maps: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes the TBEs inside `module` actually hold (host weights + remap arrays), plus the factorized
+    tables' maps inside it (and `maps`, held elsewhere): the runtime check. Quantized EBCs must
+    register their TBEs (`register_tbes=True`) to be found."""
     from fbgemm_gpu.split_table_batched_embeddings_ops_inference import (
         IntNBitTableBatchedEmbeddingBagsCodegen,
     )
 
-    total = 0
+    from recsys.models.factorized import FactorizedEBC
+
+    total = tensor_bytes(maps) + tensor_bytes(
+        b for m in module.modules() if isinstance(m, FactorizedEBC) for b in m.maps.values())
     for tbe in (m for m in module.modules() if isinstance(m, IntNBitTableBatchedEmbeddingBagsCodegen)):
         remap = tbe.index_remappings_array
         total += tbe.weights_host.numel() + remap.numel() * remap.element_size()
