@@ -112,11 +112,8 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 def _load(args: argparse.Namespace):
     from recsys.app.config import load_config
-    from recsys.config_loading import apply_overrides, read_toml
 
-    overrides = _overrides(args.set)
-    apply_overrides(read_toml(args.config), overrides)  # its one-line errors first: load_config has none
-    return load_config(args.config, overrides)
+    return load_config(args.config, _overrides(args.set))
 
 
 def _checked(args: argparse.Namespace, trains: bool):

@@ -10,7 +10,7 @@ from typing import Any
 from bandit import BanditInputError, DecisionRule
 from compression.config import CompressConfig
 from recsys.app.serve import ServeConfig
-from recsys.config_loading import from_dict, read_toml, to_dict
+from recsys.config_loading import apply_overrides, from_dict, read_toml, to_dict
 from recsys.data.config import DataConfig
 from recsys.errors import ConfigError, require
 from recsys.models.dlrm import DLRMConfig
@@ -120,13 +120,7 @@ class ExperimentConfig:
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read and validate `path`; `overrides` (dotted keys) replace values before validation. The
     [decision] rule is bandit's (its errors name the field; here they get the section's key)."""
-    raw = read_toml(path)
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    raw = apply_overrides(read_toml(path), overrides or {})
     try:
         return from_dict(ExperimentConfig, raw)
     except BanditInputError as e:

@@ -8,6 +8,8 @@ from typing import Literal
 from recsys.errors import require
 from recsys.train.sharding import ShardingConfig
 
+MAX_LR = 1e30  # optimisers take float32 learning rates: 3e38 overflowed (a traceback); divergence is caught later
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -19,8 +21,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.epochs >= 1, "epochs", "must be >= 1")
-        require(math.isfinite(self.lr_dense) and self.lr_dense > 0, "lr_dense", "must be a finite number > 0")
-        require(math.isfinite(self.lr_sparse) and self.lr_sparse > 0, "lr_sparse", "must be a finite number > 0")
+        for key, lr in (("lr_dense", self.lr_dense), ("lr_sparse", self.lr_sparse)):  # 3e38 overflowed Adam
+            require(math.isfinite(lr) and 0 < lr <= MAX_LR, key, f"must be a finite number in (0, {MAX_LR:g}]")
 
 
 @dataclass(frozen=True)
