@@ -374,9 +374,9 @@ class _View:
             parts.append(f"has the most reward (P(best) = {self.p_chosen[i]:.3f}; it beats every arm not excluded, "
                          "by its evidence)")
         else:
-            slo = " or is shown to break the SLO" if rule.slo_p99_ms is not None else ""
+            shown = "is shown inferior or to break the SLO" if rule.slo_p99_ms is not None else "is shown inferior"
             parts.append(f"is the cheapest such arm by {rule.cost_by.replace('_ms', '')} (every other arm costs "
-                         f"more, is shown inferior{slo})")
+                         f"more or {shown})")
         return "; ".join(parts)
 
     def lacking(self, i: int, used: int) -> str:
