@@ -65,7 +65,6 @@ class ServeConfig:
 def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
     """Serve the experiment of a finished run: its variants are the arms (named as in the
     simulation), scored by /rank with their own models."""
-    from bandit.decision import DecisionRule
     from bandit.experiment import ExperimentSpec
     from recsys.app.rank import VariantRanker
     from recsys.app.simulate import arms
@@ -73,13 +72,11 @@ def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
     sim = config.simulator
     if sim is None:
         raise ConfigError("simulator: `recsys serve` takes the policy and the decision rule from [simulator]")
-    s = section or getattr(config, "serve", None) or ServeConfig()
+    s = section or config.serve or ServeConfig()
     variants = arms(config)
-    rule = getattr(config, "decision", None) or getattr(sim, "decision", None)
     sizes = tuple(float(a.scorer.embedding_bytes()) for a in variants)  # the costs of a rule by bytes
     spec = ExperimentSpec(s.experiment or config.name, tuple(a.name for a in variants), sim.policy.name,
-                          sim.policy.options, rule or DecisionRule(), s.salt,
-                          s.recompute_every, s.recompute_seconds, sizes)
+                          sim.policy.options, config.decision, s.salt, s.recompute_every, s.recompute_seconds, sizes)
     store = Path(s.store) if "://" in s.store or Path(s.store).is_absolute() else config.run_dir / s.store
     run(s, [spec], str(store), VariantRanker(variants, run_schema(config)))
 
