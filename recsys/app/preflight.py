@@ -15,7 +15,6 @@ from pathlib import Path
 
 from recsys.app.config import ExperimentConfig
 from recsys.app.footprint import check_memory
-from recsys.app.simulate import RANKING_MODELS
 from recsys.data.schema import Schema
 from recsys.data.sources import check_files, planned_schema
 from recsys.errors import ConfigError
@@ -152,13 +151,6 @@ def _compress(config: ExperimentConfig, schema: Schema) -> None:
                 check_precision(f"{key}.quantize.tables.{name}", precision, model.embedding_dim)
 
 
-def arm_names(config: ExperimentConfig) -> list[str]:
-    """The simulation's arms, in recsys.app.simulate's order: trained ranking models, then variants."""
-    models = [m for m in config.trained_models if m in RANKING_MODELS]
-    teacher = config.compress.teacher if config.compress is not None else ""
-    return models + [f"{teacher}-{v.name}" for v in (config.compress.variants if config.compress else ())]
-
-
 def _simulator(config: ExperimentConfig, schema: Schema, trains: bool) -> None:
     """`[simulator]` fits the world (synthetic, enough items) and the arms (latencies, the logging
     variant, the policy's options); its retrieval model is there or made by this run."""
@@ -170,7 +162,7 @@ def _simulator(config: ExperimentConfig, schema: Schema, trains: bool) -> None:
     items = schema.feature("item_id").num_embeddings
     if sim.candidates > items:
         raise ConfigError(f"simulator.candidates: C = {sim.candidates} but the world has {items} items")
-    names = arm_names(config)
+    names = config.simulation_arms
     if not names:
         raise ConfigError("simulator: no arms to simulate (dlrm is disabled and [compress] lists no variants)")
     if sim.latency.p50_ms and len(sim.latency.p50_ms) != len(names):
@@ -181,7 +173,7 @@ def _simulator(config: ExperimentConfig, schema: Schema, trains: bool) -> None:
                           f"(one of {', '.join(names)})")
     from simulator.experiment import make_policy
 
-    make_policy(sim, len(names), seed=sim.seed)
+    make_policy(sim, len(names), seed=sim.seed, rule=config.decision, control=names.index(config.decision.control))
     _retrieval_model(config, trains)
 
 
