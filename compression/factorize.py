@@ -8,8 +8,9 @@ parameter (`FactorizedEBC`) is trained against the teacher by distillation's own
 its dense layers are read back. A is then an ordinary narrower table that the later steps prune and
 quantize; B stays fp32 and is counted with its table (`PackedTable.bytes`).
 
-`rank` factorizes every table where A and B take fewer bytes than E (a 4-row table would grow);
-`ranks` factorizes the tables it names at their ranks.
+`rank` factorizes every table where A and B take fewer bytes than E when A and E are both int8
+(B is fp32: on a table of a few dozen rows B alone outweighs E, and the common int8 A is the fair
+case; fp32 A saves more, int2 A may save less); `ranks` factorizes the tables it names at their ranks.
 """
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Te
     return (u[:, :rank] * s[:rank]).float(), vh[:rank].float().contiguous()
 
 
+SAVINGS_PRECISION = "int8"  # the precision `rank` compares A and E at
+
+
 def _saves_bytes(table: FloatTable, rank: int) -> bool:
-    factorized = table_bytes(table.num_embeddings, rank, "fp32", map_dim=table.dim).total
-    return factorized < table_bytes(table.num_embeddings, table.dim, "fp32").total
+    factorized = table_bytes(table.num_embeddings, rank, SAVINGS_PRECISION, map_dim=table.dim).total
+    return factorized < table_bytes(table.num_embeddings, table.dim, SAVINGS_PRECISION).total
 
 
 def table_ranks(config: FactorizeConfig, tables: dict[str, FloatTable]) -> dict[str, int]:
