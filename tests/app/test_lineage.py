@@ -27,7 +27,7 @@ def test_the_same_config_matches_even_with_defaults_left_out_and_data_cached_els
 @pytest.mark.parametrize("override, key", [
     ({"seed": 1}, "seed"),
     ({"data.synthetic.num_items": 999}, "data"),
-    ({"dlrm.model.embedding_dim": 8, "dlrm.model.dense_arch": [64, 8]}, "dlrm.model"),
+    ({"dlrm.model.over_arch": [32, 1]}, "dlrm.model"),
 ])
 def test_the_first_differing_key_is_named(override, key) -> None:
     config, other = load_config(QUICKSTART), load_config(QUICKSTART, override).to_dict()
