@@ -92,7 +92,11 @@ def test_variants_command_lists_the_run(run) -> None:
         proc = cli("variants", target, "--batch-size", "64")
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
-        assert "QPS@64" in lines[1] and [line.split()[0] for line in lines[3:]] == ["fp32", "int8", "pruned-int4"]
+        assert "vs fp32" in lines[1] and lines[-1].startswith("latency: 64 rows per call")
+        assert [line.split()[0] for line in lines[3:-1]] == ["fp32", "int8", "pruned-int4"]
+
+
+ONE_VARIANT_LATENCY = ("simulator.latency.p50_ms=[5.0, 2.0]", "simulator.latency.p99_ms=[20.0, 8.0]")  # dlrm + 1
 
 
 def _stored(run_dir: Path) -> dict[str, str]:
@@ -103,7 +107,7 @@ def _stored(run_dir: Path) -> dict[str, str]:
 @pytest.mark.parametrize("sets, fragment", [
     (['compress.variants=[{name="x", quantize={tables={t_nope="int8"}}}]'], "quantize.tables.t_nope: no such table"),
     (['compress.variants=[{name="x", quantize={default="bf16"}}]'], "bf16"),
-    (['compress.variants=[{name="x", steps=["quantize"], quantize={budget_ratio=1000.0}}]'],
+    (['compress.variants=[{name="x", steps=["quantize"], quantize={budget_ratio=1000.0}}]', *ONE_VARIANT_LATENCY],
      "budget_ratio: 1000.0x cannot be met"),
     (["data.synthetic.num_rows=30000"], "trained with a different `data`"),
     (["dlrm.model.over_arch=[32, 1]"], "trained with a different `dlrm.model`"),
@@ -148,6 +152,7 @@ def test_compress_replaces_the_variant_set_whole(run, tmp_path: Path) -> None:
     shutil.copytree(run_dir, copy)
     proc = cli("compress", str(config_path), "--set", f'out_dir="{tmp_path / "runs"}"',
                "--set", 'compress.variants=[{name="fp16", quantize={default="fp16"}}]',
+               *[a for s in ONE_VARIANT_LATENCY for a in ("--set", s)],
                "--set", "compress.latency.batch_sizes=[64]")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in (copy / "variants").iterdir()) == ["fp16", "fp32", "variants.csv", "variants.png"]
