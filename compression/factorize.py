@@ -108,13 +108,11 @@ def read_back(trained: nn.Module, tables: dict[str, FloatTable]) -> dict[str, Fl
 def with_tables(model: nn.Module, dense_from: nn.Module, tables: dict[str, FloatTable]) -> nn.Module:
     """A copy of float `model` with the dense layers of `dense_from` (if it is another model) and
     `tables` written into its EBCs (factorized ones multiplied out), so it computes what the variant does."""
-    out = copy.deepcopy(model)
-    if dense_from is not model:
-        restored = copy.deepcopy(dense_from)
+    out = copy.deepcopy(dense_from)
+    if dense_from is not model:  # its EBCs are factorized ones: put float EBCs of `model`'s shape back
         for path in ebc_paths(model):
             parent, _, attr = path.rpartition(".")
-            setattr(restored.get_submodule(parent), attr, copy.deepcopy(model.get_submodule(path)))
-        out = restored
+            setattr(out.get_submodule(parent), attr, copy.deepcopy(model.get_submodule(path)))
     load_tables(out, tables)
     return out
 

@@ -182,3 +182,24 @@ def test_fine_tuning_without_data_is_one_line(random_model):
     config = _config({"steps": ["factorize"], "factorize": {"rank": 4, "fine_tune": {"epochs": 1}}})
     with pytest.raises(ConfigError, match="^factorize.fine_tune: needs the training data$"):
         build_variant(_teacher(random_model), None, config)
+
+
+def test_compress_builds_measures_and_stores_a_factorized_variant(tiny_exported, tiny_dataset, tmp_path):
+    """Through the whole pipeline (`recsys compress`): built, evaluated, timed on the serving path,
+    stored, and loaded back scoring as it was measured."""
+    from compression.build import compress
+    from compression.config import CompressConfig
+
+    config = from_dict(CompressConfig, {
+        "variants": [{"name": "f4", "steps": ["factorize", "quantize"], "factorize": {"ranks": {"t_item_id": 4}},
+                      "quantize": {"default": "int8"}}],
+        "latency": {"batch_sizes": [16], "repeats": 1, "iters": 2, "warmup": 1}}, "compress")
+    fp32, f4 = compress(tiny_exported("dlrm"), tiny_dataset, config, tmp_path, progress=False)
+    assert f4["tables"]["t_item_id"]["map_dim"] == 8 and f4["notes"]["factorize"]["ranks"] == {"t_item_id": 4}
+    assert f4["size"]["total"] < fp32["size"]["total"] and f4["latency"]["16"]["p50_ms"] > 0
+    assert abs(f4["metrics"]["delta_auc"]) < 0.05
+    scorer = load_variant(tmp_path / "variants" / "f4")
+    task = teacher_task(tiny_exported("dlrm"), tiny_dataset)
+    assert task.evaluate(scorer.model, "test", config.eval_batch_size)["auc"] == f4["metrics"]["auc"]
+    batch = next(iter(tiny_dataset.batches("test", 64)))
+    assert scorer.path is not None and torch.allclose(scorer.path.score(batch), scorer.score(batch), atol=1e-5)
