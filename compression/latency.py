@@ -81,20 +81,27 @@ def candidates_per_request(rows: int, most: int = SERVING_CANDIDATES) -> int:
     return max(c for c in range(1, min(rows, most) + 1) if rows % c == 0)
 
 
-def shared_features(scorers: Mapping[str, Scorer]) -> frozenset[str]:
-    """The features of a request (not of its candidates), by the first scorer that has a serving path."""
+def request_layout(scorers: Mapping[str, Scorer]) -> tuple[frozenset[str], int]:
+    """The features of a request (not of its candidates) and the most candidates a request has,
+    by the first scorer with a serving path: 1 when every feature is the request's (a Criteo-style
+    model: nothing tells candidates apart, so each row is its own request)."""
     paths = (getattr(s, "path", None) for s in scorers.values())
-    return next((p.shared for p in paths if p is not None), frozenset())
+    path = next((p for p in paths if p is not None), None)
+    if path is None:
+        return frozenset(), SERVING_CANDIDATES
+    return path.shared, SERVING_CANDIDATES if path.features - path.shared else 1
 
 
 def measure_serving(scorers: Mapping[str, Scorer], batches: dict[int, Sequence[Batch]], config: TimingConfig,
                     device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
     """Latency of every scorer's serving path on the rows of `batches`, cut into requests of up to
-    SERVING_CANDIDATES candidates (a request's user and context: its first row's); a scorer
-    without a serving path is timed on the same requests' rows as Batches (built before timing)."""
-    shared = shared_features(scorers)
+    SERVING_CANDIDATES candidates (a request's user and context: its first row's; one row each
+    where the model has no candidate features); a scorer without a serving path is timed on the
+    same requests' rows as Batches (built before timing)."""
+    shared, most = request_layout(scorers)
     requests: dict[int, Sequence[Any]] = {
-        size: [RequestBatch.from_batch(b, shared, candidates_per_request(b.labels.shape[0])).to(device) for b in pool]
+        size: [RequestBatch.from_batch(b, shared, candidates_per_request(b.labels.shape[0], most)).to(device)
+               for b in pool]
         for size, pool in batches.items()}
     runners: dict[str, Runner] = {name: s.score_requests if isinstance(s, RequestScorer) else _on_rows(s, requests)
                                   for name, s in scorers.items()}

@@ -115,8 +115,10 @@ class DotDLRM(RequestModule):
         d = self.dense_arch(dense)
         s = torch.cat([d, shared], 1).view(n, self.s, self.dim)
         bias = torch.addmm(self.bias, torch.cat([d, torch.bmm(s, s.transpose(1, 2)).flatten(1)], 1), self.shared_w)
-        cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
-        h = torch.addmm(broadcast(bias, candidates), cross, self.cross_w)
+        h = broadcast(bias, candidates)
+        if self.k > 0:  # none when every feature is the request's (Criteo: each row its own request)
+            cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
+            h = torch.addmm(h, cross, self.cross_w)
         if self.left.numel() > 0:
             products = candidate.index_select(1, self.left) * candidate.index_select(1, self.right)
             h = torch.addmm(h, products.view(h.shape[0], -1, self.dim).sum(2), self.within_w)

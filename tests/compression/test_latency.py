@@ -68,3 +68,16 @@ def test_a_two_tower_task_serves_its_catalogue_through_the_serving_path(tiny_dat
     assert catalogue is not None and catalogue.stride() == tiny_dataset.retrieval("train").num_items
     scorer = fp32_variant(Teacher(exported.model)).scorer(score=task.score, catalogue=catalogue)
     assert scorer.path is not None and scorer.path.groups[-1] == [exported.model.item_key]  # items by id
+
+
+def test_a_model_whose_features_all_belong_to_the_request_is_timed_row_by_row():
+    from types import SimpleNamespace
+
+    from compression.latency import SERVING_CANDIDATES, request_layout
+
+    def scorer(shared: set[str], features: set[str]):
+        return SimpleNamespace(path=SimpleNamespace(shared=frozenset(shared), features=frozenset(features)))
+
+    assert request_layout({"v": scorer({"user_id"}, {"user_id", "item_id"})}) == ({"user_id"}, SERVING_CANDIDATES)
+    assert request_layout({"v": scorer({"c1", "c2"}, {"c1", "c2"})}) == ({"c1", "c2"}, 1)  # Criteo: nothing to rank
+    assert request_layout({"v": SimpleNamespace(path=None)}) == (frozenset(), SERVING_CANDIDATES)

@@ -92,6 +92,15 @@ def test_a_pruned_variant_checks_out_of_range_ids_once_on_the_path_and_twice_in_
     assert modes == {BoundsCheckMode.WARNING.value}  # the variant's own TBE keeps its checks
 
 
+def test_a_dlrm_whose_features_all_belong_to_the_request_scores_each_row_as_its_own_request(random_model):
+    """Criteo's features have no item side: no candidate vectors, no cross terms (it crashed)."""
+    model = random_model("dlrm")
+    model.request_keys = tuple(f.name for f in SCHEMA.sparse)
+    scorer = ModelScorer(model)
+    assert scorer.path is not None and scorer.path.features == scorer.path.shared
+    check_same_scores(scorer, "float", 1)
+
+
 def test_each_architecture_has_its_module(random_model):
     assert isinstance(serving_path(random_model("dlrm")).module.original_name, str)
     assert serving_path(random_model("dlrm")).module.original_name == DotDLRM.__name__
