@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from recsys.app.compress import variant_folders
 from recsys.app.config import RANKING_MODELS, ExperimentConfig
 from recsys.app.lineage import check_trained
+from recsys.atomic import staged_folder
 from recsys.data.synthetic import world_for
 from recsys.data.world import World
 from recsys.errors import ConfigError, UserError
@@ -53,11 +54,11 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     truth = world if world is not None else world_for(config.data, config.seed)
     cache = config.data.cache_dir
     result = run_experiment(_environment(sim, truth, retrieval, cache), variants, config.decision)
-    folder = config.run_dir / "simulation"
-    log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
     verdict = verdict_of(result)
-    out = write_simulation_report(result, verdict, folder, sim.candidates, log)
-    _plot_variants(config, verdict, folder / "variants.png")
+    with staged_folder(config.run_dir / "simulation") as folder:  # replaced whole: a kill leaves the old one
+        log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
+        out = write_simulation_report(result, verdict, folder, sim.candidates, log)
+        _plot_variants(config, verdict, folder / "variants.png")
     add_simulation(config.run_dir, out)
     return out
 
@@ -122,13 +123,12 @@ def _logging_arm(config: SimulatorConfig, variants: list[Arm]) -> Arm | None:
 
 
 def _write_log(env: Environment, variant: Arm, folder: Path) -> dict:
-    """Logged impressions of `variant` (epsilon-greedy, with propensities) as .npz parts in
-    `folder`, replaced whole; returns their summary."""
-    from recsys.atomic import staged_folder
+    """Logged impressions of `variant` (epsilon-greedy, with propensities) as .npz parts in the new
+    `folder` (inside the staged simulation folder); returns their summary."""
     from simulator.logs import log_impressions
 
-    with staged_folder(folder) as tmp:
-        log = log_impressions(env, variant, tmp)
+    folder.mkdir()
+    log = log_impressions(env, variant, folder)
     return {"variant": variant.name, "requests": env.t, "epsilon": env.config.log.epsilon,
             "impressions": len(log), "clicks": int(log.click.sum()), "folder": "log"}
 

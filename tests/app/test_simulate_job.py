@@ -137,3 +137,24 @@ def test_an_unknown_logging_variant_is_refused_before_anything_runs(finished_run
     assert "simulator.log.variant: no variant 'int8' in this simulation (one of dlrm, logistic, dlrm-int8)" in err
     assert (run_dir / "simulation" / "results.json").read_bytes() == before
     assert not (run_dir / "simulation" / "log").exists()
+
+
+@pytest.mark.slow
+def test_a_simulation_that_fails_while_writing_leaves_the_previous_one_whole(run_copy, monkeypatch) -> None:
+    """simulation/ is replaced as one folder: a failure (or a kill) after results.json leaves the old run's files."""
+    import simulator.report
+
+    path, run_dir = run_copy
+    folder = run_dir / "simulation"
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    original = simulator.report.write_simulation_report
+
+    def fails_after_the_results(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt  # as a Ctrl-C between the report and the variants plot would
+
+    monkeypatch.setattr(simulator.report, "write_simulation_report", fails_after_the_results)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(load_config(path, {"simulator.seed": 7}))
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before and not list(run_dir.glob(".simulation*"))  # no staged folder left behind
