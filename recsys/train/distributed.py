@@ -40,10 +40,10 @@ def init_distributed(device: str = "auto") -> DistEnv:
         torch.cuda.set_device(dev)
     env = DistEnv(rank, world, local_rank, dev)
     if not dist.is_initialized():
-        if "MASTER_ADDR" not in os.environ:
-            os.environ["MASTER_ADDR"] = "127.0.0.1"
-            os.environ["MASTER_PORT"] = str(_free_port())
-        dist.init_process_group(env.backend, rank=rank, world_size=world)
+        # torchrun's address from its environment; a one-process group's own, not left in the
+        # environment (a process this one starts would inherit a port that is already taken)
+        address = None if "MASTER_ADDR" in os.environ else f"tcp://127.0.0.1:{_free_port()}"
+        dist.init_process_group(env.backend, init_method=address, rank=rank, world_size=world)
     return env
 
 
