@@ -85,7 +85,10 @@ def save(folder: Path, state: LoopState, model: nn.Module, optimizer: KeyedOptim
 
 
 def _write_shards(folder: Path, state: dict[str, Any]) -> None:
-    dcp.save(state, checkpoint_id=str(folder))
+    try:
+        dcp.save(state, checkpoint_id=str(folder))
+    except CheckpointException as e:  # DCP wraps whatever stopped a rank, a Ctrl-C or a full disk too
+        raise _cause(e) from e
 
 
 def _write_rng(path: Path) -> None:
@@ -215,9 +218,14 @@ def _loop(path: Path) -> LoopState:
     return LoopState(**loop)
 
 
+def _cause(e: CheckpointException) -> BaseException:
+    """The exception that failed the first failing rank (DCP records one per rank)."""
+    return next(iter(e.failures.values()))[0] if e.failures else e
+
+
 def _reason(e: BaseException) -> str:
-    if isinstance(e, CheckpointException) and e.failures:
-        e = next(iter(e.failures.values()))[0]
+    if isinstance(e, CheckpointException):
+        e = _cause(e)
     return f"{type(e).__name__}: {first_line(e)}"
 
 

@@ -105,3 +105,17 @@ def test_fresh_start_removes_the_old_checkpoints(trainer, tmp_path: Path) -> Non
     resumed = trainer(out, epochs=1)  # resumes the fresh run's checkpoint, not the old run's
     assert _outcome(resumed) == _outcome(fresh)
 
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device", "shard")])
+def test_what_stops_a_checkpoint_write_reaches_the_caller_unwrapped(trainer, tmp_path: Path, monkeypatch,
+                                                                   stop: BaseException) -> None:
+    """DCP wraps a rank's failure in CheckpointException (a BaseException the CLI does not know):
+    a Ctrl-C or a full disk while shards are written must arrive as itself, so the CLI says one line."""
+    def failing_save(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(type(stop)) as caught:
+        trainer(tmp_path / "run", epochs=1)
+    assert (type(caught.value), caught.value.args) == (type(stop), stop.args)  # DCP hands back a copy
