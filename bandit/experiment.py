@@ -24,11 +24,11 @@ import numpy as np
 from scipy import stats
 
 from bandit.assignment import Layout, check_unit, salt_key, unit_hash
+from bandit.builder import DEFAULT_POLICY, build_policy
 from bandit.checks import in_range, positive_int
 from bandit.decision import DecisionRule, LatencyStats, decide
 from bandit.errors import BanditInputError, BanditStateError
 from bandit.memory import ArmStats, Stationary
-from bandit.options import policy_kwargs
 from bandit.policies.base import Policy
 from bandit.posterior import BetaBernoulli, prob_best
 from bandit.state import decode, encode
@@ -54,7 +54,8 @@ class ExperimentSpec:
     """What an experiment is; stored on creation and checked unchanged on every restart.
 
     arms: arm names (the variants). policy, options: a context-free class of bandit.Policy.registry
-    and its options as plain values (as in the simulator's config). rule: the decision rule.
+    and its options as plain values, built by bandit.builder as the simulator builds its policy (default:
+    DecisionTS, which serves the rule). rule: the decision rule.
     salt: the assignment hash's salt (default: the id). recompute_every, recompute_seconds: the
     weights are recomputed after that many new feedback events, or that many seconds after the
     first event since the last recompute. costs: bytes per arm (rules that judge cost by bytes).
@@ -62,7 +63,7 @@ class ExperimentSpec:
 
     id: str
     arms: tuple[str, ...]
-    policy: str = "ThompsonSampling"
+    policy: str = DEFAULT_POLICY
     options: Mapping[str, Any] = field(default_factory=dict)
     rule: DecisionRule = DecisionRule()
     salt: str = ""
@@ -84,7 +85,7 @@ class ExperimentSpec:
         in_range(self.recompute_seconds, "recompute_seconds", 0.0, np.inf, closed=False)
         if self.rule.control not in names:
             raise BanditInputError("rule.control", f"{self.rule.control!r} is not an arm ({', '.join(names)})")
-        build_policy(self)
+        experiment_policy(self)
 
     def to_json(self) -> str:
         return json.dumps(encode(asdict(self) | {"rule": self.rule}), sort_keys=True)
@@ -96,19 +97,10 @@ class ExperimentSpec:
                                  "costs": tuple(raw["costs"])})
 
 
-def build_policy(spec: ExperimentSpec) -> Policy:
-    """The spec's policy for its arms (seed 0: the weights are a function of the feedback)."""
-    cls = Policy.registry.get(spec.policy)
-    if cls is None or cls.contextual:
-        choices = ", ".join(sorted(n for n, c in Policy.registry.items() if not c.contextual))
-        raise BanditInputError("policy", f"{spec.policy!r} is not a context-free policy (one of {choices})")
-    caller: tuple[str, ...] = getattr(cls, "set_by_caller", ())
-    try:
-        kwargs = policy_kwargs(cls, spec.options, fixed=("seed", *caller))
-    except BanditInputError as e:
-        raise BanditInputError(f"options.{e.field}", e.problem) from None
-    fixed: dict[str, Any] = {"rule": spec.rule, "control": spec.arms.index(spec.rule.control), "costs": spec.costs}
-    policy = cls(len(spec.arms), seed=0, **kwargs, **{k: v for k, v in fixed.items() if k in caller})
+def experiment_policy(spec: ExperimentSpec) -> Policy:
+    """The spec's policy for its arms (bandit.builder; seed 0: the weights are a function of the feedback)."""
+    policy = build_policy(spec.policy, spec.options, len(spec.arms), 0, spec.rule, spec.arms.index(spec.rule.control),
+                          spec.costs)
     if tuple(policy.reward_range) != (0.0, 1.0):
         raise BanditInputError("options.model", "online experiments take rewards in [0, 1] (a BetaBernoulli model)")
     return policy
@@ -170,7 +162,7 @@ class Experiment:
                                    f"the store holds another definition ({_diff(stored, spec)})")
         self._key = salt_key(spec.salt)
         self._lock = threading.Lock()
-        self.policy = build_policy(spec)
+        self.policy = experiment_policy(spec)
         self.totals = _Totals.empty(len(spec.arms))
         for batch in store.replay(spec.id):
             self._fold(self.policy, batch)

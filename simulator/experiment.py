@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from bandit import BanditInputError, Decision, DecisionRule, LatencyStats, Policy, decide
+from bandit.builder import build_policy
 from recsys.errors import ConfigError
 from simulator.config import SimulatorConfig
 from simulator.environment import Environment
@@ -118,16 +118,13 @@ QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # of each varia
 
 def make_policy(config: SimulatorConfig, n_arms: int, seed: int, rule: DecisionRule = DecisionRule(),
                 control: int = 0, costs: tuple[float, ...] = ()) -> Policy:
-    """The configured policy (its name and options checked with the config) for `n_arms` variants;
-    a rule-serving policy (DecisionTS) gets the rule, the control's arm id and the arms' bytes.
-    Options that do not fit this many arms (an arm id, floors over 1) fail here, in one line."""
-    cls = config.policy.policy_class
-    given: dict[str, Any] = {"rule": rule, "control": control, "costs": costs}
-    fixed = {k: given[k] for k in getattr(cls, "set_by_caller", ())}
+    """The configured policy for `n_arms` variants, built by bandit.build_policy (as the online
+    service builds its own); its errors as the config's keys. Options that do not fit this many
+    arms (an arm id, floors over 1) fail here, in one line."""
     try:
-        return cls(n_arms, seed=seed, **fixed, **config.policy.kwargs())
+        return build_policy(config.policy.name, config.policy.options, n_arms, seed, rule, control, costs)
     except BanditInputError as e:
-        raise ConfigError(f"simulator.policy.options.{e} (the simulation has {n_arms} variants)") from None
+        raise ConfigError(f"simulator.policy.{e} (the simulation has {n_arms} variants)") from None
 
 
 def run_experiment(env: Environment, variants: list[Arm], rule: DecisionRule | None = None) -> ExperimentResult:
