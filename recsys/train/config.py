@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from recsys.errors import require
+from recsys.train.schedule import LRSchedule
 from recsys.train.sharding import ShardingConfig
 
 MAX_LR = 1e30  # optimisers take float32 learning rates: 3e38 overflowed (a traceback); divergence is caught later
@@ -17,12 +18,20 @@ class OptimConfig:
     epochs: int = 3
     lr_dense: float = 1e-3  # Adam, data-parallel MLPs
     lr_sparse: float = 0.05  # fused row-wise Adagrad, sharded embedding tables
+    schedule: LRSchedule | None = None  # lr_dense's warm-up and decay; None: constant (None keeps old fingerprints)
+    clip_grad_norm: float | None = None  # the dense gradients' largest total L2 norm; None: no clipping
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.epochs >= 1, "epochs", "must be >= 1")
         for key, lr in (("lr_dense", self.lr_dense), ("lr_sparse", self.lr_sparse)):  # 3e38 overflowed Adam
             require(math.isfinite(lr) and 0 < lr <= MAX_LR, key, f"must be a finite number in (0, {MAX_LR:g}]")
+        require(self.clip_grad_norm is None or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
+                "clip_grad_norm", "must be a finite number > 0 (leave it out for no clipping)")
+
+    def dense_lr(self, step: int) -> float:
+        """The dense learning rate of optimizer step `step` (0 = the first)."""
+        return self.schedule.lr(step, self.lr_dense) if self.schedule is not None else self.lr_dense
 
 
 @dataclass(frozen=True)

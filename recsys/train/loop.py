@@ -1,5 +1,8 @@
 """The training loop: sharded model, fused sparse + Adam dense optimizers, checkpoints, per-epoch metrics.
 
+The dense learning rate follows `optim.schedule` by optimizer step and the dense gradients are
+clipped to `optim.clip_grad_norm` (when set); the fused sparse optimizer keeps `lr_sparse`.
+
 One loop for every model and every process count. Each epoch ends with validation metrics
 appended to `<out>/metrics.jsonl` and a checkpoint; `checkpoint_every` adds mid-epoch ones.
 The test split is scored with the best validation epoch's weights (unless `select_best` is off);
@@ -53,8 +56,16 @@ class TrainResult:
 
 
 def build_optimizer(dmp: DistributedModelParallel, lr_dense: float) -> CombinedOptimizer:
+    """The fused sparse optimizer, then Adam over the dense parameters (set_dense_lr relies on this order)."""
     dense = KeyedOptimizerWrapper(dense_parameters(dmp), lambda ps: torch.optim.Adam(ps, lr=lr_dense))
     return CombinedOptimizer([dmp.fused_optimizer, dense])
+
+
+def set_dense_lr(opt: CombinedOptimizer, lr: float) -> None:
+    """Set the learning rate of `opt`'s dense optimizer (the fused sparse one keeps its own)."""
+    _, dense = opt.optimizers[-1]
+    for group in dense.param_groups:
+        group["lr"] = lr
 
 
 def train(task: Task, dataset: ClickDataset, optim: OptimConfig, config: TrainConfig, env: DistEnv,
@@ -116,12 +127,16 @@ def _train_epoch(task: Task, dataset: ClickDataset, dmp: DistributedModelParalle
     batches = dataset.batches("train", optim.batch_size, epoch=state.epoch, shuffle=True, rank=env.rank,
                               world_size=env.world_size, drop_last=True, positives_only=task.positives_only)
     start = time.perf_counter()
+    dense = list(dense_parameters(dmp).values())
     losses: list[torch.Tensor] = []  # since the last check, on the device
     for i, batch in enumerate(batches):
         if i < state.batch:
             continue
         loss, _ = dmp(batch)
         loss.backward()
+        if optim.clip_grad_norm is not None:  # dense grads are already all-reduced: every rank clips alike
+            torch.nn.utils.clip_grad_norm_(dense, optim.clip_grad_norm)
+        set_dense_lr(opt, optim.dense_lr(state.step))  # a function of the step: a resumed run stays on the curve
         opt.step()
         opt.zero_grad()
         losses.append(loss.detach())
