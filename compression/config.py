@@ -134,8 +134,6 @@ class VariantConfig:
                     "give rank (every table) or ranks (per table)")
             require("prune" not in self.steps or self.steps.index("factorize") < self.steps.index("prune"),
                     "steps", "factorize must come before prune (it makes the rows prune drops)")
-            require(self.quantize.budget_ratio is None, "quantize.budget_ratio",
-                    "cannot follow factorize yet: mixed precision's byte count leaves out the r x d maps")
 
 
 @dataclass(frozen=True)

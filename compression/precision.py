@@ -32,8 +32,10 @@ PROBE_BATCH_SIZE = 1024
 
 
 def _bytes(table: FloatTable, precision: str) -> int:
+    """What `table` packed at `precision` takes in the TBE: its rows, remap and (factorized) map."""
     remap_ids = table.num_embeddings if table.remap is not None else 0
-    return table_bytes(table.weight.shape[0], table.dim, precision, remap_ids).total
+    map_dim = table.out_dim if table.projection is not None else 0
+    return table_bytes(table.weight.shape[0], table.dim, precision, remap_ids, map_dim=map_dim).total
 
 
 def _check_overrides(config: QuantizeConfig, tables: dict[str, FloatTable]) -> None:

@@ -5,6 +5,7 @@ line naming the key."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from compression.build import teacher_of, teacher_task
 from compression.config import VariantConfig
 from compression.factorize import svd_factors
-from compression.recipe import Teacher, build_variant
+from compression.recipe import Teacher, build_variant, fp32_variant
 from compression.tables import float_tables, load_tables, unpack
 from compression.variant import MeasuredVariant, ModelSpec, load_variant, save_variants
 from recsys.config_loading import from_dict
@@ -149,8 +150,6 @@ def test_fine_tuning_with_the_teacher_moves_the_factors_toward_it(tiny_exported,
      "compress.variants[0].factorize.ranks.t_item_id: must be >= 1, got -1"),
     ({"steps": ["factorize"]}, "compress.variants[0].factorize: give rank (every table) or ranks (per table)"),
     ({"steps": ["prune", "factorize"], "factorize": {"rank": 4}}, "steps: factorize must come before prune"),
-    ({"steps": ["factorize", "quantize"], "factorize": {"rank": 4}, "quantize": {"budget_ratio": 8.0}},
-     "quantize.budget_ratio: cannot follow factorize yet"),
     ({"steps": ["factorize"], "factorize": {"rank": 4, "fine_tune": {"student": {"embedding_dim": 4}}}},
      "factorize.fine_tune.student: the factorized model is the one fine-tuned"),
     ({"steps": ["factorize"], "factorize": {"rank": "4"}}, "factorize.rank: expected int, got str"),
@@ -203,3 +202,46 @@ def test_compress_builds_measures_and_stores_a_factorized_variant(tiny_exported,
     assert task.evaluate(scorer.model, "test", config.eval_batch_size)["auc"] == f4["metrics"]["auc"]
     batch = next(iter(tiny_dataset.batches("test", 64)))
     assert scorer.path is not None and torch.allclose(scorer.path.score(batch), scorer.score(batch), atol=1e-5)
+
+
+ROW_BYTES = {"fp16": lambda r: 2 * r, "int8": lambda r: r + 4, "int4": lambda r: r // 2 + 4}
+
+
+def test_mixed_precision_after_factorize_counts_the_maps(tiny_exported, tiny_dataset, tmp_path):
+    """factorize (rank 4 of dim 8) then a byte budget: every plan's bytes by the closed form (rows
+    padded to 128 bytes plus the 4 x 8 fp32 map), the plan is the least-sensitive one within budget
+    among all combinations, and it is the bytes the manifest counts and the TBEs hold. The budget
+    sits just below the bytes the best plan would take if the maps were left out of the count."""
+    exported = tiny_exported("dlrm")
+    teacher, task = teacher_of(exported), teacher_task(exported, tiny_dataset)
+    tables = float_tables(exported.model)
+    candidates = ("fp16", "int8", "int4")
+    ranks = {n: 4 for n, t in tables.items() if t.num_embeddings > 100}
+
+    def closed_form(name: str, precision: str) -> int:
+        rank = ranks.get(name, tables[name].dim)
+        rows = -(-tables[name].num_embeddings * ROW_BYTES[precision](rank) // 128) * 128
+        return rows + (rank * tables[name].dim * 4 if name in ranks else 0)
+
+    fp32 = sum(-(-t.num_embeddings * t.dim * 4 // 128) * 128 for t in tables.values())
+    maps = sum(4 * tables[n].dim * 4 for n in ranks)
+    budget = sum(closed_form(n, "int8") for n in tables) - maps // 2  # all int8 fits only without the maps
+    config = _config({"steps": ["factorize", "quantize"], "factorize": {"ranks": ranks},
+                      "quantize": {"budget_ratio": fp32 / budget, "candidates": list(candidates),
+                                   "sensitivity_batches": 2}})
+    variant = build_variant(teacher, task, config)
+    sens, chosen = variant.notes["mixed_precision"]["sensitivity"], variant.notes["precisions"]
+    names = list(tables)
+    plans = [dict(zip(names, combo)) for combo in itertools.product(candidates, repeat=len(names))]
+
+    def plan_bytes_of(plan: dict[str, str]) -> int:
+        return sum(closed_form(n, q) for n, q in plan.items())
+
+    fitting = [p for p in plans if plan_bytes_of(p) <= fp32 / config.quantize.budget_ratio]
+    best = min(fitting, key=lambda p: (sum(sens[n][q] for n, q in p.items()), plan_bytes_of(p)))
+    assert chosen == best and set(chosen.values()) != {"int8"}
+    plan_bytes = plan_bytes_of(chosen)
+    [_, manifest] = save_variants(tmp_path / "set", [MeasuredVariant(fp32_variant(teacher), {}, {}),
+                                                    MeasuredVariant(variant, {}, {})])
+    assert manifest["size"]["total"] == plan_bytes == variant.scorer().runtime_bytes() <= budget
+    assert all(manifest["size"]["tables"][n]["projection_bytes"] == 4 * tables[n].dim * 4 for n in ranks)
