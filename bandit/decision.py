@@ -11,8 +11,8 @@ margin), the confidence, and the minimum and maximum requests.
 bytes (numbers any store keeps). A variant is declared only when every statement the verdict makes
 about rewards holds by an anytime-valid test at level 1 - confidence, union over the K - 1 arms a
 statement can be wrong about, so that checking after every batch does not inflate the error (a
-normal-mixture likelihood ratio of the estimated gap, `mixture_evidence`: exact for Gaussian
-increments, asymptotic for click counts):
+one-sided normal-mixture likelihood ratio of the estimated gap, `mixture_evidence`: exact for
+Gaussian increments, asymptotic for click counts):
  - cost: the declared arm is non-inferior (r >= g(r_control), g(x) = (1 - margin) x or x - margin)
    and meets the SLO; every other arm is shown inferior, shown to break the SLO, or is costlier
    (bytes exactly; p99 with posterior probability >= confidence);
@@ -223,15 +223,19 @@ def margin_evidence(rule: DecisionRule, n: np.ndarray, s: np.ndarray, control: i
 
 
 def mixture_evidence(gap: np.ndarray, var: np.ndarray, tau: float) -> np.ndarray:
-    """ln of the normal-mixture likelihood ratio against "true gap <= 0", for an estimated gap with
-    variance `var`: the Gaussian likelihood of the estimate averaged over gaps ~ N(0, tau^2), over
-    its likelihood at gap 0, i.e. 0.5 ln(var / (var + tau^2)) + gap^2 tau^2 / (2 var (var + tau^2)),
-    and -inf where the estimate is not above 0. Under the null it stays below a martingale of mean
-    1 (exactly for Gaussian increments, asymptotically for Bernoulli counts), so by Ville's
-    inequality it reaches ln(1 / delta) with probability at most delta, ever (Robbins' mixture;
-    Howard et al. 2021)."""
+    """ln of the one-sided normal-mixture likelihood ratio against "true gap <= 0", for an estimated
+    gap with variance `var`: the Gaussian likelihood of the estimate averaged over gaps drawn from
+    the half-normal 2 N(0, tau^2) on gap > 0, over its likelihood at gap 0, i.e. with S = var (var + tau^2)
+    ln 2 + 0.5 ln(var / (var + tau^2)) + gap^2 tau^2 / (2 S) + ln Phi(gap tau / sqrt(S)),
+    and -inf where the estimate is not above 0. Each likelihood ratio of a gap > 0 against gap 0 is a
+    martingale of mean 1 at gap 0 and a supermartingale at any gap < 0, so their average is too
+    (exactly for Gaussian increments, asymptotically for Bernoulli counts); by Ville's inequality it
+    reaches ln(1 / delta) with probability at most delta, ever (Robbins' mixture; Howard et al. 2021).
+    Spending no prior mass on gaps of the wrong sign gains up to ln 2 over the two-sided mixture."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = 0.5 * np.log(var / (var + tau * tau)) + gap * gap * tau * tau / (2 * var * (var + tau * tau))
+        spread = var * (var + tau * tau)
+        out = (np.log(2.0) + 0.5 * np.log(var / (var + tau * tau)) + gap * gap * tau * tau / (2 * spread)
+               + special.log_ndtr(gap * tau / np.sqrt(spread)))
     return np.where((gap > 0) & np.isfinite(var), out, -np.inf)
 
 

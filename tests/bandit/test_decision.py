@@ -29,10 +29,10 @@ def _latency(p50_ms: list[float], n: int = 5000, sigma: float = 0.3, seed: int =
                            len(p50_ms))
 
 
-def test_mixture_evidence_is_the_normal_mixture_by_quadrature() -> None:
+def test_mixture_evidence_is_the_half_normal_mixture_by_quadrature() -> None:
     gap, var, tau = 0.01, 2e-5, 0.008
-    density = lambda d: stats.norm.pdf(gap, d, np.sqrt(var)) * stats.norm.pdf(d, 0, tau)  # noqa: E731
-    mixed = integrate.quad(density, -0.1, 0.1, points=[gap], limit=200)[0]
+    density = lambda d: stats.norm.pdf(gap, d, np.sqrt(var)) * 2 * stats.norm.pdf(d, 0, tau)  # noqa: E731
+    mixed = integrate.quad(density, 0.0, 0.1, points=[gap], limit=200)[0]
     assert mixture_evidence(np.array([gap]), np.array([var]), tau)[0] == pytest.approx(
         np.log(mixed / stats.norm.pdf(gap, 0, np.sqrt(var))), rel=1e-6)
     assert mixture_evidence(np.array([-gap, 0.0]), np.array([var, var]), tau).tolist() == [-np.inf, -np.inf]
