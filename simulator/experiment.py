@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -127,9 +128,37 @@ def make_policy(config: SimulatorConfig, n_arms: int, seed: int, rule: DecisionR
         raise ConfigError(f"simulator.policy.{e} (the simulation has {n_arms} variants)") from None
 
 
-def run_experiment(env: Environment, variants: list[Arm], rule: DecisionRule | None = None) -> ExperimentResult:
+@dataclass(frozen=True, eq=False)
+class Delivery:
+    """One step's feedback, delivered `update_delay_steps` steps later: per request its arm, reward,
+    latency (> 0) and propensity, and the service's decision id when the traffic is online."""
+
+    arms: np.ndarray
+    reward: np.ndarray
+    latency_ms: np.ndarray
+    propensities: np.ndarray
+    decision_ids: tuple[str, ...] = ()
+
+
+class Traffic(Protocol):
+    """Who picks each request's variant, ranks its candidates and learns from the feedback: the
+    policy in this process (`InProcess`), or a running service over HTTP (recsys.app.closed_loop)."""
+
+    def serve(self, env: Environment, requests: Requests, draws: Draws) -> tuple[Outcome, np.ndarray | None,
+                                                                              Delivery]: ...
+
+    def deliver(self, feedback: Delivery) -> None: ...
+
+    def judge(self, trace: Trace) -> Decision: ...
+
+    def shares(self) -> np.ndarray: ...
+
+
+def run_experiment(env: Environment, variants: list[Arm], rule: DecisionRule | None = None,
+                   traffic: Traffic | None = None) -> ExperimentResult:
     """Run until the rule declares a variant, its max_requests or simulator.num_requests; all
-    randomness from env.streams. `rule`: None judges DecisionRule() with the first arm as control."""
+    randomness from env.streams. `rule`: None judges DecisionRule() with the first arm as control.
+    `traffic`: None is the configured policy in this process."""
     config = env.config
     names = [v.name for v in variants]
     rule = rule if rule is not None else DecisionRule(control=names[0])
@@ -139,36 +168,36 @@ def run_experiment(env: Environment, variants: list[Arm], rule: DecisionRule | N
     limit = min(rule.max_requests, config.num_requests or rule.max_requests)
     env.prepare_latency(variants)
     sizes = tuple(float(v.scorer.embedding_bytes()) for v in variants)
-    policy = make_policy(config, len(variants), env.streams.policy_seed(), rule, names.index(rule.control), sizes)
-    judge = _Judge(rule, names, sizes)
-    pending: deque = deque()
+    if traffic is None:
+        policy = make_policy(config, len(variants), env.streams.policy_seed(), rule, names.index(rule.control), sizes)
+        traffic = InProcess(variants, policy, Judge(rule, names, sizes))
+    pending: deque[Delivery] = deque()
     trace, decision, step = Trace(len(variants)), None, 0
     totals = np.zeros(3, np.int64)  # impressions, clicks, abandoned
     while env.t < limit and (decision is None or not decision.decided):
         requests, draws = env.requests()
-        selection = policy.select(len(requests))
-        outcome, expected = _serve(env, variants, requests, draws, selection.arms)
+        outcome, expected, feedback = traffic.serve(env, requests, draws)
         env.advance(outcome.latency_ms, outcome.abandoned)
-        pending.append((outcome.arms, outcome.reward, outcome.latency_ms, selection.propensities))
+        pending.append(feedback)
         while len(pending) > config.policy.update_delay_steps:
-            _update(policy, trace, pending.popleft())
+            _deliver(traffic, trace, pending.popleft())
         trace.record(outcome, expected)
         totals += [int((~outcome.abandoned).sum()) * config.slate_size, int(outcome.clicks.sum()),
                    int(outcome.abandoned.sum())]
         step += 1
         if step % config.stopping.check_every_steps == 0:
-            decision = judge(trace)
-            trace.check(env.t, decision, policy.probabilities())
+            decision = traffic.judge(trace)
+            trace.check(env.t, decision, traffic.shares())
     if decision is None or not decision.decided:
         while pending:
-            _update(policy, trace, pending.popleft())
-        decision = judge(trace)
-        trace.check(env.t, decision, policy.probabilities())
+            _deliver(traffic, trace, pending.popleft())
+        decision = traffic.judge(trace)
+        trace.check(env.t, decision, traffic.shares())
     return _result(env, variants, rule, decision, trace, totals)
 
 
 @dataclass(frozen=True)
-class _Judge:
+class Judge:
     """The rule's verdict on the feedback a trace has delivered."""
 
     rule: DecisionRule
@@ -180,6 +209,42 @@ class _Judge:
             return decide(self.rule, self.names, trace.seen, trace.seen_reward, trace.seen_latency, self.sizes)
         except BanditInputError as e:
             raise ConfigError(f"decision.{e}") from None
+
+
+@dataclass(eq=False)
+class InProcess:
+    """The simulation's own policy picks the variants; its scorers rank here (all of them on every
+    request in counterfactual mode); the rule is judged on the trace."""
+
+    variants: list[Arm]
+    policy: Policy
+    judge: Judge
+
+    def serve(self, env: Environment, requests: Requests, draws: Draws) -> tuple[Outcome, np.ndarray | None,
+                                                                              Delivery]:
+        selection = self.policy.select(len(requests))
+        outcome, expected = _serve(env, self.variants, requests, draws, selection.arms)
+        return outcome, expected, Delivery(outcome.arms, outcome.reward, np.maximum(outcome.latency_ms, 1e-6),
+                                           selection.propensities)
+
+    def deliver(self, feedback: Delivery) -> None:
+        self.policy.update(feedback.arms, feedback.reward, latencies=feedback.latency_ms,
+                           propensities=feedback.propensities)
+
+    def shares(self) -> np.ndarray:
+        return self.policy.probabilities()
+
+
+def served_latency(env: Environment, variants: list[Arm], arms: np.ndarray, draws: Draws,
+                   measured_ms: np.ndarray) -> np.ndarray:
+    """Each request's latency under the variant that served it: `measured_ms` (latency.source =
+    "measured"), or the variant's latency model at the request's shared quantile."""
+    out = np.zeros(len(arms))
+    for v, variant in enumerate(variants):
+        mine = arms == v
+        if mine.any():
+            out[mine] = env.latency(variant, _take_draws(draws, mine), measured_ms[mine])
+    return out
 
 
 def _serve(env: Environment, variants: list[Arm], requests: Requests, draws: Draws,
@@ -210,11 +275,9 @@ def _take_draws(draws: Draws, mask: np.ndarray) -> Draws:
     return Draws(draws.click_u[mask], draws.click_v[mask], draws.abandon[mask], draws.latency[mask])
 
 
-def _update(policy: Policy, trace: Trace, feedback: tuple) -> None:
-    arms, reward, latency, propensities = feedback
-    latency = np.maximum(latency, 1e-6)
-    policy.update(arms, reward, latencies=latency, propensities=propensities)
-    trace.deliver(arms, reward, latency)
+def _deliver(traffic: Traffic, trace: Trace, feedback: Delivery) -> None:
+    traffic.deliver(feedback)
+    trace.deliver(feedback.arms, feedback.reward, feedback.latency_ms)
 
 
 def _result(env: Environment, variants: list[Arm], rule: DecisionRule, decision: Decision, trace: Trace,
