@@ -3,7 +3,8 @@
 loss = alpha * the task's own loss (labels) + (1 - alpha) * the task's soft loss against the
 teacher (ranking: BCE against the teacher's click probability at temperature T; retrieval: KL
 over each user's in-batch item distribution). `student_alone` trains the same student with the
-same seed and batches but alpha = 1, the comparison every distilled student gets.
+same seed and batches but alpha = 1, the comparison every distilled student gets. A student may
+start from the teacher's weights (progressive learning: truncated or SVD-projected tables).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from compression.config import DistillConfig
 from compression.tables import embedding_prefixes
+from compression.warm_start import WarmStart, warm_start
 from recsys.train.tasks import Task
 
 StudentBuilder = Callable[[], nn.Module]  # a freshly initialised student (called after seeding)
@@ -29,13 +31,16 @@ def _optimizers(model: nn.Module, config: DistillConfig) -> list[torch.optim.Opt
 
 
 def train_student(build: StudentBuilder, teacher: nn.Module | None, task: Task, config: DistillConfig,
-                  progress: bool = False) -> nn.Module:
+                  progress: bool = False, start: WarmStart = "none") -> nn.Module:
     """A student trained on the task's train split with the distillation loss (alpha = 1: labels
-    only, no teacher needed). The teacher is used in eval mode and left as it was."""
-    if teacher is None and config.alpha < 1.0:
-        raise ValueError("distillation with alpha < 1 needs a teacher")
+    only, no teacher needed), starting from scratch or, by `start`, from the teacher's weights
+    (compression.warm_start). The teacher is used in eval mode and left as it was."""
+    if teacher is None and (config.alpha < 1.0 or start != "none"):
+        raise ValueError("distillation with alpha < 1 or a warm start needs a teacher")
     torch.manual_seed(config.seed)
     student = build().train()
+    if teacher is not None:
+        warm_start(student, teacher, start)
     was_training = teacher is not None and teacher.training
     if teacher is not None:
         teacher.eval()
