@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from compression.config import DistillConfig
+from compression.ensemble import lead
 from compression.tables import embedding_prefixes
 from compression.warm_start import WarmStart, warm_start
 from recsys.train.tasks import Task
@@ -34,13 +35,14 @@ def train_student(build: StudentBuilder, teacher: nn.Module | None, task: Task, 
                   progress: bool = False, start: WarmStart = "none") -> nn.Module:
     """A student trained on the task's train split with the distillation loss (alpha = 1: labels
     only, no teacher needed), starting from scratch or, by `start`, from the teacher's weights
-    (compression.warm_start). The teacher is used in eval mode and left as it was."""
+    (compression.warm_start). The teacher (a model, or an EnsembleTeacher averaging several) is
+    used in eval mode and left as it was."""
     if teacher is None and (config.alpha < 1.0 or start != "none"):
         raise ValueError("distillation with alpha < 1 or a warm start needs a teacher")
     torch.manual_seed(config.seed)
     student = build().train()
     if teacher is not None:
-        warm_start(student, teacher, start)
+        warm_start(student, lead(teacher), start)  # an ensemble's first member: the run's own teacher
     was_training = teacher is not None and teacher.training
     if teacher is not None:
         teacher.eval()

@@ -1,0 +1,105 @@
+"""Ensemble teacher: it scores each row by the mean of its members' logits, the distillation target
+is the sigmoid of that mean at temperature T, a student distilled from it differs from one
+distilled from its first member alone, and a bad member folder is one line naming its key."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compression.build import teacher_of, teacher_task
+from compression.config import DistillConfig
+from compression.distill import train_student
+from compression.ensemble import EnsembleTeacher, ensemble_of, lead
+from recsys.errors import ConfigError
+from recsys.integrity import sha256
+from recsys.models.registry import build_model, schema_to_dict
+from tests.compression.conftest import MODEL_CONFIGS, SCHEMA, TINY_CONFIGS
+
+
+def _member(exported, seed: int):
+    """The teacher's architecture with other weights (another seed's teacher)."""
+    torch.manual_seed(seed)
+    model = build_model(exported.kind, exported.schema, exported.config, torch.device("cpu"))
+    model.load_state_dict({k: v + 0.1 * torch.randn_like(v) for k, v in exported.model.state_dict().items()})
+    return model.eval()
+
+
+def _export(folder: Path, kind: str, schema, config: dict, model) -> Path:
+    """An exported-model folder as recsys.serving.export writes it (model.pt, model.json)."""
+    folder.mkdir(parents=True)
+    torch.save(model.state_dict(), folder / "model.pt")
+    info = {"kind": kind, "schema": schema_to_dict(schema), "config": config,
+            "model_sha256": sha256(folder / "model.pt")}
+    (folder / "model.json").write_text(json.dumps(info))
+    return folder
+
+
+@pytest.fixture
+def members(tiny_exported):
+    exported = tiny_exported("dlrm")
+    return exported, [exported.model.eval(), _member(exported, 1), _member(exported, 2)]
+
+
+def test_the_ensemble_scores_the_mean_of_its_members_logits(members, tiny_dataset) -> None:
+    _, models = members
+    batch = next(iter(tiny_dataset.batches("test", 300)))
+    with torch.no_grad():
+        each = np.stack([m.score(batch).double().numpy() for m in models])
+        got = EnsembleTeacher(models).score(batch).double().numpy()
+    assert np.abs(each[0] - each[1]).mean() > 0.05  # the members disagree
+    assert np.allclose(got, each.mean(0), atol=1e-6)
+
+
+def test_the_soft_loss_targets_the_sigmoid_of_the_mean_logit(members, tiny_dataset) -> None:
+    exported, models = members
+    task = teacher_task(exported, tiny_dataset)
+    batch = next(iter(tiny_dataset.batches("train", 200)))
+    student = _member(exported, 3)
+    with torch.no_grad():
+        mean = np.mean([m.score(batch).double().numpy() for m in models], axis=0)
+        s = student.score(batch).double().numpy() / 2.0
+    p = 1 / (1 + np.exp(-mean / 2.0))
+    by_hand = 4.0 * np.mean(np.logaddexp(0, s) - p * s)  # T^2 * BCE(sigmoid(s), p), T = 2
+    loss = float(task.soft_loss(student, EnsembleTeacher(models), batch, 2.0))
+    assert loss == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_distilling_from_the_ensemble_trains_another_student(members, tiny_dataset) -> None:
+    exported, models = members
+    task = teacher_task(exported, tiny_dataset)
+    build, _ = teacher_of(exported).student_builder({"embedding_dim": 4, "dense_arch": [16, 4]})
+    config = DistillConfig(alpha=0.0, epochs=1, batch_size=256)
+    single = train_student(build, models[0], task, config)
+    ensemble = train_student(build, EnsembleTeacher(models), task, config)
+    assert any(not torch.equal(a, b) for a, b in zip(single.state_dict().values(), ensemble.state_dict().values()))
+
+
+def test_ensemble_of_loads_exported_members(members, tmp_path: Path, tiny_dataset) -> None:
+    exported, models = members
+    folders = [_export(tmp_path / f"m{i}", "dlrm", exported.schema, exported.config, m)
+               for i, m in enumerate(models[1:])]
+    ensemble = ensemble_of(models[0], folders)
+    batch = next(iter(tiny_dataset.batches("test", 100)))
+    with torch.no_grad():
+        assert torch.allclose(ensemble.score(batch), EnsembleTeacher(models).score(batch), atol=1e-6)
+    assert ensemble_of(models[0], []) is models[0]
+    assert lead(ensemble) is models[0] and lead(models[1]) is models[1]  # a warm start begins from the lead
+
+
+def test_a_bad_member_is_one_line_naming_its_key(members, random_model, tmp_path: Path) -> None:
+    exported, models = members
+    other = _export(tmp_path / "other", "dlrm", SCHEMA, MODEL_CONFIGS["dlrm"], random_model("dlrm"))
+    good = _export(tmp_path / "good", "dlrm", exported.schema, exported.config, models[1])
+    tower_config = TINY_CONFIGS["two_tower"]
+    tower = _export(tmp_path / "tower", "two_tower", exported.schema, tower_config,
+                    build_model("two_tower", exported.schema, tower_config, torch.device("cpu")))
+    for folders, message in [([good, tmp_path / "nowhere"], "distill.ensemble[1]: "),
+                             ([tower], f"distill.ensemble[0]: {tower} is a two_tower model"),
+                             ([good, good, other], f"distill.ensemble[2]: {other} has other tables than the teacher")]:
+        with pytest.raises(ConfigError) as e:
+            ensemble_of(models[0], folders)
+        assert str(e.value).startswith(message) and "\n" not in str(e.value)
