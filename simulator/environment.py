@@ -3,11 +3,12 @@ built from the config, the click model, the latency effects, the candidate sourc
 sessions and the random streams."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from compression.config import TimingConfig
 from recsys.data.world import World
 from simulator.calibration import Calibration, calibrate_obd
 from simulator.candidates import Embedder, Retriever, make_candidates
@@ -16,7 +17,7 @@ from simulator.config import SimulatorConfig
 from simulator.effects import LatencyEffects
 from simulator.errors import SimulationError
 from simulator.latency import LatencyModel
-from simulator.serving import Arm, CandidateBatches, timed_latency_model
+from simulator.serving import Arm, CandidateBatches, timed_latency_models
 from simulator.sessions import Sessions
 from simulator.step import Draws, Requests, Simulator
 from simulator.streams import Streams
@@ -33,15 +34,19 @@ class Environment:
     sessions: Sessions
     streams: Streams
     calibration: Calibration | None = None
+    timing: TimingConfig = field(default_factory=TimingConfig)  # the variants table's (compress.latency)
     t: int = 0  # requests sent so far
 
     @staticmethod
     def build(config: SimulatorConfig, world: World, seed: int,
-              retrieval_model: Embedder | None = None, cache_dir: Path | str | None = None) -> Environment:
+              retrieval_model: Embedder | None = None, cache_dir: Path | str | None = None,
+              timing: TimingConfig | None = None) -> Environment:
         """The environment of a run serving `world` (the World the variants' training logs came
-        from); `seed` seeds the run's random streams. OBD calibration (click.calibrate = "obd")
-        sets the examination per position and changes only the World's base CTR; the OBD sample
-        is fetched into `cache_dir` (the data config's in a run; packaged.default_cache() if None)."""
+        from); `seed` seeds the run's random streams; `timing`: how variants are timed in fitted
+        mode, the variants table's settings (a config's compress.latency; its defaults if None).
+        OBD calibration (click.calibrate = "obd") sets the examination per position and changes
+        only the World's base CTR; the OBD sample is fetched into `cache_dir` (the data config's in
+        a run; packaged.default_cache() if None)."""
         streams = Streams.from_seed(seed)
         click = config.click
         calibration = calibrate_obd(cache_dir=cache_dir) if click.calibrate == "obd" else None
@@ -57,7 +62,7 @@ class Environment:
         sessions = Sessions.start(world, config.batch_requests, config.users.session_mean_requests,
                                   streams.sessions)
         return Environment(config, truth, simulator, source, CandidateBatches(world), sessions,
-                           streams, calibration)
+                           streams, calibration, timing or TimingConfig())
 
     def requests(self) -> tuple[Requests, Draws]:
         """The next step: one request per open session, and the users' shared draws."""
@@ -85,9 +90,10 @@ class Environment:
         return variant.latency.quantile(draws.latency)
 
     def prepare_latency(self, variants: list[Arm]) -> None:
-        """Fitted mode: give each variant its latency model, from the config's p50/p99 or fitted
-        to timed single-request calls of its serving path (on requests from the latency stream,
-        so the run's other draws do not depend on it)."""
+        """Fitted mode: give each variant its latency model, from the config's p50/p99 or from the
+        variants table's measurement of its serving path (`timed_latency_models`: one request's
+        candidates per call, the variants interleaved round-robin, `timing`'s repeats, iters and
+        threads) on requests from the latency stream, so the run's other draws do not depend on it."""
         lat = self.config.latency
         if lat.source == "measured" or all(v.latency is not None for v in variants):
             return
@@ -105,7 +111,8 @@ class Environment:
         requests = Requests(users, world.sample_devices(rng, len(users)), world.sample_context(users, rng),
                             np.zeros(len(users), np.int64), np.ones(len(users)),
                             source.candidates(users, self.config.candidates))
-        batches = self.batches.batches(requests, 1)
-        for v in variants:
-            if v.latency is None:
-                v.latency = timed_latency_model(v, batches)
+        pools = {size: self.batches.batches(requests, size) for size in (1, 10)}
+        todo = [v for v in variants if v.latency is None]
+        models = timed_latency_models(todo, pools, self.timing)
+        for v in todo:
+            v.latency = models[v.name]

@@ -85,6 +85,7 @@ def _markdown(d: dict, verdict: Verdict) -> str:
              f"{d['abandoned']} abandoned; decided: {d['decided']}; "
              f"exact cumulative regret vs the best variant: {_fmt(d['cumulative_regret'])}; "
              f"vs each request's best variant: {_fmt(d['cumulative_oracle_gap'])}", "",
+             *latency_story(d["variants"], verdict.control),
              "| variant | served | mean reward | E[reward] all requests | P(chosen) | p50 ms | p99 ms "
              "| embedding bytes |",
              "|---|---|---|---|---|---|---|---|"]
@@ -99,6 +100,36 @@ def _markdown(d: dict, verdict: Verdict) -> str:
     lines.append("")
     lines += [f"![{alt}]({name})" for name, alt in PLOTS.items()]
     return "\n".join(lines) + "\n"
+
+
+def latency_story(variants: list[dict], control: str) -> list[str]:
+    """What the simulation's latencies time (paragraphs ending in a blank line; none when no variant
+    was timed here) and, for each variant slower than the control at one request, whether its fixed
+    per-call cost is why (the intercept and slope of p50 against requests per call)."""
+    timed = {v["variant"]: v["latency_model"]["timing"] for v in variants if "timing" in v.get("latency_model", {})}
+    if not timed:
+        return []
+    how = next(iter(timed.values()))["how"]
+    out = [f"Latency: each variant's p50 and p99 were timed on its serving path with the variants table's "
+           f"measurement (compression.latency.measure), {how}: the same thing the variants table's "
+           f"serving-batch column times; requests draw from a lognormal with those p50 and p99.", ""]
+    base = timed.get(control)
+    for name, t in timed.items():
+        if base is None or name == control or t["p50_ms"] <= base["p50_ms"]:
+            continue
+        slower = f"{name} is slower than {control} at one request (p50 {t['p50_ms']:.3f} vs {base['p50_ms']:.3f} ms)"
+        parts = (f"per-call overhead {t['overhead_ms']:.3f} vs {base['overhead_ms']:.3f} ms, per request of "
+                 f"{t['candidates']} candidates {t['per_request_ms']:.3f} vs {base['per_request_ms']:.3f} ms, from "
+                 "the p50 at 1 and 10 requests per call")
+        if t["overhead_ms"] > base["overhead_ms"] and t["per_request_ms"] <= base["per_request_ms"]:
+            why = ("its fixed cost per call is why: each request costs it no more, so at larger batches it is as "
+                   "fast or faster")
+        elif t["overhead_ms"] > base["overhead_ms"]:
+            why = "it costs more per call and per request"
+        else:
+            why = "its cost per request is higher (the fixed cost per call is not why)"
+        out += [f"{slower}: {why} ({parts}).", ""]
+    return out
 
 
 def _plot_decision(r: ExperimentResult, path: Path) -> None:

@@ -4,8 +4,10 @@ the variant's serving path ranks; a scorer without one gets the same rows as a T
 
 Latency is either measured (each call of `serving_batch` requests is timed with perf_counter and
 every request in it gets that wall time, as under server-side dynamic batching) or drawn from
-the variant's fitted `LatencyModel` at the request's shared latency quantile. Only the scorer's
-call is timed: the requests (or Batches) are built before.
+the variant's fitted `LatencyModel` at the request's shared latency quantile, fitted to the
+variants table's measurement (`compression.latency.measure`: one request's candidates per call,
+every variant interleaved round-robin so that machine load drifts over all alike). Only the
+scorer's call is timed: the requests (or Batches) are built before.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from compression.config import TimingConfig
+from compression.latency import measure
 from recsys.data.jagged import Jagged
 from recsys.data.world import World
 from recsys.serving.export import ExportedModel
@@ -23,7 +27,7 @@ from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import RequestScorer, Scorer
 from recsys.serving.timing import timed
 from simulator.errors import SimulationError
-from simulator.latency import LatencyModel
+from simulator.latency import LatencyModel, Timing
 from simulator.step import Requests
 
 
@@ -89,12 +93,29 @@ def score(variant: Arm, batches: list[RequestBatch], requests: Requests) -> tupl
     return np.concatenate(parts).reshape(n, c), np.concatenate(times)
 
 
-def timed_latency_model(variant: Arm, batches: list[RequestBatch], warmup: int = 5) -> LatencyModel:
-    """Fit the variant's latency model to timed calls, one per batch, after `warmup` untimed calls."""
-    call, inputs = serving_call(variant.scorer, batches)
-    for x in inputs[:warmup]:
-        call(x)
-    return LatencyModel.from_samples(np.array([timed(call, x, variant.scorer.device)[1] for x in inputs]))
+def timed_latency_models(variants: list[Arm], pools: dict[int, list[RequestBatch]],
+                         timing: TimingConfig) -> dict[str, LatencyModel]:
+    """Each variant's latency model from `compression.latency.measure` (the variants table's
+    measurement: warm-up, then every variant interleaved round-robin, the config's repeats, iters
+    and threads) on the pre-built request batches of 1 and of 10 requests per call (`pools`)."""
+    runners = {v.name: _runner(v.scorer, pools) for v in variants}
+    devices = {str(v.scorer.device) for v in variants}
+    if len(devices) > 1:
+        raise SimulationError(f"variants on several devices ({', '.join(sorted(devices))}): timed on one device only")
+    stats = measure(runners, dict(pools.items()), timing, variants[0].scorer.device)
+    candidates = pools[1][0].candidates
+    return {name: LatencyModel.timed(Timing(candidates, s[1].p50_ms, s[1].p99_ms, s[10].p50_ms, s[1].threads,
+                                            s[1].device, len(variants)))
+            for name, s in stats.items()}
+
+
+def _runner(scorer: Scorer, pools: dict[int, list[RequestBatch]]) -> Callable[[Any], torch.Tensor]:
+    """The call that scores a request batch: the scorer's serving path, or its `score` on the
+    batch's rows as a Batch (built here, before any timing)."""
+    if isinstance(scorer, RequestScorer):
+        return scorer.score_requests
+    rows = {id(b): b.to_batch() for pool in pools.values() for b in pool}
+    return lambda b: scorer.score(rows[id(b)])
 
 
 def exported_arm(exported: ExportedModel, name: str) -> Arm:
