@@ -5,14 +5,13 @@ a candidate precision (the rest as they are): the mean squared change of the pro
 logits (default; label-free, so less noisy on small validation splits) or the increase of the
 task's loss on them. Starting from every table at its most precise candidate, the table whose
 next step down costs the least loss per byte saved is lowered until the byte budget holds (or,
-when the combinations are few, every combination is searched). Tables named in
+when the combinations are few, every combination is searched: `compression.budget`). Tables named in
 `quantize.tables` keep their precision.
 """
 from __future__ import annotations
 
 import copy
 import itertools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 from torchrec.datasets.utils import Batch
 
+from compression.budget import search
 from compression.config import QuantizeConfig
 from compression.quantize import BITS, PACK_MULTIPLE, check_precision
 from compression.tables import FloatTable, load_tables, pack, unpack
@@ -27,11 +27,10 @@ from recsys.errors import ConfigError
 from recsys.serving.size import table_bytes
 from recsys.train.tasks import Task
 
-EXACT_SEARCH_LIMIT = 100_000  # combinations of per-table precisions searched exhaustively
 PROBE_BATCH_SIZE = 1024
 
 
-def _bytes(table: FloatTable, precision: str) -> int:
+def bytes_of(table: FloatTable, precision: str) -> int:
     """What `table` packed at `precision` takes in the TBE: its rows, remap and (factorized) map."""
     remap_ids = table.num_embeddings if table.remap is not None else 0
     map_dim = table.out_dim if table.projection is not None else 0
@@ -129,7 +128,7 @@ def mixed_precision(task: Task | None, model: nn.Module, tables: dict[str, Float
     _check_overrides(config, tables)
     budget = fp32_total / config.budget_ratio
     candidates = _candidates(config, tables)
-    smallest = sum(_bytes(t, candidates[n][-1]) for n, t in tables.items())
+    smallest = sum(bytes_of(t, candidates[n][-1]) for n, t in tables.items())
     if smallest > budget:
         raise ConfigError(f"quantize.budget_ratio: {config.budget_ratio}x cannot be met; the smallest "
                           f"choice is {smallest} bytes ({fp32_total / smallest:.2f}x)")
@@ -141,69 +140,5 @@ def mixed_precision(task: Task | None, model: nn.Module, tables: dict[str, Float
             raise ConfigError("quantize.budget_ratio: mixed precision needs data for its sensitivity probes")
         cache[key] = sensitivity(task, model, tables, config, candidates)
     sens = cache[key]
-    return search(tables, candidates, sens, budget), {"sensitivity": sens, "budget_bytes": int(budget)}
-
-
-def search(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],
-           budget: float, exact_limit: int = EXACT_SEARCH_LIMIT) -> dict[str, str]:
-    """Per table, one of its `candidates` (most precise first) with the least summed sensitivity
-    `sens[table][precision]` within `budget` bytes: every combination when there are at most
-    `exact_limit`, else greedy lowering then spending the slack. The budget must be reachable."""
-    if math.prod(len(c) for c in candidates.values()) <= exact_limit:
-        return _exact(tables, candidates, sens, budget)
-    level = {name: 0 for name in tables}
-    while _total(tables, candidates, level) > budget:
-        level[_cheapest_step(tables, candidates, level, sens)] += 1
-    _spend_slack(tables, candidates, level, sens, budget)
-    return {n: candidates[n][level[n]] for n in tables}
-
-
-def _exact(tables: dict[str, FloatTable], candidates: dict[str, list[str]], sens: dict[str, dict[str, float]],
-           budget: float) -> dict[str, str]:
-    """Every combination of candidates: the least summed sensitivity within budget (then fewest bytes)."""
-    names = list(tables)
-    options = [[(sens[n][p], _bytes(tables[n], p), p) for p in candidates[n]] for n in names]
-    best = min((combo for combo in itertools.product(*options) if sum(c[1] for c in combo) <= budget),
-               key=lambda combo: (sum(c[0] for c in combo), sum(c[1] for c in combo)))
-    return {n: c[2] for n, c in zip(names, best)}
-
-
-def _total(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int]) -> int:
-    return sum(_bytes(t, candidates[n][level[n]]) for n, t in tables.items())
-
-
-def _spend_slack(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int],
-                 sens: dict[str, dict[str, float]], budget: float) -> None:
-    """Raise tables back (largest loss reduction first) while the budget still holds: the last
-    lowering step may have saved more bytes than needed."""
-    while True:
-        gains = []
-        for name in tables:
-            if level[name] == 0:
-                continue
-            level[name] -= 1
-            fits = _total(tables, candidates, level) <= budget
-            level[name] += 1
-            gain = sens[name][candidates[name][level[name]]] - sens[name][candidates[name][level[name] - 1]]
-            if fits and gain > 0:
-                gains.append((gain, name))
-        if not gains:
-            return
-        level[max(gains)[1]] -= 1
-
-
-def _cheapest_step(tables: dict[str, FloatTable], candidates: dict[str, list[str]], level: dict[str, int],
-                   sens: dict[str, dict[str, float]]) -> str:
-    """The table whose next lower precision adds the least loss per byte saved."""
-    best, best_cost = "", float("inf")
-    for name, table in tables.items():
-        if level[name] + 1 >= len(candidates[name]):
-            continue
-        now, nxt = candidates[name][level[name]], candidates[name][level[name] + 1]
-        saved = _bytes(table, now) - _bytes(table, nxt)
-        cost = (sens[name][nxt] - sens[name][now]) / saved if saved > 0 else float("inf")
-        if cost < best_cost or not best:
-            best, best_cost = name, cost
-    return best
-
-
+    chosen = search(candidates, sens, lambda name, precision: bytes_of(tables[name], precision), budget)
+    return chosen, {"sensitivity": sens, "budget_bytes": int(budget)}

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from compression.budget import search
 from compression.build import teacher_of, teacher_task
 from compression.config import VariantConfig
-from compression.precision import search
 from compression.quantize import decode, encode
 from compression.recipe import build_variant
 from compression.scorer import CompressedScorer
@@ -40,6 +40,10 @@ def _table(name: str, rows: int, dim: int) -> FloatTable:
 
 def _bytes(table: FloatTable, precision: str) -> int:
     return table_bytes(table.weight.shape[0], table.dim, precision).total
+
+
+def _size(instance: Instance):
+    return lambda name, precision: _bytes(instance.tables[name], precision)
 
 
 def _steps(instance: Instance) -> list[float]:
@@ -87,7 +91,7 @@ def test_exact_search_is_the_brute_force_optimum(convex):
     rng = np.random.default_rng(10)
     for _ in range(40):
         instance = _instance(rng, convex)
-        chosen = search(instance.tables, instance.candidates, instance.sens, instance.budget)
+        chosen = search(instance.candidates, instance.sens, _size(instance), instance.budget)
         assert chosen == _brute_force(instance)
 
 
@@ -98,7 +102,7 @@ def test_greedy_is_optimal_when_every_step_saves_the_same_bytes():
     for _ in range(40):
         instance = _instance(rng, convex=False, shape=(int(rng.integers(100, 3000)), 16),
                              precisions=tuple(rng.choice(PRECISIONS, 2, replace=False)))
-        greedy = search(instance.tables, instance.candidates, instance.sens, instance.budget, exact_limit=0)
+        greedy = search(instance.candidates, instance.sens, _size(instance), instance.budget, exact_limit=0)
         assert greedy == _brute_force(instance)
 
 
@@ -110,7 +114,7 @@ def test_greedy_is_within_one_step_of_the_optimum_for_convex_sensitivities():
     optimal = 0
     for _ in range(40):
         instance = _instance(rng, convex=True)
-        greedy = search(instance.tables, instance.candidates, instance.sens, instance.budget, exact_limit=0)
+        greedy = search(instance.candidates, instance.sens, _size(instance), instance.budget, exact_limit=0)
         best = _brute_force(instance)
         (greedy_sens, greedy_bytes), best_sens = _cost(instance, greedy), _cost(instance, best)[0]
         assert greedy_bytes <= instance.budget
@@ -129,7 +133,7 @@ def test_greedy_lowers_the_least_sensitivity_per_byte_saved_first():
     assert (saved["big"], saved["mid_a"]) == (32000, 20096) and 3 / 32000 < 2 / 20096
     instance = Instance(tables, {n: ["int8", "int4"] for n in tables}, sens,
                         sum(_bytes(t, "int8") for t in tables.values()) - saved["big"])
-    greedy = search(instance.tables, instance.candidates, instance.sens, instance.budget, exact_limit=0)
+    greedy = search(instance.candidates, instance.sens, _size(instance), instance.budget, exact_limit=0)
     assert greedy == _brute_force(instance) == {"big": "int4", "mid_a": "int8", "mid_b": "int8"}
 
 
@@ -140,7 +144,7 @@ def test_greedy_meets_the_budget_and_leaves_no_slack(convex):
     rng = np.random.default_rng(13)
     for _ in range(40):
         instance = _instance(rng, convex)
-        greedy = search(instance.tables, instance.candidates, instance.sens, instance.budget, exact_limit=0)
+        greedy = search(instance.candidates, instance.sens, _size(instance), instance.budget, exact_limit=0)
         assert _cost(instance, greedy)[1] <= instance.budget
         for name, precision in greedy.items():
             level = instance.candidates[name].index(precision)
