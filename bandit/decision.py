@@ -421,17 +421,19 @@ class _View:
 
 
 class DecisionTS(ThompsonSampling):
-    """Thompson sampling for a DecisionRule: a fifth of the traffic by each arm's posterior probability
+    """Thompson sampling for a DecisionRule: a tenth of the traffic by each arm's posterior probability
     of being the rule's answer (`decide`'s p_chosen), the rest in proportion to the requests each arm
-    still lacks for the statements the leader's verdict needs (its own non-inferiority, or its lead,
-    and one statement about each arm still open; the control, or under the reward objective the
-    leader, matched to the largest of them): a plug-in of the allocation that ends the experiment
-    soonest, tracked as the estimates move. Rewards in [0, 1] (BetaBernoulli), each with its latency. `rule`,
-    `control` (its arm id) and `costs` (bytes per arm, for cost_by = "bytes") are set by whoever
-    knows the arms (the simulator, the service)."""
+    still lacks on the cheapest completion of the statements the leader's verdict needs (its own
+    non-inferiority or its lead, and one statement about each arm still open, all against one
+    partner: the control, or under the reward objective the leader; `star_completion`): a plug-in of
+    the allocation that ends the experiment soonest, tracked as the estimates move. Arms already
+    shown inferior, dominated or costlier than the leader get only their share of the tenth.
+    Rewards in [0, 1] (BetaBernoulli), each with its latency. `rule`, `control` (its arm id) and
+    `costs` (bytes per arm, for cost_by = "bytes") are set by whoever knows the arms (the
+    simulator, the service)."""
 
     set_by_caller: ClassVar[tuple[str, ...]] = ("rule", "control", "costs")
-    EXPLORE: ClassVar[float] = 0.2  # the share allocated by P(chosen)
+    EXPLORE: ClassVar[float] = 0.1  # the share allocated by P(chosen)
     needs_latency = True
 
     def __init__(self, n_arms: int, rule: DecisionRule = DecisionRule(), control: int = 0,
@@ -468,34 +470,56 @@ class DecisionTS(ThompsonSampling):
         return self.EXPLORE * chosen + (1 - self.EXPLORE) * need / need.sum()
 
     def _remaining(self, d: Decision) -> np.ndarray:
-        """Requests each arm still lacks for the statements the leader's verdict needs (the leader's
-        own, one about each open arm): the statement's gap m (floored at a quarter of the effect
-        scale: an arm on the margin would take everything and still not be shown) needs the gap's
-        variance down to the V at which `mixture_evidence` reaches the threshold + 1; the arm gets
-        what that asks of it next to its partner's (the control's, or the leader's) present count,
-        and the partner what the largest statement asks with the two matched."""
+        """Requests each arm still lacks for the statements the leader's verdict needs, on the
+        cheapest completion of the present counts (`star_completion`). The statements: each open
+        arm against the partner (the control under the cost objective: shown inferior or
+        non-inferior; the leader under the reward objective: shown worse), and under the reward
+        objective the leader's own non-inferiority to the control. A statement's gap (floored at
+        a quarter of the effect scale: an arm on the margin would take everything and still not be
+        shown) needs its variance down to the V at which `mixture_evidence` reaches the threshold
+        + 1. Arms the verdict no longer needs (shown inferior, dominated, costlier than the
+        leader) get nothing here: only their share of P(chosen)."""
         n, s, rule = self.reward_stats.n, self.reward_stats.s, self.rule
         c, k = self.control, self.n_arms
         p = (s + 1) / (n + 2)
         v = p * (1 - p)
         leader = int(d.leader)
         partner = c if rule.objective == "cost" else leader
-        slope = 1 - rule.margin if rule.margin_kind == "relative" else 1.0
-        weight = slope ** 2 if rule.objective == "cost" else 1.0
-        gap = np.abs(p - (rule.floor(p[c]) if rule.objective == "cost" else p[leader]))
-        if rule.objective == "reward":
-            gap[leader] = np.abs(p[leader] - rule.floor(p[c]))
+        slope2 = (1 - rule.margin) ** 2 if rule.margin_kind == "relative" else 1.0
+        floor = float(rule.floor(p[c]))
+        leaves = np.array([a.status in ("leader", "open") for a in d.arms]) & (np.arange(k) != partner)
+        if rule.objective == "cost":
+            gap, leaf_v, centre_v = np.abs(p - floor), v, np.full(k, slope2 * v[c])
+        else:
+            gap, leaf_v, centre_v = np.abs(p[leader] - p), v.copy(), np.full(k, v[leader])
+            if leader != c:  # the leader's non-inferiority: the control is its leaf
+                leaves[c] = True
+                gap[c], leaf_v[c] = abs(p[leader] - floor), slope2 * v[c]
         tau = effect_scale(rule, p[c])
         target = variance_needed(np.maximum(gap, tau / 4), tau, d.threshold + 1)
-        partner_part = weight * v[partner] / max(n[partner], 1.0)
-        alone = np.where(target > 2 * partner_part, v / np.maximum(target - partner_part, 1e-300), np.inf)
-        matched = (v + weight * v[partner]) / target
-        required = np.minimum(alone, matched)
-        needed = np.array([a.status in ("leader", "open") for a in d.arms]) & (np.arange(k) != partner)
-        out = np.where(needed, np.maximum(required - n, 0.0), 0.0)
-        if needed.any():
-            out[partner] = max(float(np.max(np.where(needed, matched, 0.0))) - n[partner], 0.0)
+        want = star_completion(n[leaves], leaf_v[leaves], centre_v[leaves], target[leaves], n[partner])
+        out = np.zeros(k)
+        if want is not None:
+            out[leaves] = np.maximum(want[0] - n[leaves], 0.0)
+            out[partner] = max(want[1] - n[partner], 0.0)
         return out
+
+
+def star_completion(have: np.ndarray, leaf_var: np.ndarray, centre_var: np.ndarray, target: np.ndarray,
+                    centre_have: float) -> tuple[np.ndarray, float] | None:
+    """The fewest further requests that bring every statement j, of variance
+    leaf_var[j] / n_j + centre_var[j] / n_centre, down to target[j], starting from the present counts
+    (`have`, `centre_have`): for a centre count m, each leaf needs max(have_j, leaf_var_j /
+    (target_j - centre_var_j / m)), and the total, convex in m, is minimised on a log grid of m.
+    Returns the leaves' and the centre's counts, or None without statements."""
+    if len(have) == 0:
+        return None
+    low = max(centre_have, float(np.max(centre_var / target)) * (1 + 1e-6), 1.0)
+    m = low * np.geomspace(1.0, 1e4, 400)
+    room = target[None, :] - centre_var[None, :] / m[:, None]
+    leaves = np.maximum(have[None, :], leaf_var[None, :] / np.maximum(room, 1e-300))
+    best = int(np.argmin(m + leaves.sum(axis=1)))
+    return leaves[best], float(m[best])
 
 
 def variance_needed(gap: np.ndarray, tau: float, evidence: float) -> np.ndarray:

@@ -180,3 +180,27 @@ def test_the_rule_the_policy_and_the_verdict_survive_json() -> None:
     assert decode(json.loads(json.dumps(encode(rule)))) == rule
     d = policy.decision()
     assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+
+
+def test_star_completion_is_the_cheapest_completion_by_a_general_solver() -> None:
+    """The allocation's plan: the fewest further requests bringing every statement's variance
+    leaf_var/n_j + centre_var/n_c to its target from the present counts, against SLSQP."""
+    from scipy import optimize
+
+    from bandit.decision import star_completion
+
+    have, centre_have = np.array([500.0, 9000.0, 100.0]), 800.0
+    leaf_var, centre_var = np.array([0.24, 0.2, 0.1]), np.array([0.22, 0.22, 0.22])
+    target = np.array([2e-5, 4e-5, 1e-5])
+    leaves, centre = star_completion(have, leaf_var, centre_var, target, centre_have)
+    assert np.all(leaf_var / leaves + centre_var / centre <= target * (1 + 1e-9))
+    assert np.all(leaves >= have) and centre >= centre_have
+    x0 = np.r_[have, centre_have] * 100
+    cons = [{"type": "ineq", "fun": lambda x, j=j: target[j] - leaf_var[j] / x[j] - centre_var[j] / x[3]}
+            for j in range(3)]
+    best = optimize.minimize(lambda x: x.sum(), x0, constraints=cons, method="SLSQP",
+                             bounds=[(h, None) for h in np.r_[have, centre_have]], options={"maxiter": 500})
+    assert best.success
+    assert leaves.sum() + centre == pytest.approx(best.fun, rel=0.01)
+    assert leaves[1] == have[1]  # an arm with enough already gets nothing more
+    assert star_completion(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), 10.0) is None
