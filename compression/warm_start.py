@@ -24,7 +24,8 @@ def project(weight: torch.Tensor, dim: int, how: WarmStart) -> torch.Tensor:
     kept = min(dim, weight.shape[1])
     if how == "svd" and kept < weight.shape[1]:
         _, _, vh = torch.linalg.svd(weight.double(), full_matrices=False)
-        out[:, :kept] = (weight.double() @ vh[:kept].T).to(weight.dtype)
+        rank = min(kept, vh.shape[0])  # a table of fewer rows than `dim` has no more directions (the rest: 0)
+        out[:, :rank] = (weight.double() @ vh[:rank].T).to(weight.dtype)
     else:
         out[:, :kept] = weight[:, :kept]
     return out

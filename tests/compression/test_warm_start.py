@@ -38,6 +38,8 @@ def test_svd_projection_keeps_the_top_singular_directions() -> None:
     residual = weight.double().numpy() - projected @ vt[:3]  # Eckart-Young: the rank-3 error is the rest of s
     assert np.linalg.norm(residual) == pytest.approx(np.sqrt((s[3:] ** 2).sum()), rel=1e-4)
     assert torch.equal(project(weight, 3, "truncate"), weight[:, :3])
+    few = project(weight[:2], 3, "svd")  # 2 rows: rank 2, kept whole (dot products), the third column 0
+    assert torch.allclose(few @ few.T, weight[:2] @ weight[:2].T, atol=1e-4) and not few[:, 2].any()
     assert torch.equal(project(weight, 10, "svd")[:, :8], weight) and not project(weight, 10, "svd")[:, 8:].any()
 
 
