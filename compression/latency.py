@@ -3,7 +3,9 @@
 Every variant is warmed up first (a fresh table is slow on first touch), then the variants are
 timed round-robin, `iters` batches each per round with the starting variant rotating, so drift
 (thermal, other processes) hits all alike; each percentile is the median over `repeats` rounds.
-`perf_counter` on CPU, CUDA events on GPU; the thread count is part of the result.
+`perf_counter` on CPU, CUDA events on GPU. Every call runs on the serving thread policy's torch
+threads (recsys.serving.threads, one unless the config names a count), as the simulator's and the
+service's calls do; the count is part of the result.
 
 Scorers are timed on their serving path (`measure_serving`): a batch of rows becomes requests
 of up to SERVING_CANDIDATES candidates (one request's candidates is the serving batch), built
@@ -23,6 +25,7 @@ from torchrec.datasets.utils import Batch
 from compression.config import TimingConfig
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import RequestScorer, Scorer
+from recsys.serving.threads import serving_threads, serving_with, torch_threads
 from recsys.serving.timing import timed
 
 Runner = Callable[[Any], Any]
@@ -47,13 +50,12 @@ class LatencyStats:
 @torch.no_grad()
 def measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: TimingConfig,
             device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
-    """Latency of every runner on the pre-built `batches` of each batch size (cycled through)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads or threads)
-    try:
+    """Latency of every runner on the pre-built `batches` of each batch size (cycled through), all on
+    `config.threads` torch threads, by default the serving policy's (recsys.serving.threads: one),
+    serving paths and any other runner alike."""
+    threads = config.threads or serving_threads()
+    with serving_with(threads), torch_threads(threads):
         return _measure(runners, batches, config, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure(runners: dict[str, Runner], batches: dict[int, Sequence[Any]], config: TimingConfig,

@@ -28,11 +28,11 @@ from recsys.models.logistic import ID_COLUMNS, LogisticRegression
 from recsys.models.two_tower import Tower, TwoTower
 from recsys.serving.lookup import Lookup
 from recsys.serving.requests import RequestBatch
+from recsys.serving.threads import serving_threads, torch_threads
 
-CALL_ROWS = 16_384  # candidates per module call. A step's 400k candidates in one call page in fresh
-# 100 MB activations every call (1.3 s on one thread vs 0.37-0.44 s in calls of 4k-16k rows); on two
-# threads 16k-row calls were as fast as any (1.1M rows/s) and, with the cores shared, faster than
-# 4k-row ones (each call's ops wait for both threads)
+CALL_ROWS = 4_096  # candidates per module call. A step's 400k candidates in one call page in fresh
+# 100 MB activations every call (1.3 s on one thread vs 0.37-0.44 s in calls of 4k-16k rows); on the
+# one thread a serving call runs on (recsys.serving.threads) 16k-row calls were 15% slower than 4k
 
 
 def broadcast(x: torch.Tensor, candidates: int) -> torch.Tensor:
@@ -96,7 +96,6 @@ class DotDLRM(RequestModule):
                 within_w[within.index((i, j))] = w[d + p]
             else:
                 cross_w[i * s + j if side_a == "I" else j * s + i] = w[d + p]
-        columns = lambda ix: torch.tensor([i * d + e for i in ix for e in range(d)], dtype=torch.int64)  # noqa: E731
         self.bias: torch.Tensor
         self.shared_w: torch.Tensor
         self.cross_w: torch.Tensor
@@ -104,8 +103,8 @@ class DotDLRM(RequestModule):
         self.left: torch.Tensor
         self.right: torch.Tensor
         for name, value in (("bias", first.bias.detach().clone()), ("shared_w", shared_w), ("cross_w", cross_w),
-                            ("within_w", within_w), ("left", columns([i for i, _ in within])),
-                            ("right", columns([j for _, j in within]))):
+                            ("within_w", within_w), ("left", torch.tensor([i for i, _ in within], dtype=torch.int64)),
+                            ("right", torch.tensor([j for _, j in within], dtype=torch.int64))):
             self.register_buffer(name, value)
 
     def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
@@ -119,9 +118,10 @@ class DotDLRM(RequestModule):
         if self.k > 0:  # none when every feature is the request's (Criteo: each row its own request)
             cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
             h = torch.addmm(h, cross, self.cross_w)
-        if self.left.numel() > 0:
-            products = candidate.index_select(1, self.left) * candidate.index_select(1, self.right)
-            h = torch.addmm(h, products.view(h.shape[0], -1, self.dim).sum(2), self.within_w)
+        if self.left.numel() > 0:  # each pair's vectors gathered whole (rows of [N, k, D], not columns)
+            vectors = candidate.view(h.shape[0], self.k, self.dim)
+            products = vectors.index_select(1, self.left) * vectors.index_select(1, self.right)
+            h = torch.addmm(h, products.sum(2), self.within_w)
         return self.rest(torch.relu(h)).squeeze(-1)
 
 
@@ -224,17 +224,21 @@ class ServingPath:
         return self.permutes[keys]
 
     def score_requests(self, requests: RequestBatch) -> torch.Tensor:
-        """[N] logits of every request's candidates, request after request; a module call scores
-        at most CALL_ROWS candidates (whole requests): larger tensors only cost memory traffic."""
+        """[N] logits of every request's candidates, request after request, on the serving thread
+        policy's torch threads (recsys.serving.threads); a module call scores at most CALL_ROWS
+        candidates (whole requests): larger tensors only cost memory traffic."""
+        with torch_threads(serving_threads()), torch.inference_mode():
+            return self.in_calls(requests)
+
+    def in_calls(self, requests: RequestBatch) -> torch.Tensor:
         per_call = max(1, CALL_ROWS // requests.candidates)
         if requests.num_requests > per_call:
-            return torch.cat([self.score_requests(part) for part in requests.split(per_call)])
+            return torch.cat([self.in_calls(part) for part in requests.split(per_call)])
         permutes = self.permutes_for(requests.keys)
         if requests.candidates > 1 and requests.shared & self.features != self.shared:
             raise ValueError(f"requests: per-request features {sorted(requests.shared & self.features)} "
                              f"are not this model's {sorted(self.shared)}")
-        with torch.inference_mode():
-            return self.module(requests.dense, requests.values, requests.lengths, permutes, requests.candidates)
+        return self.module(requests.dense, requests.values, requests.lengths, permutes, requests.candidates)
 
     def score(self, batch: Batch) -> torch.Tensor:
         """One logit per row of `batch`, every row its own request."""

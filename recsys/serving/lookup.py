@@ -2,17 +2,17 @@
 
 A quantized EBC (TorchRec's, built with `register_tbes=True`) holds its FBGEMM TBEs, one per
 pooling type; a float EBC's tables are copied into an fp32 TBE, the fair fp32 baseline. Every
-variant's lookups therefore go through its own tables. Each TBE is called once per batch on its
-features' ids, taken from the requests' jagged ids by one FBGEMM permute: one bag per candidate
-(a shared feature's bags past the n-th request are empty, so each request's is looked up once),
-or one bag per request when the EBC holds shared features only (a two-tower's user tower).
+variant's lookups therefore go through its own tables: FBGEMM's lookup op is called on each TBE's
+rows for the features of one side (the request's, the candidates') it holds, on ids taken from
+the requests' jagged ids by one FBGEMM permute: one bag per candidate (a shared feature's bags
+past the n-th request are empty, so each request's is looked up once), or one bag per request
+when the EBC holds shared features only (a two-tower's user tower).
 A factorized EBC's tables hold A (n x r) in its TBEs; each side's pooled vectors of them are then
 multiplied by their maps B (r x d), one batched matmul per map shape (`Projection`).
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Collection, Sequence
 
 import torch
@@ -113,27 +113,85 @@ def side_map(features: list[str], widths: dict[str, int], maps: dict[str, torch.
     return projection, projection.gathered, projection.output
 
 
+class TableGroup(nn.Module):
+    """Some features of one TBE (`positions` in its feature order), pooled by FBGEMM's lookup op on
+    that TBE's own rows (its weight buffer is shared, not copied): `forward(ids, offsets)` ->
+    [B, their dims] for `offsets` of B bags per feature (absolute positions in `ids`)."""
+
+    def __init__(self, tbe: IntNBitTableBatchedEmbeddingBagsCodegen, positions: list[int]) -> None:
+        super().__init__()
+        select = torch.tensor(positions, dtype=torch.int64, device=tbe.weights_offsets.device)
+        widths = (tbe.D_offsets[1:] - tbe.D_offsets[:-1]).index_select(0, select)
+        self.weights: torch.Tensor
+        self.uvm_weights: torch.Tensor
+        self.placements: torch.Tensor
+        self.weights_offsets: torch.Tensor
+        self.weights_tys: torch.Tensor
+        self.D_offsets: torch.Tensor
+        self.cache_weights: torch.Tensor
+        self.cache_locations: torch.Tensor
+        for name, value in (("weights", tbe.weights_host if tbe.host_size > 0 else tbe.weights_dev),
+                            ("uvm_weights", tbe.weights_uvm),
+                            ("placements", tbe.weights_placements.index_select(0, select)),
+                            ("weights_offsets", tbe.weights_offsets.index_select(0, select)),
+                            ("weights_tys", tbe.weights_tys.index_select(0, select)),
+                            ("D_offsets", torch.cat([widths.new_zeros(1), widths.cumsum(0)]).int()),
+                            ("cache_weights", tbe.lxu_cache_weights),
+                            ("cache_locations", torch.empty(0, dtype=torch.int32, device=select.device))):
+            self.register_buffer(name, value, persistent=False)
+        self.total_D = int(widths.sum())
+        self.max_D = (tbe.max_int2_D, tbe.max_int4_D, tbe.max_int8_D, tbe.max_float16_D, tbe.max_float32_D,
+                      tbe.max_float8_D)
+        self.pooling_mode, self.output_dtype, self.row_alignment = int(tbe.pooling_mode), tbe.output_dtype, \
+            tbe.row_alignment
+        self.fp8_bits, self.fp8_bias = tbe.fp8_exponent_bits, tbe.fp8_exponent_bias
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        int2, int4, int8, fp16, fp32, fp8 = self.max_D
+        return torch.ops.fbgemm.int_nbit_split_embedding_codegen_lookup_function(
+            dev_weights=self.weights, uvm_weights=self.uvm_weights, weights_placements=self.placements,
+            weights_offsets=self.weights_offsets, weights_tys=self.weights_tys, D_offsets=self.D_offsets,
+            total_D=self.total_D, max_int2_D=int2, max_int4_D=int4, max_int8_D=int8, max_float16_D=fp16,
+            max_float32_D=fp32, indices=ids, offsets=offsets, pooling_mode=self.pooling_mode, indice_weights=None,
+            output_dtype=self.output_dtype, lxu_cache_weights=self.cache_weights,
+            lxu_cache_locations=self.cache_locations, row_alignment=self.row_alignment, max_float8_D=fp8,
+            fp8_exponent_bits=self.fp8_bits, fp8_exponent_bias=self.fp8_bias)
+
+
+def runs(features: list[str], owner: dict[str, tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """`features` cut into maximal runs held by one TBE: (TBE, the features' positions in it) each."""
+    out: list[tuple[int, list[int]]] = []
+    for f in features:
+        t, position = owner[f]
+        if out and out[-1][0] == t:
+            out[-1][1].append(position)
+        else:
+            out.append((t, [position]))
+    return out
+
+
 class Lookup(nn.Module):
     """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]): the pooled
     embeddings of the request's (`shared`) and of the candidates' features of a RequestBatch's
-    `values` and `lengths`, `permutes[t]` locating TBE t's features (`groups[t]`) among its keys.
+    `values` and `lengths`, `permutes[0]` locating `groups[0]` among its keys.
     Columns follow `order`; by default the TBEs' own, with a factorized EBC's mapped features last
     on each side (so no column gather after the maps); `shared_features` and `candidate_features`
-    list them. (Taking each side as one column gather of the joined outputs measured faster than
-    as slices: 109 vs 114 us for the quickstart's lookups of one request.) A pruned TBE checks its ids
-    twice, before and after its remap, though the remap's output is in range by construction: here
-    its ids are checked once, against the unpruned rows, before it (8 us of a request's 200 on one
-    thread at the quickstart's 200 ids; the remap itself costs 6 us)."""
+    list them. The request's ids are put in that order by one FBGEMM permute, checked against the
+    tables' rows (a pruned table's: its unpruned rows) and remapped (pruned tables) once for all
+    tables, then each side's runs of features from one TBE are pooled by one call of FBGEMM's
+    lookup op (`TableGroup`), straight into that side's columns: no TBE output is concatenated
+    and gathered again (a request's shared features are pooled for its first n bags only, as
+    every later bag of theirs is empty). A pruned TBE's ids are thus checked once, before the
+    remap, whose output is in range by construction (FBGEMM's TBE checks them again after it)."""
 
     def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
-        tbes, groups, dims = tbes_of(ebc)
-        tbe_order = [f for features in groups for f in features]
+        tbes, tbe_features, dims = tbes_of(ebc)
+        tbe_order = [f for features in tbe_features for f in features]
         keep_order = order is not None
         order = list(order) if order is not None else tbe_order
         if sorted(order) != sorted(dims):
             raise ValueError(f"serving features {sorted(order)} are not the EBC's {sorted(dims)}")
-        self.groups = groups
         maps = ebc.feature_maps() if isinstance(ebc, FactorizedEBC) else {}
         self.shared_map, shared_order, self.shared_features = side_map(
             [f for f in order if f in shared], dims, maps, keep_order)
@@ -141,33 +199,73 @@ class Lookup(nn.Module):
             [f for f in order if f not in shared], dims, maps, keep_order)
         self.per_candidate = len(self.candidate_features) > 0
         self.bytes = tbe_bytes(nn.ModuleList(tbes), ebc.maps.values() if isinstance(ebc, FactorizedEBC) else ())
-        self.prechecked = [pruned(tbe) and tbe.bounds_check_mode_int != BoundsCheckMode.NONE.value for tbe in tbes]
-        self.check_modes = [tbe.bounds_check_mode_int for tbe in tbes]
-        with warnings.catch_warnings():  # FBGEMM's TBE annotates attributes in a way TorchScript warns about
-            warnings.filterwarnings("ignore", "The TorchScript type system", UserWarning)
-            self.tbes = nn.ModuleList([torch.jit.script(tbe) for tbe in tbes])
-        for tbe, own in zip(self.tbes, self.prechecked):
-            if own:  # this scripted copy only: the variant's own TBE keeps both checks
-                tbe.bounds_check_mode_int = BoundsCheckMode.NONE.value
-        start = {f: sum(dims[g] for g in tbe_order[:i]) for i, f in enumerate(tbe_order)}  # in the joined outputs
-        self.shared_columns: torch.Tensor
-        self.candidate_columns: torch.Tensor
-        for name, features in (("shared_columns", shared_order), ("candidate_columns", candidate_order)):
-            columns = [start[f] + i for f in features for i in range(dims[f])]
-            self.register_buffer(name, torch.tensor(columns, dtype=torch.int64), persistent=False)
+        features = shared_order + candidate_order
+        self.groups = [features]
+        owner = {f: (t, i) for t, names in enumerate(tbe_features) for i, f in enumerate(names)}
+        self.shared_groups, self.shared_spans = self.table_groups(tbes, shared_order, owner, 0)
+        self.candidate_groups, self.candidate_spans = self.table_groups(tbes, candidate_order, owner,
+                                                                        len(shared_order))
+        self.check_mode = min(tbe.bounds_check_mode_int for tbe in tbes)
+        self.remapped = any(pruned(tbe) for tbe in tbes)
+        self.rows: torch.Tensor
+        self.warning: torch.Tensor
+        self.remap: torch.Tensor
+        self.remap_offsets: torch.Tensor
+        rows, remaps = zip(*(self.table_rows(tbes[owner[f][0]], owner[f][1]) for f in features))
+        device = tbes[0].weights_offsets.device
+        sizes = torch.tensor([len(r) for r in remaps], dtype=torch.int64, device=device)
+        for name, value in (("rows", torch.tensor(rows, dtype=torch.int64, device=device)),
+                            ("warning", torch.zeros(1, dtype=torch.int64, device=device)),
+                            ("remap", torch.cat(remaps) if self.remapped else torch.zeros(0, dtype=torch.int32)),
+                            ("remap_offsets", torch.cat([sizes.new_zeros(1), sizes.cumsum(0)]))):
+            self.register_buffer(name, value.to(device), persistent=False)
+
+    @staticmethod
+    def table_groups(tbes: list[IntNBitTableBatchedEmbeddingBagsCodegen], side: list[str],
+                     owner: dict[str, tuple[int, int]], first: int) -> tuple[nn.ModuleList, list[tuple[int, int]]]:
+        """One TableGroup per run of `side` from one TBE, and the span (first, last + 1) of its
+        features in the permuted order, where `side` starts at `first`."""
+        groups, spans = nn.ModuleList(), []
+        for t, positions in runs(side, owner):
+            groups.append(TableGroup(tbes[t], positions))
+            spans.append((first, first + len(positions)))
+            first += len(positions)
+        return groups, spans
+
+    @staticmethod
+    def table_rows(tbe: IntNBitTableBatchedEmbeddingBagsCodegen, position: int) -> tuple[int, torch.Tensor]:
+        """A feature's rows as its ids are checked (a pruned table's unpruned rows) and its remap
+        (empty when its table is not pruned)."""
+        if not pruned(tbe):
+            return int(tbe.rows_per_table[position]), torch.zeros(0, dtype=torch.int32)
+        start, end = tbe.index_remappings_array_offsets[position:position + 2].tolist()
+        return int(tbe.original_rows_per_table[position]), tbe.index_remappings_array[start:end].int()
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        outs: list[torch.Tensor] = []
-        for t, tbe in enumerate(self.tbes):
-            bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(permutes[t], lengths, values, None, None)
-            if not self.per_candidate:
-                bags = bags[:, :n]
-            offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())
-            if self.prechecked[t]:
-                torch.ops.fbgemm.bounds_check_indices(tbe.original_rows_per_table, ids, offsets, self.check_modes[t],
-                                                      tbe.bounds_check_warning, None)
-            outs.append(tbe(ids, offsets))
-        out = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-        return (self.shared_map(out[:n].index_select(1, self.shared_columns)),
-                self.candidate_map(out.index_select(1, self.candidate_columns)))
+        bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(permutes[0], lengths, values, None, None)
+        if not self.per_candidate:
+            bags = bags[:, :n]
+        rows = bags.shape[1]
+        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())
+        if self.check_mode != BoundsCheckMode.NONE.value:
+            torch.ops.fbgemm.bounds_check_indices(self.rows, ids, offsets, self.check_mode, self.warning, None)
+        if self.remapped:
+            ids = torch.ops.fbgemm.pruned_array_lookup(ids, offsets, self.remap, self.remap_offsets)
+        shared: list[torch.Tensor] = []
+        for i, group in enumerate(self.shared_groups):
+            first, last = self.shared_spans[i]
+            shared.append(group(ids, offsets[first * rows:last * rows + 1])[:n])
+        candidate: list[torch.Tensor] = []
+        for i, group in enumerate(self.candidate_groups):
+            first, last = self.candidate_spans[i]
+            candidate.append(group(ids, offsets[first * rows:last * rows + 1]))
+        return (self.shared_map(joined(shared, n, ids.device)),
+                self.candidate_map(joined(candidate, rows, ids.device)))
+
+
+def joined(parts: list[torch.Tensor], rows: int, device: torch.device) -> torch.Tensor:
+    """The columns of `parts` side by side ([rows, 0] for none), copied only when there are several."""
+    if len(parts) == 0:
+        return torch.zeros(rows, 0, device=device)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
