@@ -6,7 +6,9 @@ Two ways in:
  - `python -m recsys.app.serve --spec SPEC.json --store FILE.db [--host --port]`: experiments
    given as bandit.ExperimentSpec JSON, with no model loaded (assign and feedback only; what the
    benchmark and the kill test run).
-Writes need the bearer token in $RECSYS_SERVE_TOKEN. The port opens only once every experiment
+Writes need the bearer token in $RECSYS_SERVE_TOKEN. `recsys serve` holds runs/<name>/service/.lock
+(recsys.app.lock) while it serves: a second service of the same run refuses in one line (its
+in-memory posteriors would drift from the store the first one writes). The port opens only once every experiment
 has been rebuilt from the store, so a connection accepted is a service ready to answer.
 """
 from __future__ import annotations
@@ -27,8 +29,10 @@ if TYPE_CHECKING:
     from recsys.app.config import ExperimentConfig
     from recsys.app.service import Ranker
     from recsys.data.schema import Schema
+    from simulator.config import SimulatorConfig
 
 TOKEN_ENV = "RECSYS_SERVE_TOKEN"
+SERVICE_LOCK = "service"  # runs/<name>/service/.lock: held by the run's `recsys serve` for its life
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class ServeConfig:
     experiment: the experiment id in URLs (default: the config's name). salt: the assignment
     hash's salt (default: the experiment id; change it to reshuffle units). recompute_every,
     recompute_seconds: weights are recomputed after that many feedback events or seconds.
-    max_body_bytes, max_events, max_candidates: request limits.
+    max_body_bytes, max_events, max_candidates: request limits. closed_loop: `recsys simulate` sends
+    its simulated users to this service over HTTP (rank, clicks, feedback; recsys.app.closed_loop)
+    instead of running the policy in process.
     """
 
     host: str = "127.0.0.1"
@@ -52,6 +58,7 @@ class ServeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     max_events: int = 10_000
     max_candidates: int = 4096
+    closed_loop: bool = False
 
     def __post_init__(self) -> None:
         require(1 <= self.port <= 65535, "port", f"expected 1 to 65535, got {self.port}")
@@ -64,15 +71,20 @@ class ServeConfig:
 
 def serve(config: ExperimentConfig, section: ServeConfig | None = None) -> None:
     """Serve the experiment of a finished run: its variants are the arms (named as in the
-    simulation), scored by /rank with their own models."""
+    simulation), scored by /rank with their own models. Holds the run's service lock throughout."""
+    from recsys.app.lock import run_lock
+
+    if config.simulator is None:
+        raise ConfigError("simulator: `recsys serve` takes the policy and the decision rule from [simulator]")
+    with run_lock(config.run_dir / SERVICE_LOCK):
+        _serve_variants(config, config.simulator, section or config.serve or ServeConfig())
+
+
+def _serve_variants(config: ExperimentConfig, sim: SimulatorConfig, s: ServeConfig) -> None:
     from bandit.experiment import ExperimentSpec
     from recsys.app.rank import VariantRanker
     from recsys.app.simulate import arms
 
-    sim = config.simulator
-    if sim is None:
-        raise ConfigError("simulator: `recsys serve` takes the policy and the decision rule from [simulator]")
-    s = section or config.serve or ServeConfig()
     variants = arms(config)
     sizes = tuple(float(a.scorer.embedding_bytes()) for a in variants)  # the costs of a rule by bytes
     spec = ExperimentSpec(s.experiment or config.name, tuple(a.name for a in variants), sim.policy.name,

@@ -8,6 +8,8 @@ config's data section and top-level seed: generated, or the MovieLens fit of
 (sessions, clicks, the policy) draws from `simulator.seed`. Writes runs/<name>/simulation/
 (results.json and report.md with the verdict, decision.png, report.png, pareto.png, variants.png; log/ when
 `simulator.log.requests` > 0) and puts the simulation into the run's metrics.json and reports.
+With `serve.closed_loop` the users are HTTP traffic to the config's running `recsys serve`
+(recsys.app.closed_loop) instead of the policy in process.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from recsys.errors import ConfigError, UserError
 from simulator.config import SimulatorConfig
 
 if TYPE_CHECKING:
+    from recsys.app.closed_loop import ServiceTraffic
     from recsys.models.two_tower import TwoTower
     from simulator.environment import Environment
     from simulator.serving import Arm
@@ -53,7 +56,12 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     logged = _logging_arm(sim, variants)
     truth = world if world is not None else world_for(config.data, config.seed)
     cache = config.data.cache_dir
-    result = run_experiment(_environment(sim, truth, retrieval, cache), variants, config.decision)
+    traffic = _service_traffic(config, variants, truth)
+    try:
+        result = run_experiment(_environment(sim, truth, retrieval, cache), variants, config.decision, traffic)
+    finally:
+        if traffic is not None:
+            traffic.close()
     verdict = verdict_of(result)
     with staged_folder(config.run_dir / "simulation") as folder:  # replaced whole: a kill leaves the old one
         log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
@@ -61,6 +69,17 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
         _plot_variants(config, verdict, folder / "variants.png")
     add_simulation(config.run_dir, out)
     return out
+
+
+def _service_traffic(config: ExperimentConfig, variants: list[Arm], world: World) -> ServiceTraffic | None:
+    """With `serve.closed_loop`: the users are traffic to the service `recsys serve` runs for this
+    config (at serve.host and serve.port; its experiment, the config's name by default)."""
+    s = config.serve
+    if s is None or not s.closed_loop:
+        return None
+    from recsys.app.closed_loop import service_traffic
+
+    return service_traffic(f"http://{s.host}:{s.port}", s.experiment or config.name, variants, world, config.decision)
 
 
 def _environment(config: SimulatorConfig, world: World, retrieval: TwoTower | None, cache_dir: str) -> Environment:

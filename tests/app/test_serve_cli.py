@@ -1,6 +1,7 @@
 """`recsys serve` from the command line: its flags reach the [serve] section, bad input is one line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,18 @@ def test_serve_refuses_in_one_line_and_writes_nothing(tmp_path, capsys, extra, m
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_second_service_of_the_same_run_refuses_in_one_line(tmp_path, capsys):
+    """runs/<name>/service/.lock is held by the run's service (here by this test): a second
+    `recsys serve` refuses before loading anything, naming the holder."""
+    from recsys.app.lock import run_lock
+
+    run_dir = tmp_path / "quickstart"
+    run_dir.mkdir()
+    with run_lock(run_dir / "service"):
+        code = main(["serve", QUICKSTART, "--set", f'out_dir="{tmp_path}"'])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{run_dir / 'service'}: in use by another recsys command (pid {os.getpid()})" in err
+    assert not any(run_dir.iterdir())  # the lock folder goes with the holder's lock
