@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import multivariate_normal, norm
 
 from bandit import DecisionRule
 from simulator.experiment import ExperimentResult
@@ -178,6 +178,40 @@ def fixed_noninferiority_requests(control: float, arm: float, rule: DecisionRule
     z = float(norm.ppf(1 - alpha)) + float(norm.ppf(power))
     var = control * (1 - control) * slope ** 2 + arm * (1 - arm)
     return arms * math.ceil(z * z * var / gap ** 2)
+
+
+def fixed_verdict_requests(gaps: np.ndarray, centre_coef: np.ndarray, leaf_var: np.ndarray, centre_var: float,
+                           arms: int, alpha: float, power: float = POWER) -> int | None:
+    """Total requests of an equal-split test over `arms` arms whose verdict (every statement j at
+    once) holds with `power`: statement j is a one-sided z test at level `alpha` of a difference
+    D_j = centre_coef[j] x (the shared arm's rate) + (a rate of its own), of true mean gaps[j] > 0 and
+    per-request variance centre_coef[j]^2 centre_var + leaf_var[j]; the statements share the centre
+    arm (the control, or the best arm), so their z statistics are correlated (centre_coef[j]
+    centre_coef[l] centre_var / sd_j sd_l) and the joint power is the multivariate normal's orthant
+    probability. Per statement at `power` is a lower bound: with several statements of like
+    difficulty each at 0.8, the verdict holds with less. None without a positive gap."""
+    gaps, coef, leaf = (np.asarray(x, np.float64) for x in (gaps, centre_coef, leaf_var))
+    if len(gaps) == 0 or np.any(gaps <= 0):
+        return None
+    var = coef ** 2 * centre_var + leaf
+    corr = np.outer(coef, coef) * centre_var / np.sqrt(np.outer(var, var))
+    np.fill_diagonal(corr, 1.0)
+    crit = float(norm.ppf(1 - alpha))
+
+    def joint(n: int) -> float:
+        if len(gaps) == 1:
+            return float(norm.sf(crit - gaps[0] * math.sqrt(n / var[0])))
+        mvn = multivariate_normal(mean=-gaps * np.sqrt(n / var), cov=corr)
+        return float(mvn.cdf(np.full(len(gaps), -crit)))
+
+    lo = max(1, math.ceil(float(np.max((crit + norm.ppf(power)) ** 2 * var / gaps ** 2))) - 1)
+    hi = lo + 1
+    while joint(hi) < power:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if joint(mid) < power else (lo, mid)
+    return arms * hi
 
 
 def wilson(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:

@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
+from scipy.stats import norm
 
 from bandit import DecisionRule
-from simulator.verdict import Verdict, fixed_ab_requests, fixed_noninferiority_requests, newcombe, verdict_of, wilson
+from simulator.verdict import (
+    Verdict,
+    fixed_ab_requests,
+    fixed_noninferiority_requests,
+    fixed_verdict_requests,
+    newcombe,
+    verdict_of,
+    wilson,
+)
 from tests.simulator.conftest import made_up_result
 
 
@@ -49,6 +59,28 @@ def test_fixed_noninferiority_sample_size_by_hand() -> None:
     assert fixed_noninferiority_requests(0.40, 0.36, COST, 3) == 3 * math.ceil(z * z * (
         0.4 * 0.6 * 0.95 ** 2 + 0.36 * 0.64) / 0.02 ** 2)  # inferior by as much: as many requests
     assert fixed_noninferiority_requests(0.40, 0.38, COST, 3) is None  # on the margin
+
+
+def test_fixed_verdict_sample_size_gives_its_power_by_simulation() -> None:
+    """Two statements sharing the control (0.401 non-inferior, 0.376 inferior, margin 3%): the
+    equal-split test sized for verdict power 0.8 shows both in 80% of simulated tests; one
+    statement alone is the per-statement formula."""
+    rule = DecisionRule(objective="cost", cost_by="bytes", margin=0.03, min_requests=0)
+    floor, alpha, arms = 0.97 * 0.40, 0.05 / 3, 4
+    one = fixed_verdict_requests(np.array([0.401 - floor]), np.array([-0.97]), np.array([0.401 * 0.599]),
+                                 0.24, arms, alpha)
+    assert one == fixed_noninferiority_requests(0.40, 0.401, rule, arms)
+    total = fixed_verdict_requests(np.array([0.401 - floor, floor - 0.376]), np.array([-0.97, 0.97]),
+                                   np.array([0.401 * 0.599, 0.376 * 0.624]), 0.24, arms, alpha)
+    assert total is not None and total > max(one, fixed_noninferiority_requests(0.40, 0.376, rule, arms))
+    n = total // arms
+    rng = np.random.default_rng(0)
+    c, a, b = (rng.binomial(n, p, 100_000) / n for p in (0.40, 0.401, 0.376))  # 100,000 tests
+    crit = norm.ppf(1 - alpha)
+    ni = (a - 0.97 * c) / np.sqrt((a * (1 - a) + 0.97 ** 2 * c * (1 - c)) / n) > crit
+    inferior = (0.97 * c - b) / np.sqrt((b * (1 - b) + 0.97 ** 2 * c * (1 - c)) / n) > crit
+    assert (ni & inferior).mean() == pytest.approx(0.8, abs=0.004)
+    assert fixed_verdict_requests(np.array([0.01, -0.01]), np.ones(2), np.ones(2), 0.2, 3, alpha) is None
 
 
 def test_no_decision_names_the_leader_never_a_winner() -> None:
