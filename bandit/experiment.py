@@ -32,7 +32,7 @@ from bandit.memory import ArmStats, Stationary
 from bandit.policies.base import Policy
 from bandit.posterior import BetaBernoulli, prob_best
 from bandit.state import decode, encode
-from bandit.store import DecisionRecord, Event, ExperimentStore, Resolved
+from bandit.store import ConflictError, DecisionRecord, Event, ExperimentStore, Resolved
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DECISION = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -42,11 +42,6 @@ SRM_ALPHA = 0.001  # the usual threshold of a sample-ratio-mismatch alarm
 
 class UnknownExperiment(BanditInputError):
     """No experiment of that id is served."""
-
-
-class ConflictError(BanditInputError):
-    """The request contradicts what the store already holds (an event id reused with other
-    content, a decision that already has its feedback)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from itertools import groupby
 from pathlib import Path
 
 from bandit.errors import BanditInputError, BanditStateError
-from bandit.store import DecisionRecord, Event, Resolved
+from bandit.store import ANSWERED, ConflictError, DecisionRecord, Event, Resolved
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
@@ -114,9 +114,11 @@ class SQLiteStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(batch, e.event_id, experiment, e.decision_id, e.reward, e.latency_ms, now) for e in events])
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise ConflictError("events", ANSWERED) from None
                 raise
             finally:
                 self._db.execute("PRAGMA synchronous=NORMAL")

@@ -1,7 +1,7 @@
 """What an experiment keeps durably, independent of the database: the records and the store contract.
 
-`bandit.sqlite_store.SQLiteStore` implements it for one host; a PostgreSQL store for several
-service processes is another class with the same methods (`open_store` picks by URL).
+`bandit.sqlite_store.SQLiteStore` implements it for one host, `bandit.postgres_store.PostgresStore`
+in a PostgreSQL database (`open_store` picks by URL).
 Guarantees every implementation gives:
  - `append_feedback` returns only once the batch is durable (survives a kill of the process and
    a power loss); a batch is all or nothing;
@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bandit.errors import BanditInputError
+
+ANSWERED = "an event id or decision id of the batch is already recorded (by another writer meanwhile)"
+
+
+class ConflictError(BanditInputError):
+    """The request contradicts what the store already holds (an event id reused with other
+    content, a decision that already has its feedback; in the store itself, a unique key another
+    writer took meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class ExperimentStore(Protocol):
 
     def answered(self, decision_ids: Sequence[str]) -> dict[str, str]: ...
 
-    def append_feedback(self, experiment: str, events: Sequence[Event]) -> None: ...
+    def append_feedback(self, experiment: str, events: Sequence[Event]) -> None:
+        """All or nothing; ConflictError if an event or decision id is already answered."""
 
     def replay(self, experiment: str) -> Iterator[list[Resolved]]: ...
 
@@ -82,9 +91,12 @@ class ExperimentStore(Protocol):
 
 
 def open_store(url: str) -> ExperimentStore:
-    """The store a URL names: `sqlite:///path/to/file.db` or a plain file path."""
+    """The store a URL names: `postgresql://user@host/db` (psycopg 3), `sqlite:///path/to/file.db`
+    or a plain file path."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise BanditInputError("store", "PostgreSQL is not available yet: use a SQLite file")
+        from bandit.postgres_store import PostgresStore
+
+        return PostgresStore(url)
     from bandit.sqlite_store import SQLiteStore
 
     return SQLiteStore(url.removeprefix("sqlite:///"))

@@ -39,7 +39,8 @@ SERVICE_LOCK = "service"  # runs/<name>/service/.lock: held by the run's `recsys
 class ServeConfig:
     """The `[serve]` section: where the service listens, its store and its experiment.
 
-    store: a SQLite file (relative paths are inside the run folder) or, later, a PostgreSQL URL.
+    store: a SQLite file (relative paths are inside the run folder) or a postgresql:// URL
+    (bandit.postgres_store; psycopg 3, the `postgres` extra).
     experiment: the experiment id in URLs (default: the config's name). salt: the assignment
     hash's salt (default: the experiment id; change it to reshuffle units). recompute_every,
     recompute_seconds: weights are recomputed after that many feedback events or seconds.
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve experiments from spec JSON files without a run (no models: no /rank)."""
     p = argparse.ArgumentParser(prog="python -m recsys.app.serve", description=main.__doc__)
     p.add_argument("--spec", required=True, type=Path, help="JSON: one ExperimentSpec or a list of them")
-    p.add_argument("--store", required=True, help="SQLite file of the experiments")
+    p.add_argument("--store", required=True, help="the experiments' store: a SQLite file or a postgresql:// URL")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The experiment over its SQLite store: assignment equal to the client's, idempotent and
+"""The experiment over its store (SQLite and PostgreSQL): assignment equal to the client's, idempotent and
 all-or-nothing feedback, restart = replay, the sample-ratio-mismatch check."""
 import json
 import math
@@ -11,8 +11,7 @@ from bandit import BanditInputError, BanditStateError
 from bandit.client import LocalAssigner
 from bandit.decision import DecisionRule
 from bandit.experiment import ConflictError, Experiment, ExperimentSpec, experiment_policy
-from bandit.sqlite_store import SQLiteStore
-from bandit.store import DecisionRecord, Event
+from bandit.store import DecisionRecord, Event, open_store
 
 RULE = DecisionRule(control="fp32", min_requests=100)
 CTR = {"fp32": 0.12, "int8": 0.11, "int4": 0.05}
@@ -36,12 +35,13 @@ def _traffic(exp, n, seed=0, start=0):
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "store.db"
+def db(store_url):
+    """The store's URL: every test runs on SQLite and on PostgreSQL (tests/bandit/conftest.py)."""
+    return store_url
 
 
 def test_server_assignment_equals_the_client_snapshot_over_100k_units():
-    exp = Experiment(_spec(), SQLiteStore(":memory:"))
+    exp = Experiment(_spec(), open_store(":memory:"))  # the hash and the layout, not the store
     _traffic(exp, 1500)
     assert exp.version > 1  # the layout has been rebalanced, not only the initial intervals
     client = LocalAssigner.from_snapshot(json.loads(json.dumps(exp.snapshot())))
@@ -54,10 +54,10 @@ def test_server_assignment_equals_the_client_snapshot_over_100k_units():
 
 
 def test_restart_rebuilds_the_posterior_as_a_replay_and_keeps_every_unit_on_its_arm(db):
-    exp = Experiment(_spec(), SQLiteStore(db))
+    exp = Experiment(_spec(), open_store(db))
     events = _traffic(exp, 2000)
     before = {u: exp.assign(u).arm for u in (f"u{i}" for i in range(700))}
-    again = Experiment(_spec(), SQLiteStore(db))
+    again = Experiment(_spec(), open_store(db))
     assert again.version == exp.version and again.layout == exp.layout
     for name in ("n", "s", "ss"):
         np.testing.assert_array_equal(getattr(again.policy.reward_stats, name), getattr(exp.policy.reward_stats, name))
@@ -70,7 +70,7 @@ def test_restart_rebuilds_the_posterior_as_a_replay_and_keeps_every_unit_on_its_
 
 
 def test_feedback_is_idempotent_on_event_id_and_refuses_reused_ids(db):
-    exp = Experiment(_spec(), SQLiteStore(db))
+    exp = Experiment(_spec(), open_store(db))
     events = _traffic(exp, 500)
     n = exp.totals.n.copy()
     assert exp.feedback(events[:300]).duplicates == 300
@@ -105,7 +105,7 @@ def _bad(case, good):
     ("repeated event id", "events[2].event_id"),
 ])
 def test_a_bad_event_refuses_the_whole_batch_and_writes_nothing(db, case, field):
-    exp = Experiment(_spec(), SQLiteStore(db))
+    exp = Experiment(_spec(), open_store(db))
     ids = [exp.assign(f"u{i}").decision_id for i in range(3)]
     good = [Event(f"e{i}", d, 1.0, 3.0) for i, d in enumerate(ids)]
     batch = good[:2] + [_bad(case, good)]
@@ -117,10 +117,10 @@ def test_a_bad_event_refuses_the_whole_batch_and_writes_nothing(db, case, field)
 
 
 def test_a_changed_definition_is_refused_naming_the_field(db):
-    Experiment(_spec(), SQLiteStore(db))
+    Experiment(_spec(), open_store(db))
     with pytest.raises(BanditStateError, match=r"^experiments\.exp: the store holds another definition "
                                                r"\(salt differs: stored \"exp\", given \"other\"\)$"):
-        Experiment(_spec(salt="other"), SQLiteStore(db))
+        Experiment(_spec(salt="other"), open_store(db))
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -135,7 +135,7 @@ def test_bad_definition_names_the_field(kw, field):
 
 
 def test_sample_ratio_mismatch_is_flagged_only_when_units_do_not_follow_the_weights(db):
-    exp = Experiment(_spec(), SQLiteStore(db))
+    exp = Experiment(_spec(), open_store(db))
     for i in range(3000):
         exp.assign(f"unit-{i}")
     assert exp.srm()["p_value"] > 1e-3 and not exp.srm()["mismatch"]
@@ -153,7 +153,7 @@ def test_the_default_policy_is_the_simulators_decision_ts_built_by_one_builder(d
     from simulator.experiment import make_policy
 
     costs = (4.0, 2.0, 1.0)
-    exp = Experiment(_spec(arms=("int8", "fp32", "int4"), costs=costs), SQLiteStore(db))
+    exp = Experiment(_spec(arms=("int8", "fp32", "int4"), costs=costs), open_store(db))
     assert isinstance(exp.policy, DecisionTS) and exp.spec.policy == SimulatorConfig().policy.name
     assert (exp.policy.rule, exp.policy.control, exp.policy.costs) == (RULE, 1, costs)
     service = experiment_policy(exp.spec)
@@ -167,6 +167,6 @@ def test_the_default_policy_is_the_simulators_decision_ts_built_by_one_builder(d
 
 @pytest.mark.xfail(strict=True, reason="needs DecisionTS.needs_latency to follow its rule (bandit/decision.py)")
 def test_a_rule_without_latency_takes_feedback_without_latency_under_the_default_policy(db):
-    exp = Experiment(_spec(), SQLiteStore(db))
+    exp = Experiment(_spec(), open_store(db))
     ids = [exp.assign(f"u{i}").decision_id for i in range(3)]
     assert exp.feedback([Event(f"e{i}", d, 1.0, None) for i, d in enumerate(ids)]).accepted == 3
