@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 from recsys.config_loading import from_dict, to_dict
 from recsys.errors import require
 
-Step = Literal["distill", "factorize", "prune", "quantize"]
+Step = Literal["distill", "factorize", "mixed_dim", "prune", "quantize"]
 ModelConfig = TypeVar("ModelConfig")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -110,9 +110,29 @@ class FactorizeConfig:
 
 
 @dataclass(frozen=True)
+class MixedDimConfig:
+    """Each table at its own width r <= d (its rank-r SVD, rows projected to d by an r x d map, as
+    factorize serves them), widths chosen from `dims` for the least summed harm within `budget_ratio`
+    (bytes counted at the precision the variant's quantize step stores); then factorize with them."""
+
+    budget_ratio: float | None = None  # at least this many times fewer bytes than fp32 (required)
+    dims: tuple[int, ...] = (32, 16, 8, 4, 2, 1)  # widths a table may take besides its own
+    sensitivity: Literal["frequency", "output"] = "frequency"  # access-weighted SVD error, or logit MSE
+    sensitivity_batches: int = 20  # validation batches (of 1024 rows) per output probe
+    fine_tune: DistillConfig | None = None
+
+    def __post_init__(self) -> None:
+        require(self.budget_ratio is None or self.budget_ratio >= 1.0, "budget_ratio", "must be >= 1")
+        require(len(self.dims) > 0 and min(self.dims) >= 1, "dims", "must list widths >= 1")
+        require(self.sensitivity_batches >= 1, "sensitivity_batches", "must be >= 1")
+        require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
+                "the mixed-dimension model is the one fine-tuned; give no student")
+
+
+@dataclass(frozen=True)
 class VariantConfig:
-    """One variant: steps run in the order given (distill first if present, factorize before
-    prune, quantize last)."""
+    """One variant: steps run in the order given (distill first if present, factorize or mixed_dim
+    before prune, quantize last)."""
 
     name: str
     steps: tuple[Step, ...] = ("quantize",)
@@ -120,6 +140,7 @@ class VariantConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     factorize: FactorizeConfig = field(default_factory=FactorizeConfig)
+    mixed_dim: MixedDimConfig = field(default_factory=MixedDimConfig)
 
     def __post_init__(self) -> None:
         require(bool(_NAME.match(self.name)) and self.name != "fp32", "name",
@@ -134,6 +155,12 @@ class VariantConfig:
                     "give rank (every table) or ranks (per table)")
             require("prune" not in self.steps or self.steps.index("factorize") < self.steps.index("prune"),
                     "steps", "factorize must come before prune (it makes the rows prune drops)")
+        if "mixed_dim" in self.steps:
+            require(self.mixed_dim.budget_ratio is not None, "mixed_dim.budget_ratio",
+                    "required: the byte budget the widths are chosen under")
+            require("factorize" not in self.steps, "steps", "mixed_dim factorizes itself: give it or factorize")
+            require("prune" not in self.steps or self.steps.index("mixed_dim") < self.steps.index("prune"),
+                    "steps", "mixed_dim must come before prune (it makes the rows prune drops)")
 
 
 @dataclass(frozen=True)

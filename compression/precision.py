@@ -10,24 +10,18 @@ when the combinations are few, every combination is searched: `compression.budge
 """
 from __future__ import annotations
 
-import copy
-import itertools
-from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
-from torchrec.datasets.utils import Batch
 
 from compression.budget import search
 from compression.config import QuantizeConfig
+from compression.probe import probe_batches, table_harm
 from compression.quantize import BITS, PACK_MULTIPLE, check_precision
-from compression.tables import FloatTable, load_tables, pack, unpack
+from compression.tables import FloatTable, pack, unpack
 from recsys.errors import ConfigError
 from recsys.serving.size import table_bytes
 from recsys.train.tasks import Task
-
-PROBE_BATCH_SIZE = 1024
 
 
 def bytes_of(table: FloatTable, precision: str) -> int:
@@ -55,54 +49,12 @@ def explicit_precisions(config: QuantizeConfig, tables: dict[str, FloatTable]) -
     return {name: config.tables.get(name, config.default) for name in tables}
 
 
-def probe_batches(task: Task, batches: int, loss: bool) -> list[Batch]:
-    """The first `batches` validation batches of the task's rows, read once: every probe scores the
-    same rows (a streamed source would re-parse its files per probe). Full batches only when the
-    task's loss needs them."""
-    full = loss and task.needs_full_batches
-    stream = task.dataset.batches("val", PROBE_BATCH_SIZE, drop_last=full, positives_only=task.positives_only)
-    out = list(itertools.islice(stream, batches))
-    if full and not out:
-        raise ConfigError(f"quantize.sensitivity: the val split has no full batch of {PROBE_BATCH_SIZE} "
-                          f"{'clicks' if task.positives_only else 'rows'}; use 'output'")
-    return out
-
-
-def _probe_signal(task: Task, config: QuantizeConfig) -> Callable[[nn.Module], Any]:
-    """A function of the probe model: the task's loss on the probe batches, or their logits (for the
-    output distortion)."""
-    loss = config.sensitivity == "loss"
-    batches = probe_batches(task, config.sensitivity_batches, loss)
-
-    @torch.no_grad()
-    def signal(model: nn.Module) -> Any:
-        model.eval()
-        if loss:
-            return float(task.loss(model, batches))
-        return torch.cat([task.score(model, b) for b in batches])
-
-    return signal
-
-
-def _distortion(config: QuantizeConfig, probe: Any, base: Any) -> float:
-    return float(probe - base) if config.sensitivity == "loss" else float((probe - base).square().mean())
-
-
 def sensitivity(task: Task, model: nn.Module, tables: dict[str, FloatTable],
                 config: QuantizeConfig, candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     """How much lowering only table t to precision p hurts: val-loss increase or logit MSE."""
-    probe = copy.deepcopy(model)
-    load_tables(probe, tables)
-    signal = _probe_signal(task, config)
-    base = signal(probe)
-    out: dict[str, dict[str, float]] = {}
-    for name, table in tables.items():
-        out[name] = {}
-        for precision in candidates[name]:
-            load_tables(probe, {name: unpack(pack(table, precision, config.clip_search))})
-            out[name][precision] = _distortion(config, signal(probe), base)
-        load_tables(probe, {name: table})
-    return out
+    loss = config.sensitivity == "loss"
+    return table_harm(task, model, tables, candidates, lambda t, p: unpack(pack(t, p, config.clip_search)),
+                      probe_batches(task, config.sensitivity_batches, loss), loss)
 
 
 def _candidates(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[str, list[str]]:

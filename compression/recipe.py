@@ -1,4 +1,4 @@
-"""Recipes: a variant's steps (distill -> factorize -> prune -> quantize) applied in the config's order.
+"""Recipes: a variant's steps (distill -> factorize | mixed_dim -> prune -> quantize) applied in the config's order.
 
 Every step works on the teacher's tables (`FloatTable`s) and the model's task: which batches it
 trains on, its loss and its evaluation (`recsys.train.tasks`). Nothing here depends on which kind
@@ -15,6 +15,7 @@ from torch import nn
 from compression.config import DistillConfig, VariantConfig
 from compression.distill import StudentBuilder, student_alone, train_student
 from compression.factorize import factorize
+from compression.mixed_dim import mixed_dim
 from compression.precision import explicit_precisions, mixed_precision
 from compression.prune import prune
 from compression.tables import float_bytes, float_tables, pack
@@ -94,6 +95,13 @@ def build_variant(teacher: Teacher, task: Task | None, config: VariantConfig, pr
                 cache[key] = factorize(config.factorize, teacher.model, model, tables, task, progress)
             model, tables, notes["factorize"] = cache[key]
             origin.append(key)
+        elif step == "mixed_dim":
+            key = repr((origin, config.mixed_dim, stored_precision(config)))
+            if key not in cache:
+                cache[key] = mixed_dim(config.mixed_dim, teacher.model, model, tables, task, fp32_total,
+                                       stored_precision(config), progress)
+            model, tables, notes["mixed_dim"] = cache[key]
+            origin.append(key)
         elif step == "prune":
             tables = prune(config.prune, model, tables, task)
             origin.append(repr(config.prune))
@@ -105,6 +113,11 @@ def build_variant(teacher: Teacher, task: Task | None, config: VariantConfig, pr
     packed = {n: pack(t, precisions[n], config.quantize.clip_search) for n, t in tables.items()}
     notes["precisions"] = precisions
     return Variant(config.name, spec, model, packed, fp32_total, to_dict(config), notes, teacher.meta)
+
+
+def stored_precision(config: VariantConfig) -> str:
+    """The precision mixed_dim counts bytes at: quantize's default, fp32 without a quantize step."""
+    return config.quantize.default if "quantize" in config.steps else "fp32"
 
 
 def fp32_variant(teacher: Teacher) -> Variant:
