@@ -40,6 +40,7 @@ STUDENT = {"embedding_dim": 16, "dense_arch": [64, 16], "over_arch": [64, 32, 1]
 DISTILL = DistillConfig(student=STUDENT, alpha=0.3, epochs=4, lr_sparse=0.03, seed=0)
 
 
+@torch.no_grad()
 def _logits(model: torch.nn.Module, task: Any) -> tuple[np.ndarray, np.ndarray]:
     logits, labels = predict(model, task.dataset, "test", 4096)
     keep = labels.numpy() >= 0
