@@ -12,6 +12,13 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
 4. Large tables (2.5 GB at fp32, Zipf ids, dim 64 and 128): TBE lookup latency and QPS of
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
+5. Beyond quantization (`--parts beyond`; MovieLens dim-64 teacher, and the Criteo-like one with
+   `beyond_criteo`): the accuracy/bytes curve from about 4x to 100x (uniform precisions;
+   factorize ranks x precisions, fine-tuned against the teacher; pruning; mixed precision), the
+   best variant at >= 32x with a paired bootstrap interval of its AUC difference to fp32, the
+   three shape-changing methods compared at equal bytes (each topped by mixed precision at the
+   same budget, so every one fills the same bytes), QPS at batch 4096 against the fp32 TBE, and
+   a PNG of delta AUC vs compression ratio by method with the Pareto front.
 
     python bench/compression_bench.py          # full (~25 min on 2 cores)
     python bench/compression_bench.py --quick  # smoke run
@@ -21,10 +28,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +41,22 @@ import torch
 from torchrec import KeyedJaggedTensor
 
 from compression.build import compress
-from compression.config import CompressConfig, TimingConfig
+from compression.config import CompressConfig, FactorizeConfig, TimingConfig
+from compression.factorize import table_ranks
 from compression.latency import measure
+from compression.quantize import PACK_MULTIPLE
 from compression.report import VariantRow, format_table, plot, run_rows, write_csv
 from compression.scorer import build_quant_ebc
-from compression.tables import FloatTable, float_tables, pack
+from compression.tables import FloatTable, float_bytes, float_tables, pack
 from compression.variant import load_variant
 from recsys.app.config import load_config
 from recsys.config_loading import from_dict, read_toml
 from recsys.data.config import DataConfig
 from recsys.data.sources import load_dataset
 from recsys.errors import UserError
-from recsys.metrics.ctr import paired_auc_difference
+from recsys.metrics.ctr import PairedDifference, paired_auc_difference
 from recsys.serving.export import ExportedModel, load_model
-from recsys.serving.size import fp32_bytes, table_bytes, tbe_bytes
+from recsys.serving.size import fp32_bytes, row_bytes, table_bytes, tbe_bytes
 
 ML_CONFIG, SYNTHETIC_CONFIG = "configs/movielens_compress.toml", "configs/synthetic_compress.toml"
 CRITEO_LIKE_CONFIG = "configs/criteo_like.toml"
@@ -62,12 +72,17 @@ class Scale:
     criteo_like_rows: int
     large_bytes: float  # fp32 bytes of the large-table part
     large_latency: TimingConfig
+    fine_tune_epochs: int  # of the factorized variants (beyond quantization)
+    beyond_latency: TimingConfig  # at batch 4096
+    bootstrap_rounds: int
 
 
 FULL = Scale(4, TimingConfig(repeats=5, iters=20, warmup=3), 400_000, 1_000_000, 2.5e9,
-             TimingConfig(repeats=5, iters=10, warmup=3))
+             TimingConfig(repeats=5, iters=10, warmup=3), 2, TimingConfig(batch_sizes=(4096,), repeats=5, iters=6,
+                                                                         warmup=2), 1000)
 QUICK = Scale(1, TimingConfig(batch_sizes=(1, 512, 4096), repeats=2, iters=4, warmup=1), 60_000, 100_000, 1e8,
-              TimingConfig(repeats=2, iters=4, warmup=1))
+              TimingConfig(repeats=2, iters=4, warmup=1), 1, TimingConfig(batch_sizes=(4096,), repeats=2, iters=2,
+                                                                          warmup=1), 200)
 
 def uniform_ratio(exported: ExportedModel, precision: str) -> float:
     """The fp32/bytes ratio uniform `precision` reaches on this teacher (the mixed-precision budget)."""
@@ -111,19 +126,25 @@ def mixed_vs_uniform(exported: ExportedModel) -> list[dict[str, Any]]:
     return out
 
 
-def paired_comparison(out: Path, dataset, pairs: list[tuple[str, str]]) -> None:
-    """AUC(b) - AUC(a) on the same test rows with a 95% paired bootstrap interval."""
-    names = sorted({n for pair in pairs for n in pair})
+def test_logits(out: Path, dataset, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The test rows' labels (padding dropped) and every stored variant's logits on them."""
     scorers = {n: load_variant(out / "variants" / n) for n in names}
-    logits, labels = {n: [] for n in names}, []
+    logits: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    labels = []
     for batch in dataset.batches("test", 4096):
         labels.append(batch.labels)
         for n, scorer in scorers.items():
             logits[n].append(scorer.score(batch))
     y = torch.cat(labels)
     keep = y >= 0
+    return y[keep].numpy(), {n: torch.cat(v)[keep].numpy() for n, v in logits.items()}
+
+
+def paired_comparison(out: Path, dataset, pairs: list[tuple[str, str]]) -> None:
+    """AUC(b) - AUC(a) on the same test rows with a 95% paired bootstrap interval."""
+    y, logits = test_logits(out, dataset, sorted({n for pair in pairs for n in pair}))
     for a, b in pairs:
-        d = paired_auc_difference(y[keep], torch.cat(logits[a])[keep], torch.cat(logits[b])[keep])
+        d = paired_auc_difference(y, logits[a], logits[b])
         print(f"AUC {b} - {a}: {d.delta:+.5f}  (95% paired bootstrap: {d.low:+.5f} .. {d.high:+.5f})")
 
 
@@ -143,6 +164,221 @@ def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[s
               f"{notes['student_alone']['auc']:.4f}")
     print(f"wrote {out / 'variants.csv'} and {out / 'variants.png'}")
     return rows
+
+
+RANK_GRID = ((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8", "int4")), (2, ("int8", "fp16")),
+             (1, ("fp16",)))  # the factorize points of the curve: rank x precision of A
+RANKS = (32, 16, 8, 4, 2, 1)  # ranks an equal-bytes factorized variant may take
+TARGETS = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 80.0)  # ratios the methods are compared at
+HEADLINE_RATIO, HEADLINE_LOSS = 32.0, 0.001  # the goal: >= 32x fewer bytes at AUC >= fp32's - 0.001
+FLOOR_PRECISIONS = ("fp16", "int8", "int4")  # the smallest row short of int2 is one of these
+
+
+def smallest_row(dim: int) -> str:
+    """The precision short of int2 with the fewest bytes a row of width `dim` (scale/bias included)."""
+    return min((p for p in FLOOR_PRECISIONS if dim % PACK_MULTIPLE[p] == 0), key=lambda p: row_bytes(dim, p))
+
+
+def factorized_bytes(tables: dict[str, FloatTable], rank: int) -> int:
+    """Bytes of `factorize.rank = rank` with every table at its smallest row short of int2 (the one
+    byte counter; maps included)."""
+    ranks = table_ranks(FactorizeConfig(rank=rank), tables)
+    total = 0
+    for name, t in tables.items():
+        width = ranks.get(name, t.dim)
+        total += table_bytes(t.num_embeddings, width, smallest_row(width), map_dim=t.dim if name in ranks else 0).total
+    return total
+
+
+def rank_for(tables: dict[str, FloatTable], budget: float) -> int | None:
+    """The largest rank whose tables fit `budget` bytes at their smallest rows short of int2 (mixed
+    precision then spends the budget); None if not even rank 1 does."""
+    fits = [r for r in RANKS if r < min(t.dim for t in tables.values()) and factorized_bytes(tables, r) <= budget]
+    return fits[0] if fits else None
+
+
+def prune_ratio_for(tables: dict[str, FloatTable], budget: float) -> float | None:
+    """The share of rows (rounded up to 1%) to prune so the kept rows fit `budget` at int4 beside the
+    remaps (4 bytes per id) and each table's 128-byte padding; None if the remaps alone nearly fill it."""
+    ids = sum(t.num_embeddings for t in tables.values())
+    row = sum(t.num_embeddings * row_bytes(t.dim, "int4") for t in tables.values()) / ids
+    keep = (budget - 4 * ids - 128 * len(tables)) / (row * ids)
+    return None if keep < 0.01 else min(0.99, math.ceil((1 - min(keep, 1.0)) * 100) / 100)
+
+
+@dataclass
+class Beyond:
+    """The variants of the beyond-quantization part, each with its method, and which variant each
+    method has at every equal-bytes target."""
+
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    method: dict[str, str] = field(default_factory=dict)
+    equal: dict[float, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, method: str, name: str, **config: Any) -> str:
+        self.variants.append({"name": name, **config})
+        self.method[name] = method
+        return name
+
+
+def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any]) -> Beyond:
+    """Uniform precisions; factorize ranks x precisions (fine-tuned; rank 4 also SVD only); and at
+    each target ratio, mixed precision alone (where int2 can reach it), pruning + mixed precision and
+    factorize + mixed precision, all three at the same budget."""
+    tables, fp32 = float_tables(exported.model), float_bytes(exported.model)
+    out = Beyond()
+    for p in ("int8", "int4", "int2"):
+        out.add("quantize", p, quantize={"default": p})
+    factorize = {"rank": 0, "fine_tune": fine_tune}
+    for rank, precisions in RANK_GRID:
+        for p in precisions:
+            out.add("factorize", f"f{rank}-{p}", steps=["factorize", "quantize"],
+                    factorize={**factorize, "rank": rank}, quantize={"default": p})
+    out.add("factorize (SVD only)", "f4-svd-int4", steps=["factorize", "quantize"], factorize={"rank": 4},
+            quantize={"default": "int4"})
+    int2 = uniform_ratio(exported, "int2")
+    for target in TARGETS:
+        at, budget, quantize = {}, fp32 / target, {"budget_ratio": target}
+        if target <= int2:
+            at["mixed precision"] = out.add("mixed precision", f"mixed-{target:g}x", quantize=quantize)
+        ratio = prune_ratio_for(tables, budget)
+        if ratio is not None:
+            at["pruning"] = out.add("pruning", f"prune{ratio:g}-{target:g}x", steps=["prune", "quantize"],
+                                    prune={"method": "frequency", "scope": "global", "ratio": ratio},
+                                    quantize=quantize)
+        rank = rank_for(tables, budget)
+        if rank is not None:
+            at["factorize"] = out.add("factorize", f"f{rank}-{target:g}x", steps=["factorize", "quantize"],
+                                      factorize={**factorize, "rank": rank}, quantize=quantize)
+        out.equal[target] = at
+    return out
+
+
+def fine_tune_of(config: str, epochs: int) -> dict[str, Any]:
+    """The fine-tuning of the scenario config's factorized variant, for `epochs` epochs."""
+    variant = next(v for v in read_toml(config)["compress"]["variants"] if "factorize" in v.get("steps", ()))
+    return {**variant["factorize"]["fine_tune"], "epochs": epochs}
+
+
+def interval(d: PairedDifference) -> str:
+    return f"{d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
+
+
+def headline(rows: dict[str, VariantRow], y: np.ndarray, logits: dict[str, np.ndarray], rounds: int) -> None:
+    """The most accurate variant at >= HEADLINE_RATIO x, its AUC difference to fp32 with a paired
+    bootstrap interval, and whether it meets the goal."""
+    over = [r for r in rows.values() if r.ratio >= HEADLINE_RATIO]
+    if not over:
+        print(f"no variant reaches {HEADLINE_RATIO:g}x")
+        return
+    best = max(over, key=lambda r: r.value)
+    d = paired_auc_difference(y, logits["fp32"], logits[best.variant], rounds=rounds)
+    verdict = ("meets" if d.delta >= -HEADLINE_LOSS else "misses") + f" the goal (delta >= -{HEADLINE_LOSS})"
+    bound = "its whole interval is above" if d.low >= -HEADLINE_LOSS else "its interval reaches below"
+    print(f"\nbest at >= {HEADLINE_RATIO:g}x: {best.variant}, {best.bytes:,} bytes ({best.ratio:.2f}x), "
+          f"AUC {best.value:.4f}, delta vs fp32 {interval(d)} (95% paired bootstrap, {rounds} rounds, "
+          f"{y.size:,} test rows): {verdict}; {bound} -{HEADLINE_LOSS}")
+
+
+def equal_bytes(beyond: Beyond, rows: dict[str, VariantRow], y: np.ndarray, logits: dict[str, np.ndarray],
+                rounds: int) -> None:
+    """Per target ratio, each method's bytes and AUC difference to fp32 (paired intervals), the winner
+    and its paired margin over the runner-up; then which method wins where, in words."""
+    methods = ("mixed precision", "pruning", "factorize")
+    print("\n== equal bytes: delta AUC vs fp32 [95% paired bootstrap], each method at the same budget ==")
+    print(f"{'target':>7}" + "".join(f"{m:>44}" for m in methods) + "   winner (margin over the runner-up)")
+    wins: list[tuple[float, str]] = []
+    for target, at in beyond.equal.items():
+        cells = ""
+        for m in methods:
+            name = at.get(m)
+            if name is None:
+                cells += f"{'cannot reach':>44}"
+                continue
+            d = paired_auc_difference(y, logits["fp32"], logits[name], rounds=rounds)
+            cells += f"{f'{rows[name].ratio:.1f}x {interval(d)}':>44}"
+        ranked = sorted(at.values(), key=lambda n: -rows[n].value)
+        if len(ranked) < 2:
+            wins.append((target, beyond.method[ranked[0]] if ranked else "none"))
+            print(f"{target:>6g}x{cells}   {wins[-1][1]} (alone)")
+            continue
+        margin = paired_auc_difference(y, logits[ranked[1]], logits[ranked[0]], rounds=rounds)
+        first, second = beyond.method[ranked[0]], beyond.method[ranked[1]]
+        winner = first if margin.low > 0 else f"tie {first}/{second}"
+        wins.append((target, winner))
+        print(f"{target:>6g}x{cells}   {winner} ({interval(margin)})")
+    print("in words: " + "; ".join(f"{w} at {', '.join(f'{t:g}x' for t, v in wins if v == w)}"
+                                   for w in dict.fromkeys(v for _, v in wins))
+          + " (a tie: the runner-up's paired interval reaches 0)")
+
+
+def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title: str) -> None:
+    """Delta AUC vs compression ratio (log), one colour per method, the Pareto front joined; the whole
+    range on the left, the goal's neighbourhood on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from bandit.tradeoff import pareto_front
+
+    named = [r for r in rows.values() if r.variant != "fp32"]
+    front = pareto_front(np.array([r.value for r in named]), np.array([r.bytes for r in named]))
+    front_rows = sorted((named[i] for i in front), key=lambda r: r.ratio)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, low in ((axes[0], None), (axes[1], -4 * HEADLINE_LOSS)):
+        for method in dict.fromkeys(beyond.method[r.variant] for r in named):
+            pts = [r for r in named if beyond.method[r.variant] == method]
+            ax.scatter([r.ratio for r in pts], [r.delta for r in pts], label=method, s=22)
+        ax.plot([r.ratio for r in front_rows], [r.delta for r in front_rows], "-", color="grey", lw=0.8,
+                label="Pareto front")
+        ax.axhline(-HEADLINE_LOSS, ls="--", color="red", lw=0.7, label=f"-{HEADLINE_LOSS} AUC")
+        ax.axvline(HEADLINE_RATIO, ls=":", color="red", lw=0.7)
+        ax.set_xscale("log")
+        for axis_format in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            axis_format(FuncFormatter(lambda x, _: f"{x:g}x"))
+        ax.set_xlabel("fewer embedding bytes than fp32 (log)")
+        ax.set_ylabel("AUC - fp32 AUC")
+        if low is not None:
+            ax.set_ylim(low, HEADLINE_LOSS)
+            ax.set_xlim(8, 128)
+            for r in named:
+                if low <= r.delta <= HEADLINE_LOSS and r.ratio >= 8:
+                    ax.annotate(r.variant, (r.ratio, r.delta), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale,
+                out: Path, reuse: bool = False) -> None:
+    """Part 5 for one teacher: build and measure (or, with `reuse`, read the variants stored by an
+    earlier run), then the headline, equal bytes, QPS and the plot."""
+    beyond = beyond_variants(exported, fine_tune)
+    if reuse and (out / "variants" / "fp32").is_dir():
+        measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
+        print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
+    else:
+        measured = run_part(title, exported, dataset, beyond.variants, replace(scale, latency=scale.beyond_latency),
+                            out)
+    rows = {r.variant: r for r in measured}
+    beyond.method["fp32"] = "fp32"
+    y, logits = test_logits(out, dataset, list(rows))
+    headline(rows, y, logits, scale.bootstrap_rounds)
+    equal_bytes(beyond, rows, y, logits, scale.bootstrap_rounds)
+    size = scale.beyond_latency.batch_sizes[0]
+    fp32 = rows["fp32"]
+    print(f"\nQPS at batch {size} (rows/s on the serving path, compression.latency), factorized vs the fp32 TBE "
+          f"({fp32.qps:,.0f} rows/s):")
+    for r in rows.values():
+        if beyond.method[r.variant].startswith("factorize"):
+            print(f"  {r.variant:<16}{r.qps:>12,.0f} rows/s  {r.qps / fp32.qps:.2f}x fp32   "
+                  f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms")
+    plot_methods(beyond, rows, out / "beyond.png", title)
+    print(f"wrote {out / 'beyond.png'}")
 
 
 def dataset_of(exported: ExportedModel):
@@ -213,8 +449,11 @@ def main() -> None:
                         "configs/movielens_compress.toml's teacher)")
     parser.add_argument("--out", default="runs/bench_compression")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="beyond parts: analyse the variants an earlier run "
+                        "stored instead of building them again")
     parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
-    parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large")
+    parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large,beyond",
+                        help="comma-separated: movielens, synthetic, criteo_like, large, beyond, beyond_criteo")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -243,6 +482,16 @@ def main() -> None:
                                                              ("int4", "mixed-int4-bytes-loss"),
                                                              ("int2", "mixed-int2-bytes"),
                                                              ("int2", "mixed-int2-bytes-loss")])
+        if "beyond" in parts:
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            beyond_part("MovieLens-100k DLRM dim 64, beyond quantization", exported, dataset_of(exported),
+                        fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens", args.reuse)
+        if "beyond_criteo" in parts:
+            exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
+                               "baselines.logistic=false")
+            beyond_part("Criteo-like log, 26 tables, DLRM dim 64, beyond quantization", exported,
+                        dataset_of(exported), {**fine_tune_of(ML_CONFIG, 1), "batch_size": 2048}, scale,
+                        out / "beyond_criteo_like", args.reuse)
         if "large" in parts:
             for dim in (64, 128):
                 large_tables(scale, out, torch.device(args.device), dim=dim)
