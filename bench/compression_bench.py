@@ -41,14 +41,15 @@ import torch
 from torchrec import KeyedJaggedTensor
 
 from compression.build import compress
-from compression.config import CompressConfig, FactorizeConfig, TimingConfig
+from compression.config import CompressConfig, FactorizeConfig, MixedDimConfig, TimingConfig
 from compression.factorize import table_ranks
 from compression.latency import measure
+from compression.mixed_dim import width_bytes, widths
 from compression.quantize import PACK_MULTIPLE
 from compression.report import VariantRow, format_table, plot, run_rows, write_csv
 from compression.scorer import build_quant_ebc
 from compression.tables import FloatTable, float_bytes, float_tables, pack
-from compression.variant import load_variant
+from compression.variant import load_variant, read_manifest
 from recsys.app.config import load_config
 from recsys.config_loading import from_dict, read_toml
 from recsys.data.config import DataConfig
@@ -381,6 +382,50 @@ def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[st
     print(f"wrote {out / 'beyond.png'}")
 
 
+MIXED_DIMS, MIXED_DIM_PRECISION = (32, 16, 8, 4), "int4"
+MIXED_DIM_TARGETS = (16.0, 24.0, 32.0)  # where a width per table may beat one rank for all
+
+
+def mixed_dim_variants(exported: ExportedModel, fine_tune: dict[str, Any]) -> dict[float, dict[str, Any]]:
+    """At each of MIXED_DIM_TARGETS that int4 rows can reach: mixed_dim (widths by access frequency,
+    fine-tuned) then int4."""
+    tables, fp32 = float_tables(exported.model), float_bytes(exported.model)
+    out = {}
+    for target in MIXED_DIM_TARGETS:
+        config = MixedDimConfig(budget_ratio=target, dims=MIXED_DIMS)
+        options = widths(config, tables, MIXED_DIM_PRECISION)
+        if sum(width_bytes(tables[n], o[-1], MIXED_DIM_PRECISION) for n, o in options.items()) <= fp32 / target:
+            out[target] = {"name": f"md-{target:g}x", "steps": ["mixed_dim", "quantize"],
+                           "mixed_dim": {"budget_ratio": target, "dims": list(MIXED_DIMS), "fine_tune": fine_tune},
+                           "quantize": {"default": MIXED_DIM_PRECISION}}
+    return out
+
+
+def mixed_dim_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale,
+                   out: Path, beyond_out: Path, reuse: bool = False) -> None:
+    """mixed_dim at each reachable target, against the beyond part's factorized variant at the same
+    target (stored in `beyond_out`): both deltas vs fp32 and their paired difference."""
+    variants = mixed_dim_variants(exported, fine_tune)
+    if reuse and (out / "variants" / "fp32").is_dir():
+        measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
+        print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
+    else:
+        measured = run_part(title, exported, dataset, list(variants.values()),
+                            replace(scale, latency=scale.beyond_latency), out)
+    rows = {r.variant: r for r in measured}
+    factorized = {t: at["factorize"] for t, at in beyond_variants(exported, fine_tune).equal.items() if t in variants}
+    y, mine = test_logits(out, dataset, list(rows))
+    _, theirs = test_logits(beyond_out, dataset, list(factorized.values()))
+    print("\n== mixed_dim vs factorize at equal bytes: delta AUC [95% paired bootstrap] ==")
+    for target, config in variants.items():
+        md, f = config["name"], factorized[target]
+        vs_fp32 = paired_auc_difference(y, mine["fp32"], mine[md], rounds=scale.bootstrap_rounds)
+        vs_f = paired_auc_difference(y, theirs[f], mine[md], rounds=scale.bootstrap_rounds)
+        widths_chosen = read_manifest(out / "variants" / md)["notes"]["mixed_dim"]["widths"]
+        print(f"{target:>5g}x  {md} {rows[md].ratio:.1f}x vs fp32 {interval(vs_fp32)};  minus {f}: {interval(vs_f)};  "
+              f"widths {widths_chosen}")
+
+
 def dataset_of(exported: ExportedModel):
     experiment = exported.meta["experiment"]
     return load_dataset(from_dict(DataConfig, experiment["data"], "data"), experiment["seed"])
@@ -453,7 +498,8 @@ def main() -> None:
                         "stored instead of building them again")
     parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
     parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large,beyond",
-                        help="comma-separated: movielens, synthetic, criteo_like, large, beyond, beyond_criteo")
+                        help="comma-separated: movielens, synthetic, criteo_like, large, beyond, "
+                        "beyond_mixed_dim (after beyond: compared with its factorized variants), beyond_criteo")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -486,6 +532,11 @@ def main() -> None:
             exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
             beyond_part("MovieLens-100k DLRM dim 64, beyond quantization", exported, dataset_of(exported),
                         fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens", args.reuse)
+        if "beyond_mixed_dim" in parts:
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            mixed_dim_part("MovieLens-100k DLRM dim 64, mixed_dim", exported, dataset_of(exported),
+                           fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens_md",
+                           out / "beyond_movielens", args.reuse)
         if "beyond_criteo" in parts:
             exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
                                "baselines.logistic=false")
