@@ -42,17 +42,67 @@ def broadcast(x: torch.Tensor, candidates: int) -> torch.Tensor:
     return x.expand(candidates, x.shape[1]) if x.shape[0] == 1 else x.repeat_interleave(candidates, 0)
 
 
-def over_layers(over_arch: nn.Module) -> tuple[nn.Linear, nn.Sequential] | None:
+class Affine(nn.Module):
+    """A Linear layer as one addmm, its weight transposed once."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight: torch.Tensor
+        self.bias: torch.Tensor
+        self.register_buffer("weight", linear.weight.detach().t().contiguous())
+        bias = linear.bias if linear.bias is not None else linear.weight.new_zeros(linear.out_features)
+        self.register_buffer("bias", bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)
+
+
+class Layers(nn.Module):
+    """Linear layers, a ReLU after each but the last (after the last too with `last_relu`): an
+    addmm and an in-place ReLU per layer, two ops and one new tensor (TorchScript's frozen and
+    optimized Linear is a matmul and an add)."""
+
+    def __init__(self, linears: list[nn.Linear], last_relu: bool) -> None:
+        super().__init__()
+        self.affines = nn.ModuleList([Affine(lin) for lin in linears])
+        self.relus = [True] * (len(linears) - 1) + [last_relu]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, affine in enumerate(self.affines):
+            x = affine(x)
+            if self.relus[i]:
+                x = torch.relu_(x)
+        return x
+
+
+def same_function(module: nn.Module, layers: nn.Module, inputs: int, device: torch.device) -> bool:
+    """Whether `layers` computes what `module` does, on a random input."""
+    x = torch.randn(8, inputs, device=device)
+    with torch.no_grad():
+        return torch.allclose(module(x), layers(x), atol=1e-6)
+
+
+def over_layers(over_arch: nn.Module) -> tuple[nn.Linear, Layers] | None:
     """TorchRec's OverArch as its first Linear and the layers after its ReLU (Linear, ReLU, ...,
     Linear), checked against the module on a random input; None if it is not that shape."""
     linears = [m for m in over_arch.modules() if isinstance(m, nn.Linear)]
     if not linears:
         return None
-    rest = nn.Sequential(*[m for lin in linears[1:] for m in (lin, nn.ReLU())][:-1])
-    x = torch.randn(8, linears[0].in_features, device=linears[0].weight.device)
-    with torch.no_grad():
-        same = torch.allclose(over_arch(x), rest(torch.relu(linears[0](x))), atol=1e-6)
-    return (linears[0], rest) if same else None
+    rest = Layers(linears[1:], last_relu=False) if len(linears) > 1 else nn.Identity()
+    first = nn.Sequential(linears[0], nn.ReLU(), rest)
+    return (linears[0], rest) if same_function(over_arch, first, linears[0].in_features,
+                                                linears[0].weight.device) else None
+
+
+def dense_layers(dense_arch: nn.Module) -> nn.Module:
+    """TorchRec's DenseArch as `Layers` (Linear and ReLU each), if that is what it computes on a
+    random input; else the module itself."""
+    linears = [m for m in dense_arch.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return dense_arch
+    layers = Layers(linears, last_relu=True)
+    return layers if same_function(dense_arch, layers, linears[0].in_features, linears[0].weight.device) \
+        else dense_arch
 
 
 class RequestModule(nn.Module):
@@ -73,11 +123,11 @@ class DotDLRM(RequestModule):
     the dot products of I with S (one matrix product per request) and within I are per candidate.
     The layer's weight columns are laid out once for the three parts; no pair is gathered per call."""
 
-    def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Sequential) -> None:
+    def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Module) -> None:
         lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
         mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
-        self.lookup, self.dense_arch, self.rest = lookup, dlrm.dense_arch, rest
+        self.lookup, self.dense_arch, self.rest = lookup, dense_layers(dlrm.dense_arch), rest
         d, s, k = dlrm.sparse_arch.D, 1 + len(mine), len(theirs)
         self.dim, self.s, self.k = d, s, k
         at = {f: ("S", 1 + mine.index(f)) if f in mine else ("I", theirs.index(f)) for f in mine + theirs}
@@ -122,7 +172,8 @@ class DotDLRM(RequestModule):
             vectors = candidate.view(h.shape[0], self.k, self.dim)
             products = vectors.index_select(1, self.left) * vectors.index_select(1, self.right)
             h = torch.addmm(h, products.sum(2), self.within_w)
-        return self.rest(torch.relu(h)).squeeze(-1)
+        h = torch.relu_(h) if self.k > 0 else torch.relu(h)  # else h may be a view of the request's row
+        return self.rest(h).squeeze(-1)
 
 
 class AnyDLRM(RequestModule):
@@ -133,7 +184,7 @@ class AnyDLRM(RequestModule):
         lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
         mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
-        self.lookup, self.dense_arch = lookup, dlrm.dense_arch
+        self.lookup, self.dense_arch = lookup, dense_layers(dlrm.dense_arch)
         self.inter_arch, self.over_arch = symbolic_trace(dlrm.inter_arch), symbolic_trace(dlrm.over_arch)  # scriptable
         names = dlrm.sparse_arch.sparse_feature_names
         self.dim, self.rows = dlrm.sparse_arch.D, 1 + len(names)

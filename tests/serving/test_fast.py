@@ -12,6 +12,7 @@ from compression.prune import apply_mask
 from compression.scorer import CompressedScorer
 from compression.tables import float_tables, pack
 from recsys.serving.fast import AnyDLRM, DotDLRM, serving_path
+from recsys.serving.lookup import MEAN_BY_SCALE_ROWS
 from recsys.serving.scorer import ModelScorer, RequestScorer
 from recsys.serving.size import fp32_bytes
 from tests.serving.conftest import SCHEMA, random_requests
@@ -37,12 +38,12 @@ def compressed(model: torch.nn.Module, precision: str, prune: bool = False, cata
                             catalogue=catalogue)
 
 
-def check_same_scores(scorer: RequestScorer, precision: str, candidates: int) -> None:
-    requests = random_requests(n=5, candidates=candidates, seed=candidates)
+def check_same_scores(scorer: RequestScorer, precision: str, candidates: int, n: int = 5) -> None:
+    requests = random_requests(n=n, candidates=candidates, seed=candidates)
     fast = scorer.score_requests(requests)
     with torch.no_grad():
         today = scorer.score(requests.to_batch())
-    assert fast.shape == today.shape == (5 * candidates,)
+    assert fast.shape == today.shape == (n * candidates,)
     assert ((fast - today).abs() <= TOLERANCE[precision] * today.abs().clamp(min=1.0)).all(), \
         (fast - today).abs().max()
     assert today.std() > 0.1  # the scores spread: a wrong pairing would show
@@ -72,9 +73,19 @@ def test_pruned_model(random_model, kind):
     assert scorer.path.embedding_bytes() == scorer.runtime_bytes() == scorer.embedding_bytes()
 
 
+@pytest.mark.parametrize("precision", ["float", "int8", "int4"])
+@pytest.mark.parametrize("kind", ["dlrm", "two_tower"])
+def test_many_rows_sum_a_mean_table_and_divide_by_its_bags_lengths(random_model, kind, precision):
+    """From MEAN_BY_SCALE_ROWS bags per feature, a MEAN table (user_tags, item_tags: some bags
+    empty) is pooled by FBGEMM's SUM and divided here: the scores stay the model's own."""
+    model = random_model(kind)
+    scorer = ModelScorer(model) if precision == "float" else compressed(model, precision, prune=precision == "int4")
+    check_same_scores(scorer, precision, 7, n=MEAN_BY_SCALE_ROWS // 7 + 1)
+
+
 def test_a_pruned_variant_checks_out_of_range_ids_once_on_the_path_and_twice_in_its_own_tbe(random_model):
-    """The path checks a pruned TBE's raw ids itself (FBGEMM's WARNING mode: an id past the unpruned
-    rows is looked up as id 0) and turns off only its own scripted copy's checks."""
+    """The path checks a pruned TBE's raw ids itself, once for all tables (FBGEMM's WARNING mode: an
+    id past the unpruned rows is looked up as id 0); the variant's own TBEs keep their checks."""
     from fbgemm_gpu.split_table_batched_embeddings_ops_common import BoundsCheckMode
 
     scorer = compressed(random_model("dlrm"), "int4", prune=True)
