@@ -82,7 +82,7 @@ def same_function(module: nn.Module, layers: nn.Module, inputs: int, device: tor
         return torch.allclose(module(x), layers(x), atol=1e-6)
 
 
-def over_layers(over_arch: nn.Module) -> tuple[nn.Linear, Layers] | None:
+def over_layers(over_arch: nn.Module) -> tuple[nn.Linear, nn.Module] | None:
     """TorchRec's OverArch as its first Linear and the layers after its ReLU (Linear, ReLU, ...,
     Linear), checked against the module on a random input; None if it is not that shape."""
     linears = [m for m in over_arch.modules() if isinstance(m, nn.Linear)]
