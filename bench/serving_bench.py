@@ -6,11 +6,16 @@ the candidate rows) against the serving path (recsys.serving.fast on the same re
    teacher (configs/movielens_compress.toml): p50/p99 at 1, 10, 100 (one request), 1,000 and
    4,096 rows, both paths interleaved (compression.latency.measure). Rows are test rows cut into
    whole requests of up to 100 candidates (a request's user and context: its first row's), so
-   both paths score exactly the same candidate rows; inputs are built before timing.
+   both paths score exactly the same candidate rows; inputs are built before timing. Then the CPU
+   time of a call (thread_time, least over rounds of the median call) at 1, 100 and 4,096 rows:
+   on a shared machine the steadier comparison.
 2. What TorchScript, TorchRec's fx tracing and torch.compile each change, on one request.
 3. The quickstart's simulation stage: requests/s with today's path and with the serving path.
 
-The runs are trained through the `recsys run` CLI into --out, or reused from there.
+Every timed call, of either path, runs on the serving thread policy's torch threads
+(recsys.serving.threads: one) unless --threads says otherwise; the machine's load is printed
+before, with each table and at the end. The runs are trained through the `recsys run` CLI into
+--out, or reused from there.
 
     python bench/serving_bench.py --out /tmp/runs
     python bench/serving_bench.py --out /tmp/runs --quick
@@ -21,6 +26,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +45,7 @@ from recsys.data.sources import load_dataset
 from recsys.serving.export import load_model
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import ModelScorer, RequestScorer
+from recsys.serving.threads import serving_threads, serving_with, torch_threads
 
 QUICKSTART, MOVIELENS = "configs/quickstart.toml", "configs/movielens_compress.toml"
 SIZES = (1, 10, 100, 1000, 4096)
@@ -107,6 +114,57 @@ def print_table(title: str, stats: dict[str, dict[int, LatencyStats]], names: li
             if name != base:
                 ratios = [stats[f"{base}|fast"][b].p50_ms / stats[f"{name}|fast"][b].p50_ms for b in SIZES]
                 print(f"  {name:<20}" + "".join(f"{r:>15.2f}x " for r in ratios))
+
+
+CPU_SIZES = (1, 100, 4096)
+
+
+def cpu_times(named: dict[str, RequestScorer], pools: dict[int, list[RequestBatch]],
+              timing: TimingConfig) -> dict[str, dict[int, float]]:
+    """The CPU time (thread_time) of one call of each path, in ms: per round the median over
+    `timing.iters` calls, then the least over `timing.repeats` rounds, both paths interleaved. A
+    shared machine's other processes barely touch it, unlike wall time."""
+    rows: dict[int, Batch] = {id(r): r.to_batch() for size in CPU_SIZES for r in pools[size]}
+    runners: dict[str, Any] = {}
+    for name, s in named.items():
+        runners[f"{name}|today"] = lambda r, s=s: s.score(rows[id(r)])
+        runners[f"{name}|fast"] = s.score_requests
+    best: dict[str, dict[int, float]] = {k: {} for k in runners}
+    with torch.no_grad():
+        for size in CPU_SIZES:
+            pool = pools[size]
+            for run in runners.values():
+                for i in range(timing.warmup):
+                    run(pool[i % len(pool)])
+            rounds: dict[str, list[float]] = {k: [] for k in runners}
+            for _ in range(timing.repeats):
+                for name, run in runners.items():
+                    calls = []
+                    for i in range(timing.iters):
+                        start = time.thread_time()
+                        run(pool[i % len(pool)])
+                        calls.append(time.thread_time() - start)
+                    rounds[name].append(statistics.median(calls) * 1e3)
+            for name in runners:
+                best[name][size] = min(rounds[name])
+    return best
+
+
+def print_cpu_table(title: str, best: dict[str, dict[int, float]], names: list[str]) -> None:
+    print(f"\n== {title}: CPU ms per call (least over rounds of the median call), both paths interleaved ==")
+    print(f"{'variant':<22}" + "".join(f"{f'today@{b}':>12}{f'fast@{b}':>11}{'x':>7}" for b in CPU_SIZES)
+          + f"{'fast rows/s@4096':>18}")
+    for name in names:
+        today, fast = best[f"{name}|today"], best[f"{name}|fast"]
+        cells = "".join(f"{today[b]:>12.3f}{fast[b]:>11.3f}{today[b] / fast[b]:>6.1f}x" for b in CPU_SIZES)
+        print(f"{name:<22}{cells}{4096 / fast[4096] * 1e3:>18,.0f}")
+    base = next((n for n in names if n.endswith("fp32")), None)
+    if base:
+        print("serving path CPU time, fp32 TBE baseline / variant (> 1: the variant is faster):")
+        for name in names:
+            if name != base:
+                print(f"  {name:<20}" + "".join(f"  @{b}: {best[f'{base}|fast'][b] / best[f'{name}|fast'][b]:.2f}x"
+                                              for b in CPU_SIZES))
 
 
 def conventions(scorer: Any, request: RequestBatch, timing: TimingConfig) -> None:
@@ -209,6 +267,11 @@ def simulation(config: ExperimentConfig, requests: int) -> None:
     print(f"simulation stage: {rates['fast'] / rates['today']:.1f}x the requests/s")
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min), as `uptime` prints them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench_serving", help="where the runs are trained or reused")
@@ -216,13 +279,22 @@ def main() -> None:
     parser.add_argument("--parts", default="quickstart,movielens,conventions,simulation")
     parser.add_argument("--sim-requests", type=int, default=None, help="default: the quickstart config's")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: one per core, as `recsys run` sets them in one process)")
+                        help="torch threads of every timed call, both paths (default: the serving policy's, "
+                             "recsys.serving.threads)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
-    timing, out, parts = (QUICK if args.quick else FULL), Path(args.out).resolve(), args.parts.split(",")
-    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    threads = args.threads or serving_threads()
+    timing = dataclasses.replace(QUICK if args.quick else FULL, threads=threads)
+    out, parts = Path(args.out).resolve(), args.parts.split(",")
+    print(f"every timed call on {threads} torch thread(s), both paths (serving policy: {serving_threads()}); "
+          f"torch {torch.__version__}; {os.cpu_count()} cores, load {load()}")
+    with serving_with(threads), torch_threads(threads):
+        run_parts(parts, out, timing, args)
+    print(f"\nload at the end: {load()}")
+
+
+def run_parts(parts: list[str], out: Path, timing: TimingConfig, args: argparse.Namespace) -> None:
     quickstart = trained_run(QUICKSTART, out)
     for part, path in (("quickstart", QUICKSTART), ("movielens", MOVIELENS)):
         if part in parts:
@@ -231,7 +303,8 @@ def main() -> None:
             shared = next(s.path.shared for s in named.values() if getattr(s, "path", None) is not None)
             pools = request_pools(config, shared, SIZES)
             stats = side_by_side(named, pools, timing)
-            print_table(f"{config.name} ({', '.join(named)})", stats, list(named))
+            print_table(f"{config.name} ({', '.join(named)}), load {load()}", stats, list(named))
+            print_cpu_table(config.name, cpu_times(named, pools, timing), list(named))
     if "conventions" in parts:
         int8 = load_variant(quickstart.run_dir / "variants" / "int8")
         assert int8.path is not None
