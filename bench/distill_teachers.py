@@ -88,9 +88,9 @@ def loop_member(exported: Any, dataset: Any, arch: str, seed: int, out: Path) ->
     return folder / "model"
 
 
-def ensemble(exported: Any, task: Any, members: list[str], out: Path) -> dict[str, Any]:
-    """The student distilled from the teacher alone and from the ensemble of it and `members`
-    (arch:seed), each member trained as the teacher was; every teacher's test AUC."""
+def ensemble(exported: Any, task: Any, members: list[str], out: Path, seeds: list[int]) -> dict[str, Any]:
+    """Students (of each seed) distilled from the teacher alone and from the ensemble of it and
+    `members` (arch:seed), each member trained as the teacher was; every teacher's test AUC."""
     folders = [loop_member(exported, task.dataset, m.split(":")[0], int(m.split(":")[1]), out) for m in members]
     teachers = ensemble_of(exported.model, folders, "--members")
     aucs = {"teacher": task.evaluate(exported.model, "test", 4096)["auc"]}
@@ -98,16 +98,20 @@ def ensemble(exported: Any, task: Any, members: list[str], out: Path) -> dict[st
         aucs[name] = task.evaluate(load_model(folder).model, "test", 4096)["auc"]
     aucs["ensemble"] = task.evaluate(teachers, "test", 4096)["auc"]
     student_build, _ = teacher_of(exported).student_builder(STUDENT)
-    students, scores = {}, {}
-    for name, t in (("single", exported.model), ("ensemble", teachers)):
-        student = train_student(student_build, t, task, DISTILL)
-        students[name] = task.evaluate(student, "test", 4096)["auc"]
-        labels, scores[name] = _logits(student, task)
-    versus = _versus(labels, scores["single"], scores["ensemble"])
+    students: dict[str, float] = {}
+    versus = {}
+    for seed in seeds:
+        scores = {}
+        for name, t in (("single", exported.model), ("ensemble", teachers)):
+            student = train_student(student_build, t, task, replace(DISTILL, seed=seed))
+            students[f"{name} seed {seed}"] = task.evaluate(student, "test", 4096)["auc"]
+            labels, scores[name] = _logits(student, task)
+        versus[seed] = _versus(labels, scores["single"], scores["ensemble"])
     for name, auc in {**{f"teacher {k}": v for k, v in aucs.items()},
                       **{f"student of {k}": v for k, v in students.items()}}.items():
-        print(f"ensemble     {name:22s} test AUC {auc:.4f}", flush=True)
-    print(f"ensemble     student of the ensemble - of the single teacher: {versus}", flush=True)
+        print(f"ensemble     {name:26s} test AUC {auc:.4f}", flush=True)
+    for seed, text in versus.items():
+        print(f"ensemble     student seed {seed}: of the ensemble - of the single teacher: {text}", flush=True)
     return {"teachers": aucs, "students": students, "ensemble_vs_single": versus}
 
 
@@ -116,7 +120,7 @@ def main() -> None:
     parser.add_argument("--teacher", required=True, help="an exported DLRM folder (<run>/dlrm/model)")
     parser.add_argument("--parts", nargs="+", default=["progressive", "ensemble"], choices=["progressive", "ensemble"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[1, 4], help="student epochs (progressive)")
-    parser.add_argument("--student-seeds", nargs="+", type=int, default=[0], help="students per budget")
+    parser.add_argument("--student-seeds", nargs="+", type=int, default=[0], help="students per budget or teacher")
     parser.add_argument("--members", nargs="+", default=["dlrm:1", "dlrm:2"],
                         help="the ensemble's other teachers, arch:seed (dlrm or dcn)")
     parser.add_argument("--members-dir", type=Path, default=Path("runs/distill_teachers"))
@@ -134,7 +138,7 @@ def main() -> None:
     if "progressive" in args.parts:
         result["progressive"] = progressive(exported, task, args.budgets, args.student_seeds)
     if "ensemble" in args.parts:
-        result["ensemble"] = ensemble(exported, task, args.members, args.members_dir)
+        result["ensemble"] = ensemble(exported, task, args.members, args.members_dir, args.student_seeds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
