@@ -176,15 +176,29 @@ class Experiment:
 
     def assign(self, unit_id: str) -> Assignment:
         """The unit's arm under the current weights (sticky), logged with its propensity."""
+        record = self.choose(unit_id)
+        self.log([record])
+        return self.assignment(record)
+
+    def choose(self, unit_id: str) -> DecisionRecord:
+        """The unit's decision under the current weights, not yet logged: a caller that answers
+        several requests at once logs their decisions together (`log`) before answering any."""
         h = unit_hash(self._key, check_unit(unit_id))
         with self._lock:
             version, layout = self.version, self.layout
-            arm = layout.arm_of(h)
-            record = DecisionRecord(os.urandom(12).hex(), unit_id, arm, float(layout.weights()[arm]), version,
-                                    time.time())
-            self.store.log_decisions(self.spec.id, [record])
-            self.served[arm] += 1
-        return Assignment(record.decision_id, self.spec.arms[arm], record.propensity, version)
+        arm = layout.arm_of(h)
+        return DecisionRecord(os.urandom(12).hex(), unit_id, arm, float(layout.weights()[arm]), version, time.time())
+
+    def log(self, records: Sequence[DecisionRecord]) -> None:
+        """Write decisions (one transaction) and count them as served."""
+        with self._lock:
+            self.store.log_decisions(self.spec.id, records)
+            for r in records:
+                self.served[r.arm] += 1
+
+    def assignment(self, record: DecisionRecord) -> Assignment:
+        """What the caller is told of a logged decision."""
+        return Assignment(record.decision_id, self.spec.arms[record.arm], record.propensity, record.weights_version)
 
     def log_exposures(self, exposures: Sequence[Exposure]) -> FeedbackResult:
         """Record decisions a client made locally from a weights snapshot (bandit.client): the arm

@@ -125,7 +125,8 @@ def run(section: ServeConfig, specs: Sequence[ExperimentSpec], store_url: str, r
         raise UserError(f"serve: {e}") from None
     limits = Limits(section.max_body_bytes, section.max_events, section.max_candidates)
     app = create_app(experiments, token, limits, ranker)
-    uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False, loop="uvloop",
+                http="httptools", server_header=False, date_header=False, proxy_headers=False)
 
 
 def _specs(path: Path) -> list[ExperimentSpec]:

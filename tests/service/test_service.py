@@ -88,6 +88,10 @@ CASES = [
     ("oversized batch", "post", "/v1/experiments/exp/feedback", "BATCH", AUTH, 422, "events: 51 events"),
     ("oversized body", "post", "/v1/experiments/exp/feedback", "BODY", AUTH, 413, "body: larger than"),
     ("empty unit id", "post", "/v1/experiments/exp/assign", {"unit_id": ""}, AUTH, 422, "unit_id: "),
+    ("unit id with NUL", "post", "/v1/experiments/exp/assign", {"unit_id": "a\0b"}, AUTH, 422, "unit_id: "),
+    ("unit id too long", "post", "/v1/experiments/exp/assign", {"unit_id": "u" * 257}, AUTH, 422, "unit_id: "),
+    ("unit id a number", "post", "/v1/experiments/exp/assign", {"unit_id": 7}, AUTH, 422, "unit_id: "),
+    ("malformed assign", "post", "/v1/experiments/exp/assign", '{"unit_id": "u"', AUTH, 400, "body: malformed JSON"),
     ("wrong token", "post", "/v1/experiments/exp/feedback", "GOOD", {"Authorization": "Bearer nope"}, 401,
      "authorization: "),
     ("no token", "post", "/v1/experiments/exp/assign", {"unit_id": "u"}, {}, 401, "authorization: "),
@@ -188,3 +192,55 @@ def test_time_based_recompute_runs_in_the_background_not_on_assign(tmp_path):
             time.sleep(0.05)
         assert exp.version == 2  # with no further feedback: the background task did it
         assert _assign(client, "later")["weights_version"] == 2
+
+
+def test_assign_answers_alike_on_its_fast_path_and_through_the_route(service):
+    """A body of exactly {"unit_id"} is answered in front of FastAPI; one with another key goes
+    through the route: the same unit gets the same arm, propensity and version either way, each
+    decision is logged once and counted in the route's metrics."""
+    client, exp = service
+    for i in range(40):
+        fast = _assign(client, f"unit-{i}")
+        r = client.post("/v1/experiments/exp/assign", json={"unit_id": f"unit-{i}", "context": {"page": "home"}},
+                        headers=AUTH)
+        routed = r.json()
+        assert {k: fast[k] for k in ("arm", "propensity", "weights_version")} == \
+               {k: routed[k] for k in ("arm", "propensity", "weights_version")}
+        assert fast["decision_id"] != routed["decision_id"]
+        assert exp.store.decisions("exp", [fast["decision_id"]])[fast["decision_id"]].unit == f"unit-{i}"
+    assert exp.served.sum() == 80 and sum(exp.store.served("exp").values()) == 80
+    text = client.get("/metrics").text
+    assert 'recsys_http_requests_total{path="/v1/experiments/{exp_id}/assign",status="200"} 80.0' in text
+
+
+def test_assigns_that_arrive_together_are_written_in_one_transaction_before_any_reply(service):
+    """Group commit: 50 concurrent assigns take fewer writes than requests, and every decision a
+    reply names is in the store when the reply arrives."""
+    import asyncio
+
+    import httpx
+
+    client, exp = service
+    app = client.app
+    writes: list[int] = []
+    log = exp.store.log_decisions
+
+    def counted(experiment, records):
+        writes.append(len(records))
+        log(experiment, records)
+
+    exp.store.log_decisions = counted
+
+    async def one(http, i):
+        r = await http.post("/v1/experiments/exp/assign", json={"unit_id": f"together-{i}"}, headers=AUTH)
+        d = r.json()
+        assert exp.store.decisions("exp", [d["decision_id"]])[d["decision_id"]].unit == f"together-{i}"
+        return d
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            return await asyncio.gather(*(one(http, i) for i in range(50)))
+
+    replies = asyncio.run(main())
+    assert len({d["decision_id"] for d in replies}) == 50 and sum(writes) == 50 and len(writes) < 50
+    assert exp.served.sum() == 50
