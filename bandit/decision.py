@@ -17,7 +17,8 @@ Gaussian increments, asymptotic for click counts):
    and meets the SLO; every other arm is shown inferior, shown to break the SLO, or is costlier
    (bytes exactly; p99 with posterior probability >= confidence);
  - reward: the declared arm meets both guardrails, has posterior P(best among the arms that pass
-   them) >= confidence and is shown better than every arm not excluded.
+   them) >= confidence and is shown better than every arm not excluded (the mixture averaged over
+   one, two and four times the margin's scale: `scale_mixture_evidence`).
 Latency statements (P(p99 <= SLO), P(p99_i < p99_j)) come from the lognormal posterior
 (`LogNormalLatency`, seeded Monte Carlo draws), which every request informs: posterior
 probabilities, not anytime-valid tests. Before `min_requests` nothing is declared; at
@@ -42,7 +43,7 @@ from bandit.state import serializable
 
 P99 = 0.99
 _PRIOR = BetaBernoulli()
-_QUADRATURE = (np.arange(512) + 0.5) / 512  # midpoints in the control's quantile space
+_QUADRATURE = (np.arange(128) + 0.5) / 128  # midpoints in the control's quantile space (error < 1e-4)
 
 
 def _one_of(value: object, field: str, allowed: tuple[str, ...]) -> None:
@@ -198,7 +199,7 @@ def decide(rule: DecisionRule, names: Sequence[str], requests: Any, rewards: Any
 
 def noninferior_probability(rule: DecisionRule, n: np.ndarray, s: np.ndarray, control: int) -> np.ndarray:
     """P(r_k >= g(r_control)) per arm under Beta(1 + s, 1 + n - s) posteriors: the expectation over
-    the control's posterior of 1 - F_k(g(x)), by the midpoint rule on 512 of its quantiles."""
+    the control's posterior of 1 - F_k(g(x)), by the midpoint rule on 128 of its quantiles."""
     a, b = _PRIOR.params(_stats(n, s))
     x = special.betaincinv(a[control], b[control], _QUADRATURE)
     g = np.clip(rule.floor(x), 0.0, 1.0)
@@ -266,8 +267,19 @@ class _Evidence:
 def _evidence(rule: DecisionRule, n: np.ndarray, s: np.ndarray, control: int) -> _Evidence:
     ni, inf = margin_evidence(rule, n, s, control)
     m, v = _moments(n, s)
-    beats = mixture_evidence(m[:, None] - m[None, :], v[:, None] + v[None, :], effect_scale(rule, m[control]))
+    beats = scale_mixture_evidence(m[:, None] - m[None, :], v[:, None] + v[None, :], effect_scale(rule, m[control]))
     return _Evidence(ni, inf, beats)
+
+
+def scale_mixture_evidence(gap: np.ndarray, var: np.ndarray, tau: float,
+                           scales: tuple[float, ...] = (1.0, 2.0, 4.0)) -> np.ndarray:
+    """`mixture_evidence` averaged over tau x scales, equal weights: for "arm i has more reward than
+    arm j", a gap with no natural scale (the margin is one for non-inferiority only); an average of
+    e-processes is one, so the level holds, and a gap of 2-4 margins is shown sooner than at tau
+    alone (about 10% fewer requests at twice tau, 5% more at tau)."""
+    each = np.stack([mixture_evidence(gap, var, tau * k) for k in scales])
+    with np.errstate(divide="ignore"):
+        return special.logsumexp(each, axis=0) - np.log(len(scales))
 
 
 def _chosen_share(rule: DecisionRule, n: np.ndarray, s: np.ndarray, control: int, p99: np.ndarray | None,
@@ -526,7 +538,7 @@ def variance_needed(gap: np.ndarray, tau: float, evidence: float) -> np.ndarray:
     """The largest variance V at which `mixture_evidence(gap, V, tau)` reaches `evidence` (it falls
     as V grows), by bisection on log V."""
     lo, hi = np.full(np.shape(gap), np.log(1e-14)), np.zeros(np.shape(gap))
-    for _ in range(60):
+    for _ in range(40):  # log V to 32 / 2^40
         mid = (lo + hi) / 2
         enough = mixture_evidence(gap, np.exp(mid), tau) >= evidence
         lo, hi = np.where(enough, mid, lo), np.where(enough, hi, mid)
