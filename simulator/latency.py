@@ -50,7 +50,8 @@ class Timing:
         return self.p50_ms - self.per_request_ms
 
     def describe(self) -> str:
-        return (f"one request of {self.candidates} candidates per call, {self.threads} threads on {self.device}, "
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return (f"one request of {self.candidates} candidates per call, {threads} on {self.device}, "
                 f"{self.interleaved} variants interleaved round-robin")
 
 
