@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from recsys.serving.requests import RequestBatch
+from recsys.serving.threads import serving_threads
 from simulator.config import LatencyConfig
 from simulator.environment import Environment
 from simulator.latency import LatencyModel, Timing
@@ -51,7 +52,7 @@ def test_fitted_latency_times_every_variant_interleaved_at_the_serving_batch(sim
         assert {order[20 * 3 + 5 * 3 + i * 20] for i in range(3)} == {"dlrm", "int8", "int4"}
     for arm in arms:
         t = arm.latency.timing
-        assert (t.candidates, t.interleaved, t.threads) == (config.candidates, 3, torch.get_num_threads())
+        assert (t.candidates, t.interleaved, t.threads) == (config.candidates, 3, serving_threads())  # the table's
         assert arm.latency.quantile(np.array([0.5]))[0] == pytest.approx(t.p50_ms)
 
 
