@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from compression.latency import SERVING_CANDIDATES
 from compression.report import VariantRow, plot
 from recsys.atomic import write_bytes, write_text
 from simulator.experiment import QUANTILES, ExperimentResult
@@ -109,10 +110,13 @@ def latency_story(variants: list[dict], control: str) -> list[str]:
     timed = {v["variant"]: v["latency_model"]["timing"] for v in variants if "timing" in v.get("latency_model", {})}
     if not timed:
         return []
-    how = next(iter(timed.values()))["how"]
+    first = next(iter(timed.values()))
+    same = (f"the variants table's serving-batch column times {SERVING_CANDIDATES} candidates instead"
+            if first["candidates"] != SERVING_CANDIDATES else
+            "the same thing the variants table's serving-batch column times")
     out = [f"Latency: each variant's p50 and p99 were timed on its serving path with the variants table's "
-           f"measurement (compression.latency.measure), {how}: the same thing the variants table's "
-           f"serving-batch column times; requests draw from a lognormal with those p50 and p99.", ""]
+           f"measurement (compression.latency.measure), {first['how']}: {same}; requests draw from a lognormal "
+           "with those p50 and p99.", ""]
     base = timed.get(control)
     for name, t in timed.items():
         if base is None or name == control or t["p50_ms"] <= base["p50_ms"]:

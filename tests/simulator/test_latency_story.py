@@ -87,4 +87,8 @@ def test_the_report_says_why_a_variant_is_slower_at_one_request():
     both = next(line for line in text.splitlines() if line.startswith("both"))
     assert "costs more per call and per request" in both
     assert "student" not in text
+    assert "the same thing the variants table's serving-batch column times" in text
     assert latency_story([{"variant": "dlrm", "latency_model": {}}], "dlrm") == []
+    few = LatencyModel.timed(Timing(20, 0.3, 0.5, 0.9, 1, "cpu", 1)).summary()
+    assert "column times 100 candidates instead" in latency_story([{"variant": "dlrm", "latency_model": few}],
+                                                                   "dlrm")[0]
