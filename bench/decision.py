@@ -208,8 +208,9 @@ def main() -> None:
                         for r in runs)
         seconds = np.mean([r.seconds for r in runs])
         wrong_bound = float(stats.beta.ppf(0.95, wrong * len(runs) + 1, len(runs) - wrong * len(runs)))
-        ratios = [x / verdict if verdict and right else float("nan") for x in (used, sent, q80)]
-        ratios.append(used / per_statement if per_statement and right else float("nan"))
+        decides = none < 0.5  # else the right verdict is "no decision" (boundary): nothing to compare
+        ratios = [x / verdict if verdict and decides else float("nan") for x in (used, sent, q80)]
+        ratios.append(used / per_statement if per_statement and decides else float("nan"))
         print(f"{s.name:<11} {truth:<17} {right:>5.0%} {wrong:>5.0%} {wrong_bound:>6.1%} {none:>5.0%} {used:>7,.0f} "
               f"{sent:>7,.0f} {per_statement:>9,} {verdict:>9,} "
               + " ".join(f"{x:>5.2f}" for x in ratios) + f" {violators:>3} {seconds:>5.1f}")
@@ -219,7 +220,7 @@ def main() -> None:
     print("used: median requests whose feedback the verdict read; sent: with the step in flight; fixed/st: an "
           "equal split sized for power 0.8 per statement; fixed/v: for its whole verdict at power 0.8; ratio: "
           "used / fixed/v (target <= 0.5); sent: sent / fixed/v; q80: the 80th percentile of used / fixed/v; "
-          "/st: used / fixed/st (nan where the right verdict is no decision).")
+          "/st: used / fixed/st (nan where most runs end without a decision, the right verdict there).")
 
 
 if __name__ == "__main__":
