@@ -205,9 +205,12 @@ class Lookup(nn.Module):
     tables' rows (a pruned table's: its unpruned rows) and remapped (pruned tables) once for all
     tables, then each side's runs of features from one TBE are pooled by one call of FBGEMM's
     lookup op (`TableGroup`), straight into that side's columns: no TBE output is concatenated
-    and gathered again (a request's shared features are pooled for its first n bags only, as
-    every later bag of theirs is empty). A pruned TBE's ids are thus checked once, before the
-    remap, whose output is in range by construction (FBGEMM's TBE checks them again after it)."""
+    and gathered again (a request's shared features are pooled over all N bags, every one past the
+    n-th empty, and their first n rows kept). A pruned TBE's ids are thus checked once, before the
+    remap, whose output is in range by construction (FBGEMM's TBE checks them again after it).
+    (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
+    measured slower: 71 vs 65 us for one request's lookups, 642 vs 519 us at 4,096 rows, one
+    thread: the candidates' columns are then strided and copied once more.)"""
 
     def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
