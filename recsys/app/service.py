@@ -21,13 +21,14 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field, FiniteFloat
+from pydantic import BaseModel, Field, FiniteFloat, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from bandit.assignment import MAX_UNIT
 from bandit.errors import BanditInputError
@@ -165,21 +166,26 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
         return experiment(exp_id).snapshot()
 
     if ranker is not None:
-        @app.post("/v1/experiments/{exp_id}/rank")
-        def rank(exp_id: str, body: RankRequest, request: Request) -> dict[str, Any]:
-            """Assign the unit, then rank the candidates with the assigned variant's model."""
+        @app.post("/v1/experiments/{exp_id}/rank", openapi_extra=_request_body(RankRequest))
+        async def rank(exp_id: str, request: Request) -> Response:
+            """Assign the unit, then rank the candidates with the assigned variant's model. The body
+            (a RankRequest) is parsed by pydantic-core straight from its bytes; the scoring runs in a
+            worker thread; the reply is encoded once."""
             authorise(request)
             exp = experiment(exp_id)
+            body = _parsed(RankRequest, await request.body())
             if len(body.candidates) > limits.max_candidates:
                 raise BanditInputError("candidates", f"{len(body.candidates)}, at most {limits.max_candidates}")
+            return JSONResponse(await run_in_threadpool(ranked, exp, body))
+
+        def ranked(exp: Experiment, body: RankRequest) -> dict[str, Any]:
             start = time.perf_counter()
             prepared = ranker.prepare(body)
             a = exp.assign(body.unit_id)
-            metrics.assigned.labels(exp_id, a.arm).inc()
-            ranked = ranker.rank(a.arm, body, prepared)
+            metrics.assigned.labels(exp.spec.id, a.arm).inc()
+            out = ranker.rank(a.arm, body, prepared)
             return {"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
-                    "weights_version": a.weights_version, **ranked,
-                    "latency_ms": (time.perf_counter() - start) * 1e3}
+                    "weights_version": a.weights_version, **out, "latency_ms": (time.perf_counter() - start) * 1e3}
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -223,6 +229,32 @@ def _refreshing(experiments: Mapping[str, Experiment]) -> Callable[[FastAPI], An
             task.cancel()
 
     return lifespan
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _parsed(model: type[Model], raw: bytes) -> Model:
+    """`model` from a JSON body, its errors as FastAPI's (located under "body")."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI's requestBody for a route that parses `model` itself (its JSON schema, definitions inlined)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            return inline(defs[ref.rsplit("/", 1)[-1]]) if ref.startswith("#/$defs/") else \
+                {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 class _Unauthorised(BanditInputError):

@@ -1,6 +1,8 @@
 """/rank: the assigned variant's own model scores the candidates (equal to that model's forward on
 the same rows built independently, as a TorchRec Batch); bad feature keys, ids or sizes are a
 one-line 422 and no decision is logged."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,29 @@ def test_bad_rank_request_is_refused_before_any_decision(service, edit, prefix):
     r = client.post("/v1/experiments/exp/rank", json=req, headers=AUTH)
     assert r.status_code == 422 and r.json()["error"].startswith(prefix), r.text
     assert exp.served.sum() == 0 and exp.store.served("exp") == {}
+
+
+@pytest.mark.parametrize("body, status, prefix", [
+    ('{"unit_id": "u", "candidates": [', 400, "body: malformed JSON"),
+    ({"k": 0}, 422, "k: "),
+    ({"candidates": []}, 422, "candidates: "),
+    ({"dense": [1.0, "x"]}, 422, "dense[1]: "),
+    ({"candidates": [{"item_id": 1, "features": {"item_id": ["a"]}}]}, 422, "candidates[0].features.item_id[0]: "),
+])
+def test_a_body_that_is_no_rank_request_is_refused_naming_the_field(service, body, status, prefix):
+    client, exp = service
+    if isinstance(body, dict):
+        r = client.post("/v1/experiments/exp/rank", json=_request() | body, headers=AUTH)
+    else:
+        r = client.post("/v1/experiments/exp/rank", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == status and r.json()["error"].startswith(prefix) and "\n" not in r.json()["error"], r.text
+    assert exp.served.sum() == 0
+    assert client.post("/v1/experiments/exp/rank", json=_request(), headers={}).status_code == 401  # token first
+
+
+def test_the_rank_request_schema_is_in_the_openapi_document(service):
+    client, _ = service
+    body = client.get("/openapi.json").json()["paths"]["/v1/experiments/{exp_id}/rank"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["required"] == ["unit_id", "features", "candidates"] and "$ref" not in json.dumps(schema)
+    assert schema["properties"]["candidates"]["items"]["properties"]["features"]["type"] == "object"
