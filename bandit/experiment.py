@@ -235,9 +235,11 @@ class Experiment:
                 self.served += np.bincount([r.arm for r in fresh], minlength=len(self.spec.arms))
         return FeedbackResult(len(fresh), len(records) - len(fresh))
 
-    def feedback(self, events: Sequence[Event]) -> FeedbackResult:
+    def feedback(self, events: Sequence[Event], refresh: bool = True) -> FeedbackResult:
         """Validate the whole batch, write the new events durably, then update the policy.
-        Events already stored with the same content are acknowledged again and not counted twice."""
+        Events already stored with the same content are acknowledged again and not counted twice.
+        `refresh`: recompute the weights if due before returning (a service that answers first
+        calls `refresh` itself afterwards)."""
         with self._lock:
             fresh = self._new_events(events)
             resolved = self._resolve(fresh)
@@ -248,7 +250,8 @@ class Experiment:
             self.policy = trial
             self._fold_totals(resolved)
             self._pending += len(fresh)
-        self.refresh()
+        if refresh:
+            self.refresh()
         return FeedbackResult(len(fresh), len(events) - len(fresh))
 
     def snapshot(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bandit.client import LocalAssigner  # noqa: E402
 
 TOKEN = "bench-token"
-SPEC = {"id": "bench", "arms": ["fp32", "int8", "int4"], "policy": "ThompsonSampling", "options": {},
+SPEC = {"id": "bench", "arms": ["fp32", "int8", "int4"], "policy": "DecisionTS", "options": {},  # the default
         "rule": {"type": "DecisionRule", "fields": {"control": "fp32", "min_requests": 1000}}, "salt": "bench",
         "recompute_every": 1000, "recompute_seconds": 5.0, "costs": []}
 

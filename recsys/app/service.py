@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -135,16 +135,24 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
                              "weights_version": a.weights_version})
 
     @app.post("/v1/experiments/{exp_id}/feedback", response_model=FeedbackResponse)
-    def feedback(exp_id: str, body: FeedbackRequest, request: Request) -> FeedbackResponse:
+    def feedback(exp_id: str, body: FeedbackRequest, request: Request, after: BackgroundTasks) -> FeedbackResponse:
+        """The reply once the batch is durable; a recompute of the weights it makes due runs after
+        the reply (in a worker thread), not before it."""
         authorise(request)
         exp = experiment(exp_id)
         if len(body.events) > limits.max_events:
             raise BanditInputError("events", f"{len(body.events)} events, at most {limits.max_events} per batch")
         _check_arms(exp, body.events)
-        result = exp.feedback([Event(e.event_id, e.decision_id, e.reward, e.latency_ms) for e in body.events])
+        result = exp.feedback([Event(e.event_id, e.decision_id, e.reward, e.latency_ms) for e in body.events],
+                              refresh=False)
         metrics.events.labels(exp_id).inc(result.accepted)
         metrics.duplicates.labels(exp_id).inc(result.duplicates)
-        metrics.version.labels(exp_id).set(exp.version)
+
+        def refresh() -> None:
+            exp.refresh()
+            metrics.version.labels(exp_id).set(exp.version)
+
+        after.add_task(refresh)
         return FeedbackResponse(accepted=result.accepted, duplicates=result.duplicates)
 
     @app.post("/v1/experiments/{exp_id}/exposures", response_model=FeedbackResponse)

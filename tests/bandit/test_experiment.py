@@ -170,3 +170,13 @@ def test_a_rule_without_latency_takes_feedback_without_latency_under_the_default
     exp = Experiment(_spec(), open_store(db))
     ids = [exp.assign(f"u{i}").decision_id for i in range(3)]
     assert exp.feedback([Event(f"e{i}", d, 1.0, None) for i, d in enumerate(ids)]).accepted == 3
+
+
+def test_feedback_can_leave_a_due_recompute_to_the_caller(db):
+    """A service answers first and recomputes after: feedback(refresh=False) leaves the weights
+    as they were though a recompute is due; refresh() then makes it."""
+    exp = Experiment(_spec(recompute_every=10), open_store(db))
+    ids = [exp.assign(f"u{i}").decision_id for i in range(20)]
+    exp.feedback([Event(f"e{i}", d, float(i % 2), 3.0) for i, d in enumerate(ids)], refresh=False)
+    assert exp.version == 1 and exp.totals.n.sum() == 20
+    assert exp.refresh() and exp.version == 2
