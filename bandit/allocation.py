@@ -27,7 +27,8 @@ class Allocation:
         the last recompute, so an online allocator serving one request at a time refreshes
         O(log(n) / fraction) times instead of after every update (the posterior moves O(1/n)).
         None (the default) takes the policy's `default_reweight_fraction`: 0.01 for the Thompson
-        family, whose exact split is a quadrature; 0 (after every update) for closed-form splits.
+        family, whose exact split is a quadrature; 0.1 for DecisionTS, whose split is a plan from
+        the rule's verdict; 0 (after every update) for closed-form splits.
     floor: additive minimum probability for every non-control arm.
     control: arm id of the control (e.g. the fp32 model), or None.
     control_share: fixed traffic share of the control arm.

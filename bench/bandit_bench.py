@@ -9,6 +9,7 @@ Dataset.
 
     python bench/bandit_bench.py            # full run (about 45 minutes on 2 shared CPU cores)
     python bench/bandit_bench.py --quick    # smoke run (well under a minute)
+    python bench/bandit_bench.py --only throughput,regret_unchanged   # some tables
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from bandit import (
     Allocation,
     BetaBernoulli,
     Constrained,
+    DecisionRule,
+    DecisionTS,
     Discounted,
     EpsilonGreedy,
     GLRRule,
@@ -178,12 +181,21 @@ def splits_computed(allocation: Allocation, start: int, batch: int, steps: int) 
 
 
 def time_ours(policy, u: np.ndarray, batch: int, steps: int) -> float:
-    """Seconds for `steps` rounds of select(batch) then update with those decisions' rewards."""
+    """Seconds for `steps` rounds of select(batch) then update with those decisions' rewards (and a
+    latency each for a policy that needs one)."""
+    ones = np.ones(batch) if policy.needs_latency else None
     t0 = time.perf_counter()
     for i in range(steps):
         s = policy.select(batch)
-        policy.update(s.arms, u[i * batch:(i + 1) * batch] < MU8[s.arms])
+        policy.update(s.arms, u[i * batch:(i + 1) * batch] < MU8[s.arms], latencies=ones)
     return time.perf_counter() - t0
+
+
+def decision_ts(seed: int) -> DecisionTS:
+    """The service's default policy on 8 arms: the cheapest arm by bytes non-inferior to arm 0."""
+    rule = DecisionRule(objective="cost", cost_by="bytes", control="0", margin=0.05, min_requests=0,
+                        max_requests=10 ** 9)
+    return DecisionTS(8, rule=rule, control=0, costs=tuple(float(800 - 100 * a) for a in range(8)), seed=seed)
 
 
 def time_mabwiser(mab, u: np.ndarray, batch: int, steps: int) -> float:
@@ -200,7 +212,8 @@ def throughput_table(sc: Scale) -> None:
     print(f"\n## Decisions per second, Thompson sampling: 8 arms (CTR 4.0%..5.0%), both libraries fitted on "
           f"the same 10^4 observations; a step is select/predict of a batch and the update/partial_fit "
           f"of its rewards (per request at batch 1), at least {sc.decisions:,} decisions per batch size; "
-          f"median of {rounds} interleaved round(s)")
+          f"median of {rounds} interleaved round(s). DecisionTS: the default policy of a [decision] rule (the "
+          f"cheapest arm by bytes non-inferior to arm 0, margin 5%), each update with a latency")
     mw = mabwiser()
     if mw is None:
         print("MABWiser not importable: `pip install -e '.[bench]'` to compare; skipped.")
@@ -209,24 +222,28 @@ def throughput_table(sc: Scale) -> None:
     rng = np.random.default_rng(0)
     arms, clicks = rng.integers(0, 8, 10_000), (rng.random(10_000) < 0.045).astype(int)
     print("batch     | ours default /s | MABWiser TS /s | ratio | splits computed / steps "
-          "| ours exact split every update /s")
+          "| ours exact split every update /s | DecisionTS /s | ratio")
     for batch in BATCHES:
         steps = max(1, sc.decisions // batch)
         u = rng.random(steps * batch)
-        rates: dict[str, list[float]] = {"ours": [], "mabwiser": [], "exact": []}
+        rates: dict[str, list[float]] = {"ours": [], "mabwiser": [], "exact": [], "decision": []}
         for r in range(rounds):
             ours, exact = ThompsonSampling(8, seed=r), ThompsonSampling(8, allocation=EXACT, seed=r)
+            decision = decision_ts(r)
             mab = MAB(list(range(8)), LP.ThompsonSampling(), seed=r)
             for policy in (ours, exact):
                 policy.update(arms, clicks)
+            decision.update(arms, clicks, latencies=np.ones(len(arms)))
             mab.fit(arms, clicks)
             exact_steps = min(steps, 200)
             rates["ours"].append(steps * batch / time_ours(ours, u, batch, steps))
             rates["mabwiser"].append(steps * batch / time_mabwiser(mab, u, batch, steps))
             rates["exact"].append(exact_steps * batch / time_ours(exact, u, batch, exact_steps))
-        o, m, e = (float(np.median(rates[k])) for k in ("ours", "mabwiser", "exact"))
+            rates["decision"].append(steps * batch / time_ours(decision, u, batch, steps))
+        o, m, e, d = (float(np.median(rates[k])) for k in ("ours", "mabwiser", "exact", "decision"))
         splits = splits_computed(ours.allocation, 10_000, batch, steps)
-        print(f"{batch:>9,} | {o:15,.0f} | {m:14,.0f} | {o / m:5.2f} | {splits:>13,} / {steps:<7,} | {e:15,.0f}")
+        print(f"{batch:>9,} | {o:15,.0f} | {m:14,.0f} | {o / m:5.2f} | {splits:>13,} / {steps:<7,} | {e:15,.0f} "
+              f"| {d:13,.0f} | {d / m:5.2f}")
 
 
 def regret_unchanged_table(sc: Scale) -> None:
@@ -440,22 +457,27 @@ def obd_table() -> None:
         print(f"{e.name:9s} | {e.value / base:12.3f} | [{e.ci_low / base:.3f}, {e.ci_high / base:.3f}] | {e.ess:9.1f}")
 
 
+TABLES: dict[str, Callable[[Scale], None]] = {
+    "regret": regret_table, "throughput": throughput_table, "regret_unchanged": regret_unchanged_table,
+    "bai": bai_table, "stopping": stopping_table, "constrained": constrained_table, "drift": drift_table,
+    "batch": batch_table, "obd": lambda sc: obd_table()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--only", default=",".join(TABLES), help=f"comma-separated tables (default: all of "
+                        f"{', '.join(TABLES)})")
     args = parser.parse_args()
+    chosen = args.only.split(",")
+    unknown = [t for t in chosen if t not in TABLES]
+    if unknown:
+        parser.error(f"--only: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
     sc = QUICK if args.quick else FULL
     t0 = time.perf_counter()
     print(f"# bandit benchmark ({'quick' if args.quick else 'full'}); numpy {np.__version__}")
-    regret_table(sc)
-    throughput_table(sc)
-    regret_unchanged_table(sc)
-    bai_table(sc)
-    stopping_table(sc)
-    constrained_table(sc)
-    drift_table(sc)
-    batch_table(sc)
-    obd_table()
+    for name in chosen:
+        TABLES[name](sc)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
