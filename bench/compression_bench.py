@@ -222,21 +222,29 @@ class Beyond:
         return name
 
 
-def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any]) -> Beyond:
-    """Uniform precisions; factorize ranks x precisions (fine-tuned; rank 4 also SVD only); and at
-    each target ratio, mixed precision alone (where int2 can reach it), pruning + mixed precision and
-    factorize + mixed precision, all three at the same budget."""
+def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: tuple[int, ...] | None = None) -> Beyond:
+    """Uniform precisions; factorize ranks x precisions (fine-tuned, or at ranks outside `tuned` SVD
+    only; rank 4 also SVD only); and at each target ratio, mixed precision alone (where int2 can reach
+    it), pruning + mixed precision and factorize + mixed precision, all three at the same budget."""
     tables, fp32 = float_tables(exported.model), float_bytes(exported.model)
     out = Beyond()
     for p in ("int8", "int4", "int2"):
         out.add("quantize", p, quantize={"default": p})
-    factorize = {"rank": 0, "fine_tune": fine_tune}
+
+    def factorize(rank: int) -> tuple[str, str, dict[str, Any]]:
+        """Method label, name suffix and factorize config of `rank`."""
+        if tuned is None or rank in tuned:
+            return "factorize", "", {"rank": rank, "fine_tune": fine_tune}
+        return "factorize (SVD only)", "-svd", {"rank": rank}
+
     for rank, precisions in RANK_GRID:
+        method, suffix, config = factorize(rank)
         for p in precisions:
-            out.add("factorize", f"f{rank}-{p}", steps=["factorize", "quantize"],
-                    factorize={**factorize, "rank": rank}, quantize={"default": p})
-    out.add("factorize (SVD only)", "f4-svd-int4", steps=["factorize", "quantize"], factorize={"rank": 4},
-            quantize={"default": "int4"})
+            out.add(method, f"f{rank}{suffix}-{p}", steps=["factorize", "quantize"], factorize=config,
+                    quantize={"default": p})
+    if tuned is None or 4 in tuned:
+        out.add("factorize (SVD only)", "f4-svd-int4", steps=["factorize", "quantize"], factorize={"rank": 4},
+                quantize={"default": "int4"})
     int2 = uniform_ratio(exported, "int2")
     for target in TARGETS:
         at, budget, quantize = {}, fp32 / target, {"budget_ratio": target}
@@ -249,8 +257,9 @@ def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any]) -> Beyon
                                     quantize=quantize)
         rank = rank_for(tables, budget)
         if rank is not None:
-            at["factorize"] = out.add("factorize", f"f{rank}-{target:g}x", steps=["factorize", "quantize"],
-                                      factorize={**factorize, "rank": rank}, quantize=quantize)
+            method, suffix, config = factorize(rank)
+            at["factorize"] = out.add(method, f"f{rank}{suffix}-{target:g}x", steps=["factorize", "quantize"],
+                                      factorize=config, quantize=quantize)
         out.equal[target] = at
     return out
 
@@ -355,10 +364,10 @@ def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title:
 
 
 def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale,
-                out: Path, reuse: bool = False) -> None:
+                out: Path, reuse: bool = False, tuned: tuple[int, ...] | None = None) -> None:
     """Part 5 for one teacher: build and measure (or, with `reuse`, read the variants stored by an
     earlier run), then the headline, equal bytes, QPS and the plot."""
-    beyond = beyond_variants(exported, fine_tune)
+    beyond = beyond_variants(exported, fine_tune, tuned)
     if reuse and (out / "variants" / "fp32").is_dir():
         measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
         print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
@@ -402,7 +411,7 @@ def mixed_dim_variants(exported: ExportedModel, fine_tune: dict[str, Any]) -> di
 
 
 def mixed_dim_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale,
-                   out: Path, beyond_out: Path, reuse: bool = False) -> None:
+                   out: Path, beyond_out: Path, reuse: bool = False, tuned: tuple[int, ...] | None = None) -> None:
     """mixed_dim at each reachable target, against the beyond part's factorized variant at the same
     target (stored in `beyond_out`): both deltas vs fp32 and their paired difference."""
     variants = mixed_dim_variants(exported, fine_tune)
@@ -413,7 +422,8 @@ def mixed_dim_part(title: str, exported: ExportedModel, dataset, fine_tune: dict
         measured = run_part(title, exported, dataset, list(variants.values()),
                             replace(scale, latency=scale.beyond_latency), out)
     rows = {r.variant: r for r in measured}
-    factorized = {t: at["factorize"] for t, at in beyond_variants(exported, fine_tune).equal.items() if t in variants}
+    factorized = {t: at["factorize"] for t, at in beyond_variants(exported, fine_tune, tuned).equal.items()
+                  if t in variants}
     y, mine = test_logits(out, dataset, list(rows))
     _, theirs = test_logits(beyond_out, dataset, list(factorized.values()))
     print("\n== mixed_dim vs factorize at equal bytes: delta AUC [95% paired bootstrap] ==")
@@ -494,6 +504,8 @@ def main() -> None:
                         "configs/movielens_compress.toml's teacher)")
     parser.add_argument("--out", default="runs/bench_compression")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tune-ranks", default=None, help="beyond parts: fine-tune only these factorize ranks "
+                        "(comma-separated; the others SVD only), e.g. 4 on a loaded machine; default: all")
     parser.add_argument("--reuse", action="store_true", help="beyond parts: analyse the variants an earlier run "
                         "stored instead of building them again")
     parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
@@ -504,6 +516,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     scale, out, parts = (QUICK if args.quick else FULL), Path(args.out).resolve(), args.parts.split(",")
+    tuned = tuple(int(r) for r in args.tune_ranks.split(",")) if args.tune_ranks else None
     out = out.with_name(out.name + "_quick") if args.quick else out  # teachers are reused from `out`
     out.mkdir(parents=True, exist_ok=True)
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
@@ -531,12 +544,13 @@ def main() -> None:
         if "beyond" in parts:
             exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
             beyond_part("MovieLens-100k DLRM dim 64, beyond quantization", exported, dataset_of(exported),
-                        fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens", args.reuse)
+                        fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens", args.reuse,
+                        tuned)
         if "beyond_mixed_dim" in parts:
             exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
             mixed_dim_part("MovieLens-100k DLRM dim 64, mixed_dim", exported, dataset_of(exported),
                            fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens_md",
-                           out / "beyond_movielens", args.reuse)
+                           out / "beyond_movielens", args.reuse, tuned)
         if "beyond_criteo" in parts:
             exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
                                "baselines.logistic=false")
