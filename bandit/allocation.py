@@ -29,6 +29,10 @@ class Allocation:
         None (the default) takes the policy's `default_reweight_fraction`: 0.01 for the Thompson
         family, whose exact split is a quadrature; 0.1 for DecisionTS, whose split is a plan from
         the rule's verdict; 0 (after every update) for closed-form splits.
+    reweight_within: ...but at the latest once this many new observations arrived (0: no such
+        bound). None (the default) takes the policy's `default_reweight_within`: 4,096 (a
+        simulator step) for DecisionTS, whose plan must follow the counts late in a long
+        experiment too; 0 for the others.
     floor: additive minimum probability for every non-control arm.
     control: arm id of the control (e.g. the fp32 model), or None.
     control_share: fixed traffic share of the control arm.
@@ -38,6 +42,7 @@ class Allocation:
     min_per_arm: int = 0
     reweight_every: int = 1
     reweight_fraction: float | None = None
+    reweight_within: int | None = None
     floor: float = 0.0
     control: int | None = None
     control_share: float = 0.0
@@ -48,6 +53,8 @@ class Allocation:
         positive_int(self.reweight_every, "allocation.reweight_every")
         if self.reweight_fraction is not None:
             in_range(self.reweight_fraction, "allocation.reweight_fraction", 0.0, np.inf)
+        if self.reweight_within is not None:
+            positive_int(self.reweight_within, "allocation.reweight_within", 0)
         in_range(self.floor, "allocation.floor", 0.0, 1.0)
         in_range(self.control_share, "allocation.control_share", 0.0, 1.0)
         if self.control is None and self.control_share > 0:
@@ -71,7 +78,10 @@ class Allocation:
 
     def due(self, seen: float, last: float) -> bool:
         """True when the split computed at `last` observations (-1: never) must be recomputed."""
-        return last < 0 or seen - last >= max(self.reweight_every, (self.reweight_fraction or 0.0) * last)
+        wait = (self.reweight_fraction or 0.0) * last
+        if self.reweight_within:
+            wait = min(wait, self.reweight_within)
+        return last < 0 or seen - last >= max(self.reweight_every, wait)
 
     def apply(self, preferred: np.ndarray) -> np.ndarray:
         """Final selection probabilities from preferred ones, shape (..., n_arms)."""

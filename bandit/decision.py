@@ -448,8 +448,10 @@ class DecisionTS(ThompsonSampling):
 
     set_by_caller: ClassVar[tuple[str, ...]] = ("rule", "control", "costs")
     # the plan moves slowly: recomputed when the feedback has grown by a tenth (Allocation.reweight_fraction),
-    # so that one-request-at-a-time decisions outpace MABWiser's Thompson sampling (bench/bandit_bench.py)
+    # so that one-request-at-a-time decisions outpace MABWiser's Thompson sampling (bench/bandit_bench.py),
+    # and at the latest every 4,096 observations (reweight_within), so that it follows a long experiment
     default_reweight_fraction = 0.1
+    default_reweight_within = 4096
     EXPLORE: ClassVar[float] = 0.1  # the share allocated by P(chosen)
     needs_latency = True
 

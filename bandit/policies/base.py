@@ -52,6 +52,7 @@ class Policy:
     needs_latency: ClassVar[bool] = False
     reward_range: tuple[float, float] = (0.0, 1.0)
     default_reweight_fraction: ClassVar[float] = 0.0  # Allocation.reweight_fraction when it is None
+    default_reweight_within: ClassVar[int] = 0  # Allocation.reweight_within when it is None
     dim: int  # features per context row (contextual policies only)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -90,6 +91,8 @@ class Policy:
             raise BanditInputError("allocation.reweight_every", "contextual policies reweight every time")
         if allocation.reweight_fraction is None:
             allocation = dataclasses.replace(allocation, reweight_fraction=self.default_reweight_fraction)
+        if allocation.reweight_within is None:
+            allocation = dataclasses.replace(allocation, reweight_within=self.default_reweight_within)
         self.memory, self.allocation = memory, allocation
         self._config = {"n_arms": self.n_arms, "memory": memory, "allocation": allocation,
                         "seed": seed, **options}

@@ -240,13 +240,23 @@ def test_allocation_schedule_waits_for_count_and_fraction():
     assert not alloc.due(1099, 1000) and alloc.due(1100, 1000)
 
 
+def test_decision_ts_refreshes_its_plan_at_a_tenth_more_feedback_or_4096_observations():
+    from bandit import DecisionTS
+
+    allocation = DecisionTS(3, costs=(3.0, 2.0, 1.0)).allocation
+    assert allocation == Allocation(reweight_fraction=0.1, reweight_within=4096)
+    assert allocation.due(10_999, 10_000) is False and allocation.due(11_000, 10_000) is True  # a tenth
+    assert allocation.due(104_095, 100_000) is False and allocation.due(104_096, 100_000) is True  # 4,096
+    assert Allocation(reweight_fraction=0.1, reweight_within=0).due(104_096, 100_000) is False
+
+
 def test_default_refresh_is_lazy_for_thompson_and_immediate_for_closed_forms():
     """Thompson policies recompute their split once new observations reach 1% of those it was
     computed from; closed-form and contextual policies after every update."""
     assert UCB1(3).allocation.reweight_fraction == 0.0
     assert LinTS(2, dim=2).allocation.reweight_fraction == 0.0
     lazy, exact = ThompsonSampling(3, seed=0), ThompsonSampling(3, allocation=Allocation(reweight_fraction=0.0), seed=0)
-    assert lazy.allocation == Allocation(reweight_fraction=0.01)
+    assert lazy.allocation == Allocation(reweight_fraction=0.01, reweight_within=0)
     for arms, rewards in (([0, 1, 2] * 100, [1, 0, 0] * 30 + [0, 1, 0] * 70), ([0, 0], [1, 1]), ([1], [1])):
         before = lazy.probabilities()
         lazy.update(arms, rewards)
