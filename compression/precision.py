@@ -58,14 +58,14 @@ def sensitivity(task: Task, model: nn.Module, tables: dict[str, FloatTable],
 
 
 def _candidates(config: QuantizeConfig, tables: dict[str, FloatTable]) -> dict[str, list[str]]:
-    """Per table, the precisions the search may pick, most precise first (fixed tables: one)."""
+    """Per table, the precisions the search may pick, most bytes (then bits) first (fixed tables: one)."""
     out = {}
     for name, table in tables.items():
         allowed = [config.tables[name]] if name in config.tables else [
             p for p in config.candidates if table.dim % PACK_MULTIPLE[p] == 0]
         if not allowed:
             raise ConfigError(f"quantize.candidates: none can pack table {name} of dim {table.dim}")
-        out[name] = sorted(allowed, key=lambda p: -BITS[p])
+        out[name] = sorted(allowed, key=lambda p: (-bytes_of(table, p), -BITS[p]))  # fp16 < int8 on narrow rows
     return out
 
 
@@ -80,7 +80,7 @@ def mixed_precision(task: Task | None, model: nn.Module, tables: dict[str, Float
     _check_overrides(config, tables)
     budget = fp32_total / config.budget_ratio
     candidates = _candidates(config, tables)
-    smallest = sum(bytes_of(t, candidates[n][-1]) for n, t in tables.items())
+    smallest = sum(min(bytes_of(t, p) for p in candidates[n]) for n, t in tables.items())  # narrow rows: fp16 < int8
     if smallest > budget:
         raise ConfigError(f"quantize.budget_ratio: {config.budget_ratio}x cannot be met; the smallest "
                           f"choice is {smallest} bytes ({fp32_total / smallest:.2f}x)")

@@ -245,3 +245,27 @@ def test_mixed_precision_after_factorize_counts_the_maps(tiny_exported, tiny_dat
                                                     MeasuredVariant(variant, {}, {})])
     assert manifest["size"]["total"] == plan_bytes == variant.scorer().runtime_bytes() <= budget
     assert all(manifest["size"]["tables"][n]["projection_bytes"] == 4 * tables[n].dim * 4 for n in ranks)
+
+
+def test_mixed_precision_reaches_the_budget_of_narrow_rows_at_fp16(tiny_exported, tiny_dataset):
+    """At rank 2 an fp16 row (4 bytes) is smaller than an int8 one (2 + 4 bytes of scale/bias): a budget
+    only fp16 rank-2 rows (and int8 whole rows) meet is met, with exactly that plan."""
+    exported = tiny_exported("dlrm")
+    tables = float_tables(exported.model)
+    ranks = {"t_user_id": 2, "t_item_id": 2}
+
+    def smallest(name: str) -> int:
+        t = tables[name]
+        if name in ranks:
+            return -(-t.num_embeddings * 4 // 128) * 128 + 2 * t.dim * 4  # fp16 rows + the map
+        return -(-t.num_embeddings * (t.dim + 4) // 128) * 128  # int8 rows
+
+    fp32 = sum(-(-t.num_embeddings * t.dim * 4 // 128) * 128 for t in tables.values())
+    budget = sum(smallest(n) for n in tables)
+    config = _config({"steps": ["factorize", "quantize"], "factorize": {"ranks": ranks},
+                      "quantize": {"budget_ratio": fp32 / budget, "candidates": ["fp16", "int8"],
+                                   "sensitivity_batches": 1}})
+    variant = build_variant(teacher_of(exported), teacher_task(exported, tiny_dataset), config)
+    chosen = variant.notes["precisions"]
+    assert all(chosen[n] == "fp16" for n in ranks)  # a table of a few rows may take fp16 too: the same 128 bytes
+    assert variant.scorer().runtime_bytes() == budget
