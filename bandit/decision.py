@@ -453,7 +453,11 @@ class DecisionTS(ThompsonSampling):
     default_reweight_fraction = 0.1
     default_reweight_within = 4096
     EXPLORE: ClassVar[float] = 0.1  # the share allocated by P(chosen)
-    needs_latency = True
+
+    @property
+    def needs_latency(self) -> bool:
+        """Only when the rule reads latency (an SLO, or cost by p99)."""
+        return self.rule.needs_latency
 
     def __init__(self, n_arms: int, rule: DecisionRule = DecisionRule(), control: int = 0,
                  costs: tuple[float, ...] = (), n_draws: int = 4000, **kwargs: Any) -> None:

@@ -108,7 +108,9 @@ class TradeoffTS(ThompsonSampling):
     draws (standard error <= 0.5 / sqrt(n_draws)); select still samples from exactly that vector.
     """
 
-    needs_latency = True
+    @property
+    def needs_latency(self) -> bool:
+        return True
 
     def __init__(self, n_arms: int, objective: Constrained | Scalarised,
                  latency: LogNormalLatency = LogNormalLatency(), n_draws: int = 4000,

@@ -49,11 +49,15 @@ class Policy:
 
     registry: ClassVar[dict[str, type[Policy]]] = {}
     contextual: ClassVar[bool] = False
-    needs_latency: ClassVar[bool] = False
     reward_range: tuple[float, float] = (0.0, 1.0)
     default_reweight_fraction: ClassVar[float] = 0.0  # Allocation.reweight_fraction when it is None
     default_reweight_within: ClassVar[int] = 0  # Allocation.reweight_within when it is None
     dim: int  # features per context row (contextual policies only)
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether update() must be given each decision's latency."""
+        return False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -165,7 +165,6 @@ def test_the_default_policy_is_the_simulators_decision_ts_built_by_one_builder(d
     np.testing.assert_array_equal(service.probabilities(), sim.probabilities())
 
 
-@pytest.mark.xfail(strict=True, reason="needs DecisionTS.needs_latency to follow its rule (bandit/decision.py)")
 def test_a_rule_without_latency_takes_feedback_without_latency_under_the_default_policy(db):
     exp = Experiment(_spec(), open_store(db))
     ids = [exp.assign(f"u{i}").decision_id for i in range(3)]

@@ -18,7 +18,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def service(tmp_path):
-    spec = ExperimentSpec("exp", ("fp32", "int8", "int4"), "ThompsonSampling",  # events here carry no latency
+    spec = ExperimentSpec("exp", ("fp32", "int8", "int4"),  # the default policy; its rule reads no latency
                           rule=DecisionRule(control="fp32", min_requests=10), recompute_every=50)
     exp = Experiment(spec, SQLiteStore(tmp_path / "store.db"))
     client = TestClient(create_app({"exp": exp}, TOKEN, Limits(max_body_bytes=20_000, max_events=50)))
@@ -176,7 +176,7 @@ def test_bad_exposure_is_refused_and_nothing_logged(service, exposure, status, p
 
 
 def test_time_based_recompute_runs_in_the_background_not_on_assign(tmp_path):
-    spec = ExperimentSpec("exp", ("fp32", "int8"), "ThompsonSampling", rule=DecisionRule(control="fp32"),
+    spec = ExperimentSpec("exp", ("fp32", "int8"), rule=DecisionRule(control="fp32"),
                           recompute_every=10_000, recompute_seconds=3.0)
     t0 = time.monotonic()
     exp = Experiment(spec, SQLiteStore(tmp_path / "store.db"))
