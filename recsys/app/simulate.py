@@ -27,6 +27,7 @@ from recsys.errors import ConfigError, UserError
 from simulator.config import SimulatorConfig
 
 if TYPE_CHECKING:
+    from compression.config import TimingConfig
     from recsys.app.closed_loop import ServiceTraffic
     from recsys.models.two_tower import TwoTower
     from simulator.environment import Environment
@@ -56,15 +57,17 @@ def simulate(config: ExperimentConfig, world: World | None = None) -> dict:
     logged = _logging_arm(sim, variants)
     truth = world if world is not None else world_for(config.data, config.seed)
     cache = config.data.cache_dir
+    timing = config.compress.latency if config.compress is not None else None  # the variants table's timing
     traffic = _service_traffic(config, variants, truth)
     try:
-        result = run_experiment(_environment(sim, truth, retrieval, cache), variants, config.decision, traffic)
+        result = run_experiment(_environment(sim, truth, retrieval, cache, timing), variants, config.decision,
+                                traffic)
     finally:
         if traffic is not None:
             traffic.close()
     verdict = verdict_of(result)
     with staged_folder(config.run_dir / "simulation") as folder:  # replaced whole: a kill leaves the old one
-        log = _write_log(_environment(sim, truth, retrieval, cache), logged, folder / "log") if logged else None
+        log = _write_log(_environment(sim, truth, retrieval, cache, timing), logged, folder / "log") if logged else None
         out = write_simulation_report(result, verdict, folder, sim.candidates, log)
         _plot_variants(config, verdict, folder / "variants.png")
     add_simulation(config.run_dir, out)
@@ -82,11 +85,14 @@ def _service_traffic(config: ExperimentConfig, variants: list[Arm], world: World
     return service_traffic(f"http://{s.host}:{s.port}", s.experiment or config.name, variants, world, config.decision)
 
 
-def _environment(config: SimulatorConfig, world: World, retrieval: TwoTower | None, cache_dir: str) -> Environment:
-    """A fresh environment serving `world` with the traffic of `simulator.seed`."""
+def _environment(config: SimulatorConfig, world: World, retrieval: TwoTower | None, cache_dir: str,
+                 timing: TimingConfig | None) -> Environment:
+    """A fresh environment serving `world` with the traffic of `simulator.seed`, its variants timed
+    as the variants table times them (`timing`: the config's compress.latency)."""
     from simulator.environment import Environment
 
-    return Environment.build(config, world, config.seed, retrieval_model=retrieval, cache_dir=cache_dir)
+    return Environment.build(config, world, config.seed, retrieval_model=retrieval, cache_dir=cache_dir,
+                             timing=timing)
 
 
 def arms(config: ExperimentConfig) -> list[Arm]:

@@ -158,3 +158,20 @@ def test_a_simulation_that_fails_while_writing_leaves_the_previous_one_whole(run
         simulate(load_config(path, {"simulator.seed": 7}))
     after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before and not list(run_dir.glob(".simulation*"))  # no staged folder left behind
+
+
+def test_the_simulation_times_variants_as_the_variants_table_does(run_copy, monkeypatch) -> None:
+    """One latency story: the simulator's fitted latencies use the config's compress.latency."""
+    path, _ = run_copy
+    seen = []
+    original = Environment.build
+
+    def spy(config, world, seed, **kwargs):
+        seen.append(kwargs.get("timing"))
+        return original(config, world, seed, **kwargs)
+
+    monkeypatch.setattr(Environment, "build", staticmethod(spy))
+    config = load_config(path, {"compress.latency.repeats": 2, "compress.latency.iters": 3})
+    simulate(config)
+    assert config.compress is not None and seen and all(t == config.compress.latency for t in seen)
+    assert seen[0].repeats == 2  # not the defaults
