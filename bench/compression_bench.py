@@ -329,7 +329,7 @@ def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from bandit.tradeoff import pareto_front
 
@@ -346,8 +346,9 @@ def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title:
         ax.axhline(-HEADLINE_LOSS, ls="--", color="red", lw=0.7, label=f"-{HEADLINE_LOSS} AUC")
         ax.axvline(HEADLINE_RATIO, ls=":", color="red", lw=0.7)
         ax.set_xscale("log")
-        for axis_format in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
-            axis_format(FuncFormatter(lambda x, _: f"{x:g}x"))
+        ax.set_xticks([2.0 ** k for k in range(1, 8)])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("fewer embedding bytes than fp32 (log)")
         ax.set_ylabel("AUC - fp32 AUC")
         if low is not None:
