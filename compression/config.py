@@ -78,6 +78,8 @@ class DistillConfig:
     lr_dense: float = 0.001
     lr_sparse: float = 0.05
     seed: int = 0
+    warm_start: Literal["none", "truncate", "svd"] = "none"  # the student's start (compression.warm_start)
+    ensemble: tuple[str, ...] = ()  # exported DLRMs averaged with the teacher (compression.ensemble)
 
     def __post_init__(self) -> None:
         require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
@@ -105,6 +107,8 @@ class FactorizeConfig:
         require(self.rank is None or self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
         for name, rank in self.ranks.items():
             require(rank >= 1, f"ranks.{name}", f"must be >= 1, got {rank}")
+        require(self.fine_tune is None or (self.fine_tune.warm_start == "none" and not self.fine_tune.ensemble),
+                "fine_tune.warm_start", "the SVD fit is the start: leave out warm_start and ensemble")
         require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
                 "the factorized model is the one fine-tuned; give no student")
 
@@ -125,6 +129,8 @@ class MixedDimConfig:
         require(self.budget_ratio is None or self.budget_ratio >= 1.0, "budget_ratio", "must be >= 1")
         require(len(self.dims) > 0 and min(self.dims) >= 1, "dims", "must list widths >= 1")
         require(self.sensitivity_batches >= 1, "sensitivity_batches", "must be >= 1")
+        require(self.fine_tune is None or (self.fine_tune.warm_start == "none" and not self.fine_tune.ensemble),
+                "fine_tune.warm_start", "the SVD fit is the start: leave out warm_start and ensemble")
         require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
                 "the mixed-dimension model is the one fine-tuned; give no student")
 
@@ -169,7 +175,7 @@ class TimingConfig:
     repeats: int = 5  # rounds over all variants; each reports its median
     iters: int = 20  # timed batches per variant per round
     warmup: int = 5
-    threads: int | None = None  # torch threads; None keeps the current setting
+    threads: int | None = None  # torch threads; None: the serving thread policy's (recsys.serving.threads, one)
 
     def __post_init__(self) -> None:
         require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1, "batch_sizes", "must be >= 1")

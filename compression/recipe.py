@@ -14,6 +14,7 @@ from torch import nn
 
 from compression.config import DistillConfig, VariantConfig
 from compression.distill import StudentBuilder, student_alone, train_student
+from compression.ensemble import ensemble_of
 from compression.factorize import factorize
 from compression.mixed_dim import mixed_dim
 from compression.precision import explicit_precisions, mixed_precision
@@ -55,7 +56,8 @@ def _distill(teacher: Teacher, task: Task, config: DistillConfig, eval_batch_siz
              progress: bool) -> tuple[nn.Module, ModelSpec | None, dict[str, Any]]:
     """The distilled student, its spec, and notes comparing it with the same student trained alone."""
     build, spec = teacher.student_builder(config.student)
-    distilled = train_student(build, teacher.model, task, config, progress)
+    distilled = train_student(build, ensemble_of(teacher.model, config.ensemble), task, config, progress,
+                              config.warm_start)
     alone = student_alone(build, task, config, progress)
     notes = {"student_distilled": task.evaluate(distilled, "test", eval_batch_size),
              "student_alone": task.evaluate(alone, "test", eval_batch_size)}

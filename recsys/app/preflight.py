@@ -144,7 +144,7 @@ def _compress(config: ExperimentConfig, schema: Schema) -> None:
             if unknown:
                 raise ConfigError(f"{key}.{step}.tables.{unknown[0]}: no such table in the {teacher} model of "
                                   f"data.source = '{config.data.source}' (tables: {', '.join(tables)})")
-        if "quantize" in variant.steps and "factorize" not in variant.steps:  # factorized: packs rank-wide rows
+        if "quantize" in variant.steps and not {"factorize", "mixed_dim"} & set(variant.steps):  # rank-wide rows
             q = variant.quantize
             check_precision(f"{key}.quantize.default", q.default, model.embedding_dim)
             for name, precision in q.tables.items():

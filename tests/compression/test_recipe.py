@@ -46,6 +46,9 @@ def test_bad_recipes_against_the_teacher(random_model, raw, fragment):
     ({"steps": ["prune", "distill"]}, "steps: distill must come first"),
     ({"name": "../x"}, "compress.variants[0].name:"),
     ({"quantize": {"budget_ratio": 0.5}}, "quantize.budget_ratio: must be >= 1"),
+    ({"distill": {"warm_start": "copy"}}, "compress.variants[0].distill.warm_start: 'copy' is not one of"),
+    ({"steps": ["factorize"], "factorize": {"rank": 2, "fine_tune": {"warm_start": "svd"}}},
+     "factorize.fine_tune.warm_start: the SVD fit is the start"),
 ])
 def test_bad_recipes_in_the_config(raw, fragment):
     with pytest.raises(ConfigError) as e:
@@ -121,3 +124,28 @@ def test_a_budget_sweep_probes_sensitivities_once_per_table_origin(monkeypatch, 
     pruned = {"steps": ["prune", "quantize"], "prune": {"ratio": 0.3}, "quantize": {**quantize, "budget_ratio": 3.5}}
     build_variant(teacher, task, _variant(pruned), cache=cache)
     assert len(calls) == 3  # pruned tables are probed anew; `alone` had its own cache
+
+
+def test_the_distill_step_starts_and_teaches_the_student_as_configured(monkeypatch, tiny_exported, tiny_dataset):
+    """distill.warm_start reaches the student's training, and distill.ensemble the teacher it learns from."""
+    import compression.recipe as recipe
+
+    seen: list = []
+    real_train, real_ensemble = recipe.train_student, recipe.ensemble_of
+
+    def train(build, teacher, task, config, progress=False, start="none"):
+        seen.append(("start", start))
+        return real_train(build, teacher, task, config, progress, start)
+
+    def ensemble(teacher, folders):
+        seen.append(("ensemble", tuple(folders)))
+        return real_ensemble(teacher, ())
+
+    monkeypatch.setattr(recipe, "train_student", train)
+    monkeypatch.setattr(recipe, "ensemble_of", ensemble)
+    exported = tiny_exported("dlrm")
+    distill = {"student": {"embedding_dim": 4, "dense_arch": [4]}, "epochs": 1, "batch_size": 256,
+               "warm_start": "truncate", "ensemble": ["runs/a/dlrm/model", "runs/b/dlrm/model"]}
+    config = _variant({"steps": ["distill"], "distill": distill})
+    build_variant(teacher_of(exported), teacher_task(exported, tiny_dataset), config)
+    assert seen == [("ensemble", ("runs/a/dlrm/model", "runs/b/dlrm/model")), ("start", "truncate")]
