@@ -57,11 +57,11 @@ def test_float_model(random_model, kind, candidates):
     check_same_scores(scorer, "float", candidates)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4", "int2"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind, precision", [
+    (kind, precision) for kind in KINDS for precision in ("fp32", "fp16", "int8", "int4", "int2")
+    if not (kind == "logistic" and precision == "int2")  # its tables have dim 4: int2 needs a multiple of 8
+])
 def test_compressed_model(random_model, kind, precision):
-    if kind == "logistic" and precision == "int2":
-        pytest.skip("logistic regression's tables have dim 4: int2 needs a multiple of 8")
     check_same_scores(compressed(random_model(kind), precision), precision, 7)
 
 
