@@ -90,8 +90,14 @@ def _serve_variants(config: ExperimentConfig, sim: SimulatorConfig, s: ServeConf
     sizes = tuple(float(a.scorer.embedding_bytes()) for a in variants)  # the costs of a rule by bytes
     spec = ExperimentSpec(s.experiment or config.name, tuple(a.name for a in variants), sim.policy.name,
                           sim.policy.options, config.decision, s.salt, s.recompute_every, s.recompute_seconds, sizes)
-    store = Path(s.store) if "://" in s.store or Path(s.store).is_absolute() else config.run_dir / s.store
-    run(s, [spec], str(store), VariantRanker(variants, run_schema(config)))
+    run(s, [spec], store_location(config, s), VariantRanker(variants, run_schema(config)))
+
+
+def store_location(config: ExperimentConfig, s: ServeConfig) -> str:
+    """serve.store as bandit.store.open_store takes it: a URL unchanged, a relative file inside the run folder."""
+    if "://" in s.store or Path(s.store).is_absolute():
+        return s.store
+    return str(config.run_dir / s.store)
 
 
 def run_schema(config: ExperimentConfig) -> Schema:

@@ -36,3 +36,17 @@ def test_a_second_service_of_the_same_run_refuses_in_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1, err
     assert f"{run_dir / 'service'}: in use by another recsys command (pid {os.getpid()})" in err
     assert not any(run_dir.iterdir())  # the lock folder goes with the holder's lock
+
+
+@pytest.mark.parametrize("store, expected", [
+    ("postgresql://u:pw@db.example:5432/exp", "postgresql://u:pw@db.example:5432/exp"),  # a URL, unchanged
+    ("/abs/x.db", "/abs/x.db"),
+    ("x.db", "RUN/x.db"),
+])
+def test_the_store_is_a_url_or_a_file_of_the_run(tmp_path, store, expected):
+    from recsys.app.config import load_config
+    from recsys.app.serve import ServeConfig, store_location
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml",
+                         {"out_dir": str(tmp_path)})
+    assert store_location(config, ServeConfig(store=store)) == expected.replace("RUN", str(config.run_dir))
