@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from itertools import groupby
-from typing import Any
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from bandit.errors import BanditInputError, BanditStateError
-from bandit.store import ANSWERED, ConflictError, DecisionRecord, Event, Resolved
+from bandit.sql_store import SQLStore
+from bandit.store import ANSWERED, ConflictError, DecisionRecord, Event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
@@ -44,9 +43,11 @@ def _where(url: str) -> str:
     return f"{parts.hostname or 'local socket'}/{parts.path.lstrip('/') or '?'}"
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """`bandit.store.ExperimentStore` in one PostgreSQL database; safe to share between threads
     (one connection, one operation at a time)."""
+
+    P = "%s"
 
     def __init__(self, url: str) -> None:
         try:
@@ -64,23 +65,6 @@ class PostgresStore:
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
             self._db.execute(_SCHEMA)
-
-    def get_spec(self, experiment: str) -> str | None:
-        row = self._one("SELECT spec FROM experiments WHERE id = %s", (experiment,))
-        return None if row is None else str(row[0])
-
-    def put_spec(self, experiment: str, spec_json: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO experiments (id, spec) VALUES (%s, %s)", (experiment, spec_json))
-
-    def save_weights(self, experiment: str, version: int, layout_json: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO weights VALUES (%s, %s, %s, %s)",
-                             (experiment, version, layout_json, time.time()))
-
-    def weights(self, experiment: str) -> dict[int, str]:
-        rows = self._all("SELECT version, layout FROM weights WHERE experiment = %s", (experiment,))
-        return {int(v): str(text) for v, text in rows}
 
     def log_decisions(self, experiment: str, decisions: Sequence[DecisionRecord]) -> None:
         rows = [(d.decision_id, experiment, d.unit, d.arm, d.propensity, d.weights_version, d.time) for d in decisions]
@@ -126,40 +110,9 @@ class PostgresStore:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [(batch, e.event_id, experiment, e.decision_id, e.reward, e.latency_ms, now) for e in events])
 
-    def replay(self, experiment: str) -> Iterator[list[Resolved]]:
-        rows = self._all("SELECT f.batch, f.event_id, f.decision_id, f.reward, f.latency_ms, d.arm, d.propensity "
-                         "FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
-                         "WHERE f.experiment = %s ORDER BY f.batch, f.seq", (experiment,))
-        for _, batch in groupby(rows, key=lambda r: r[0]):
-            yield [Resolved(Event(r[1], r[2], r[3], r[4]), r[5], r[6]) for r in batch]
-
-    def served(self, experiment: str) -> dict[int, int]:
-        rows = self._all("SELECT arm, COUNT(*) FROM decisions WHERE experiment = %s GROUP BY arm", (experiment,))
-        return {int(a): int(c) for a, c in rows}
-
     def first_assignments(self, experiment: str) -> list[tuple[int, int, int]]:
         """(weights version, arm, units) of each unit's first decision."""
         rows = self._all("SELECT weights_version, arm, COUNT(*) FROM (SELECT DISTINCT ON (unit) weights_version, arm "
                          "FROM decisions WHERE experiment = %s ORDER BY unit, seq) AS first "
                          "GROUP BY weights_version, arm", (experiment,))
         return [(int(v), int(a), int(c)) for v, a, c in rows]
-
-    def latencies(self, experiment: str) -> dict[int, list[float]]:
-        rows = self._all("SELECT d.arm, f.latency_ms FROM feedback f JOIN decisions d ON d.decision_id = "
-                         "f.decision_id WHERE f.experiment = %s AND f.latency_ms IS NOT NULL", (experiment,))
-        out: dict[int, list[float]] = {}
-        for arm, lat in rows:
-            out.setdefault(int(arm), []).append(float(lat))
-        return out
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _one(self, sql: str, args: tuple) -> tuple[Any, ...] | None:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
-
-    def _all(self, sql: str, args: tuple) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()

@@ -12,11 +12,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from itertools import groupby
 from pathlib import Path
 
 from bandit.errors import BanditInputError, BanditStateError
-from bandit.store import ANSWERED, ConflictError, DecisionRecord, Event, Resolved
+from bandit.sql_store import SQLStore
+from bandit.store import ANSWERED, ConflictError, DecisionRecord, Event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, spec TEXT NOT NULL);
@@ -31,8 +31,10 @@ CREATE TABLE IF NOT EXISTS feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT, batc
 _CHUNK = 500  # ids per IN (...) query, below every SQLite's variable limit
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """`bandit.store.ExperimentStore` on one SQLite file; safe to share between threads."""
+
+    P = "?"
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
@@ -46,22 +48,6 @@ class SQLiteStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise BanditStateError("store", f"{str(path)!r} is not a usable SQLite database ({exc})") from None
-
-    def get_spec(self, experiment: str) -> str | None:
-        row = self._one("SELECT spec FROM experiments WHERE id = ?", (experiment,))
-        return None if row is None else str(row[0])
-
-    def put_spec(self, experiment: str, spec_json: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO experiments (id, spec) VALUES (?, ?)", (experiment, spec_json))
-
-    def save_weights(self, experiment: str, version: int, layout_json: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO weights VALUES (?, ?, ?, ?)", (experiment, version, layout_json, time.time()))
-
-    def weights(self, experiment: str) -> dict[int, str]:
-        rows = self._all("SELECT version, layout FROM weights WHERE experiment = ?", (experiment,))
-        return {int(v): str(text) for v, text in rows}
 
     def log_decisions(self, experiment: str, decisions: Sequence[DecisionRecord]) -> None:
         rows = [(d.decision_id, experiment, d.unit, d.arm, d.propensity, d.weights_version, d.time) for d in decisions]
@@ -123,43 +109,12 @@ class SQLiteStore:
             finally:
                 self._db.execute("PRAGMA synchronous=NORMAL")
 
-    def replay(self, experiment: str) -> Iterator[list[Resolved]]:
-        rows = self._all("SELECT f.batch, f.event_id, f.decision_id, f.reward, f.latency_ms, d.arm, d.propensity "
-                         "FROM feedback f JOIN decisions d ON d.decision_id = f.decision_id "
-                         "WHERE f.experiment = ? ORDER BY f.seq", (experiment,))
-        for _, batch in groupby(rows, key=lambda r: r[0]):
-            yield [Resolved(Event(r[1], r[2], r[3], r[4]), r[5], r[6]) for r in batch]
-
-    def served(self, experiment: str) -> dict[int, int]:
-        rows = self._all("SELECT arm, COUNT(*) FROM decisions WHERE experiment = ? GROUP BY arm", (experiment,))
-        return {int(a): int(c) for a, c in rows}
-
     def first_assignments(self, experiment: str) -> list[tuple[int, int, int]]:
         """(weights version, arm, units) of each unit's first decision."""
         rows = self._all("SELECT weights_version, arm, COUNT(*) FROM (SELECT weights_version, arm, MIN(rowid) "
                          "FROM decisions WHERE experiment = ? GROUP BY unit) GROUP BY weights_version, arm",
                          (experiment,))
         return [(int(v), int(a), int(c)) for v, a, c in rows]
-
-    def latencies(self, experiment: str) -> dict[int, list[float]]:
-        rows = self._all("SELECT d.arm, f.latency_ms FROM feedback f JOIN decisions d ON d.decision_id = "
-                         "f.decision_id WHERE f.experiment = ? AND f.latency_ms IS NOT NULL", (experiment,))
-        out: dict[int, list[float]] = {}
-        for arm, lat in rows:
-            out.setdefault(int(arm), []).append(float(lat))
-        return out
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _one(self, sql: str, args: tuple) -> tuple | None:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
-
-    def _all(self, sql: str, args: tuple) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
