@@ -97,7 +97,8 @@ class DistillConfig:
 class FactorizeConfig:
     """Each table E (n x d) as A (n x r) times B (r x d), from E's truncated SVD: `rank` for every
     table, `ranks` per table (only those, without `rank`); then, with `fine_tune`, A, B and the dense
-    layers trained against the teacher as a distilled student is (its `student` must stay empty)."""
+    layers trained against the teacher (or `fine_tune.ensemble`'s mean logit) as a distilled student
+    is (its `student` must stay empty, its `warm_start` unset: the SVD fit is the start)."""
 
     rank: int | None = None
     ranks: dict[str, int] = field(default_factory=dict)
@@ -107,8 +108,8 @@ class FactorizeConfig:
         require(self.rank is None or self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
         for name, rank in self.ranks.items():
             require(rank >= 1, f"ranks.{name}", f"must be >= 1, got {rank}")
-        require(self.fine_tune is None or (self.fine_tune.warm_start == "none" and not self.fine_tune.ensemble),
-                "fine_tune.warm_start", "the SVD fit is the start: leave out warm_start and ensemble")
+        require(self.fine_tune is None or self.fine_tune.warm_start == "none", "fine_tune.warm_start",
+                "the SVD fit is the start: leave out warm_start (an ensemble teacher is fine)")
         require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
                 "the factorized model is the one fine-tuned; give no student")
 
@@ -129,8 +130,8 @@ class MixedDimConfig:
         require(self.budget_ratio is None or self.budget_ratio >= 1.0, "budget_ratio", "must be >= 1")
         require(len(self.dims) > 0 and min(self.dims) >= 1, "dims", "must list widths >= 1")
         require(self.sensitivity_batches >= 1, "sensitivity_batches", "must be >= 1")
-        require(self.fine_tune is None or (self.fine_tune.warm_start == "none" and not self.fine_tune.ensemble),
-                "fine_tune.warm_start", "the SVD fit is the start: leave out warm_start and ensemble")
+        require(self.fine_tune is None or self.fine_tune.warm_start == "none", "fine_tune.warm_start",
+                "the SVD fit is the start: leave out warm_start (an ensemble teacher is fine)")
         require(self.fine_tune is None or not self.fine_tune.student, "fine_tune.student",
                 "the mixed-dimension model is the one fine-tuned; give no student")
 

@@ -4,9 +4,10 @@ A and B come from E's truncated SVD, E ~ U_r S_r V_r^T: A = U_r S_r, B = V_r^T. 
 orthonormal, so A's rows keep the norms of E's rows projected on them and an error in A (pruning,
 quantization) is the same error in E; by Eckart-Young the fit's squared error is the sum of the
 discarded squared singular values. With `fine_tune`, the model holding A in a float EBC and B as a
-parameter (`FactorizedEBC`) is trained against the teacher by distillation's own loop, and A, B and
-its dense layers are read back. A is then an ordinary narrower table that the later steps prune and
-quantize; B stays fp32 and is counted with its table (`PackedTable.bytes`).
+parameter (`FactorizedEBC`) is trained against the teacher (or an ensemble teacher, by
+`fine_tune.ensemble`) by distillation's own loop, and A, B and its dense layers are read back. A
+is then an ordinary narrower table that the later steps prune and quantize; B stays fp32 and is
+counted with its table (`PackedTable.bytes`).
 
 `rank` factorizes every table where A and B take fewer bytes than E when A and E are both int8
 (B is fp32: on a table of a few dozen rows B alone outweighs E, and the common int8 A is the fair
@@ -24,6 +25,7 @@ from torchrec import EmbeddingBagCollection
 
 from compression.config import FactorizeConfig
 from compression.distill import train_student
+from compression.ensemble import ensemble_of
 from compression.tables import FloatTable, ebc_paths, float_tables, load_tables, logical_weight
 from recsys.errors import ConfigError
 from recsys.models.factorized import FactorizedEBC
@@ -124,9 +126,12 @@ def fit_errors(before: dict[str, FloatTable], after: dict[str, FloatTable], rank
 
 
 def factorize(config: FactorizeConfig, teacher: nn.Module, model: nn.Module, tables: dict[str, FloatTable],
-              task: Task | None, progress: bool = False) -> tuple[nn.Module, dict[str, FloatTable], dict[str, Any]]:
+              task: Task | None, progress: bool = False,
+              key: str = "factorize") -> tuple[nn.Module, dict[str, FloatTable], dict[str, Any]]:
     """The model (dense layers, fine-tuned or not, and E = A B in its float EBCs), its tables with
-    the chosen ones factorized, and notes (ranks, relative fit errors before fine-tuning)."""
+    the chosen ones factorized, and notes (ranks, relative fit errors before fine-tuning). The
+    fine-tuning learns from `teacher` averaged with `fine_tune.ensemble`'s models (errors name
+    `key`.fine_tune.ensemble[i]); the SVD fit is always of `model`'s own tables."""
     ranks = table_ranks(config, tables)
     factorized = factorize_tables(tables, ranks)
     notes: dict[str, Any] = {"ranks": ranks, "svd_relative_error": fit_errors(tables, factorized, ranks)}
@@ -135,6 +140,7 @@ def factorize(config: FactorizeConfig, teacher: nn.Module, model: nn.Module, tab
         if task is None:
             raise ConfigError("factorize.fine_tune: needs the training data")
         start = factorized
-        dense_from = train_student(lambda: factorized_model(model, start), teacher, task, config.fine_tune, progress)
+        teachers = ensemble_of(teacher, config.fine_tune.ensemble, f"{key}.fine_tune.ensemble")
+        dense_from = train_student(lambda: factorized_model(model, start), teachers, task, config.fine_tune, progress)
         factorized = read_back(dense_from, factorized)
     return with_tables(model, dense_from, factorized), factorized, notes

@@ -97,6 +97,6 @@ def mixed_dim(config: MixedDimConfig, teacher: nn.Module, model: nn.Module, tabl
     chosen = search(options, harm, lambda n, r: width_bytes(tables[n], r, precision), budget)
     ranks = {n: r for n, r in chosen.items() if r < tables[n].dim}
     model, factorized, notes = factorize(FactorizeConfig(ranks=ranks, fine_tune=config.fine_tune), teacher, model,
-                                         tables, task, progress)
+                                         tables, task, progress, key="mixed_dim")
     return model, factorized, {**notes, "widths": chosen, "harm": harm, "budget_bytes": int(budget),
                                "precision": precision}

@@ -1,6 +1,8 @@
 """Ensemble teacher: it scores each row by the mean of its members' logits, the distillation target
 is the sigmoid of that mean at temperature T, a student distilled from it differs from one
-distilled from its first member alone, and a bad member folder is one line naming its key."""
+distilled from its first member alone, factorize's and mixed_dim's fine-tuning learn from it
+(`fine_tune.ensemble`; a warm start stays refused there), and a bad member folder is one line
+naming its key."""
 from __future__ import annotations
 
 import json
@@ -10,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from compression import factorize as factorize_step
 from compression.build import teacher_of, teacher_task
-from compression.config import DistillConfig
+from compression.config import DistillConfig, VariantConfig
 from compression.distill import train_student
 from compression.ensemble import EnsembleTeacher, ensemble_of, lead
+from compression.recipe import build_variant
+from recsys.config_loading import from_dict
 from recsys.errors import ConfigError
 from recsys.integrity import sha256
 from recsys.models.registry import build_model, schema_to_dict
@@ -103,3 +108,49 @@ def test_a_bad_member_is_one_line_naming_its_key(members, random_model, tmp_path
         with pytest.raises(ConfigError) as e:
             ensemble_of(models[0], folders)
         assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def _fine_tuned(step: str, fine_tune: dict) -> VariantConfig:
+    """A `step` variant (factorize at rank 2, or mixed_dim at widths 2 of 8) fine-tuned by `fine_tune`."""
+    shape = {"rank": 2} if step == "factorize" else {"budget_ratio": 2.0, "dims": [2]}
+    return from_dict(VariantConfig, {"name": "v", "steps": [step], step: {**shape, "fine_tune": fine_tune}},
+                     "compress.variants[0]")
+
+
+@pytest.mark.parametrize("step", ["factorize", "mixed_dim"])
+def test_factorized_fine_tuning_learns_from_the_ensemble(members, tmp_path: Path, tiny_dataset, monkeypatch,
+                                                         step) -> None:
+    """fine_tune.ensemble reaches the fine-tuning: the teacher it learns from scores the mean of the
+    run's teacher and the member's logits; without it, the run's teacher alone."""
+    exported, models = members
+    folder = _export(tmp_path / "m1", "dlrm", exported.schema, exported.config, models[1])
+    seen: list = []
+    real = factorize_step.train_student
+
+    def spy(build, teacher, task, config, progress=False, start="none"):
+        seen.append(teacher)
+        return real(build, teacher, task, config, progress, start)
+
+    monkeypatch.setattr(factorize_step, "train_student", spy)
+    task = teacher_task(exported, tiny_dataset)
+    fine_tune = {"alpha": 0.0, "epochs": 1, "batch_size": 256}
+    build_variant(teacher_of(exported), task, _fine_tuned(step, {**fine_tune, "ensemble": [str(folder)]}))
+    build_variant(teacher_of(exported), task, _fine_tuned(step, fine_tune))
+    batch = next(iter(tiny_dataset.batches("test", 200)))
+    with torch.no_grad():
+        assert torch.allclose(seen[0].score(batch), EnsembleTeacher(models[:2]).score(batch), atol=1e-6)
+        assert not torch.allclose(seen[0].score(batch), models[0].score(batch), atol=1e-3)
+    assert seen[1] is exported.model
+
+
+@pytest.mark.parametrize("step", ["factorize", "mixed_dim"])
+def test_under_fine_tuning_a_warm_start_is_refused_and_a_bad_member_named(members, tmp_path: Path, tiny_dataset,
+                                                                          step) -> None:
+    exported, _ = members
+    with pytest.raises(ConfigError, match=rf"^compress.variants\[0\].{step}.fine_tune.warm_start: the SVD fit is "
+                       "the start"):
+        _fine_tuned(step, {"warm_start": "svd"})
+    config = _fine_tuned(step, {"epochs": 1, "ensemble": [str(tmp_path / "nowhere")]})
+    with pytest.raises(ConfigError) as e:
+        build_variant(teacher_of(exported), teacher_task(exported, tiny_dataset), config)
+    assert str(e.value).startswith(f"{step}.fine_tune.ensemble[0]: ") and "\n" not in str(e.value)
