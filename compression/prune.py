@@ -20,6 +20,7 @@ from torchrec.datasets.utils import Batch
 
 from compression.config import PruneConfig
 from compression.tables import FloatTable, ebc_paths
+from recsys.data.batching import click_labels
 from recsys.data.jagged import take_rows
 from recsys.errors import ConfigError
 from recsys.train.tasks import Task
@@ -30,7 +31,7 @@ def access_counts(batches: Iterable[Batch], tables: dict[str, FloatTable]) -> di
     feature_table = {f: name for name, t in tables.items() for f in t.feature_names}
     counts = {name: torch.zeros(t.num_embeddings, dtype=torch.float64) for name, t in tables.items()}
     for batch in batches:
-        real = take_rows(batch.sparse_features, torch.nonzero(batch.labels >= 0).flatten())
+        real = take_rows(batch.sparse_features, torch.nonzero(click_labels(batch.labels) >= 0).flatten())
         for key, jt in real.to_dict().items():
             if key in feature_table:
                 ids = jt.values().long()

@@ -24,15 +24,20 @@ def sigmoid(x: np.ndarray | float, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def intercept_for_rate(logits: np.ndarray, rate: float, lo: float = -30.0, hi: float = 30.0,
-                       iterations: int = 60) -> float:
-    """The intercept b in [lo, hi] with mean(sigmoid(logits + b)) = rate, by bisection (the mean
-    rises with b). ValueError if rate is not in (0, 1) or no b in [lo, hi] reaches it."""
+                       iterations: int = 60, weights: np.ndarray | None = None) -> float:
+    """The intercept b in [lo, hi] with mean(sigmoid(logits + b)) = rate (the mean weighted by
+    `weights`, if given), by bisection (the mean rises with b). ValueError if rate is not in
+    (0, 1) or no b in [lo, hi] reaches it."""
     if not 0.0 < rate < 1.0:
         raise ValueError(f"target click rate {rate!r} is not in (0, 1)")
     x = np.asarray(logits, dtype=np.float64)
-    if not sigmoid(x + lo).mean() <= rate <= sigmoid(x + hi).mean():
+
+    def mean(b: float) -> float:
+        return float(np.average(sigmoid(x + b), weights=weights))
+
+    if not mean(lo) <= rate <= mean(hi):
         raise ValueError(f"no intercept in [{lo}, {hi}] gives the mean click rate {rate!r}")
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if sigmoid(x + mid).mean() < rate else (lo, mid)
+        lo, hi = (mid, hi) if mean(mid) < rate else (lo, mid)
     return (lo + hi) / 2

@@ -29,6 +29,7 @@ def preflight(config: ExperimentConfig, trains: bool = True) -> None:
     schema = planned_schema(config.data)
     _devices(config)
     _models(config, schema)
+    _conversion(config)
     _splits(config)
     _sharding(config, schema)
     _compress(config, schema)
@@ -84,6 +85,28 @@ def _models(config: ExperimentConfig, schema: Schema) -> None:
         raise ConfigError(f"data.synthetic.max_in_memory_rows: the two-tower's retrieval evaluation needs the log "
                           f"in memory, but num_rows {c.num_rows:,} > max_in_memory_rows {c.max_in_memory_rows:,}; "
                           "raise it or set two_tower.enabled = false")
+
+
+def _conversion(config: ExperimentConfig) -> None:
+    """A conversion label (data.synthetic.conversion_rate) and a conversion head go together, and
+    only the DLRM reads the label."""
+    labels = config.data.source == "synthetic" and config.data.synthetic.conversion_rate is not None
+    head = config.dlrm.enabled and config.dlrm.model.conversion_arch is not None
+    if config.data.synthetic.conversion_rate is not None and config.data.source != "synthetic":
+        raise ConfigError(f"data.synthetic.conversion_rate: conversions are drawn by the synthetic world; "
+                          f"data.source is '{config.data.source}'")
+    if head and not labels:
+        raise ConfigError("dlrm.model.conversion_arch: the conversion head needs conversion labels; "
+                          "set data.synthetic.conversion_rate")
+    if labels and not head:
+        raise ConfigError("data.synthetic.conversion_rate: the conversion label is learned by a DLRM's conversion "
+                          "head; set dlrm.model.conversion_arch (dlrm enabled)")
+    others = [k for k, on in (("two_tower.enabled", config.two_tower.enabled),
+                              ("baselines.logistic", config.baselines.logistic),
+                              ("baselines.popularity", config.baselines.popularity)) if on]
+    if labels and others:
+        raise ConfigError(f"data.synthetic.conversion_rate: only the DLRM reads conversion labels; "
+                          f"set {' and '.join(others)} to false")
 
 
 def _splits(config: ExperimentConfig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
 from torchrec.datasets.utils import Batch
 
 from recsys.data.click_log import ClickLog, Rows
@@ -17,6 +18,12 @@ from recsys.data.dataset import PAD_LABEL, Split
 
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 Segment = tuple[ClickLog, np.ndarray]
+
+
+def click_labels(labels: torch.Tensor) -> torch.Tensor:
+    """A batch's click labels [B]: its labels, or their first column when it carries a conversion
+    label too ([B, 2]: clicks, conversions)."""
+    return labels if labels.dim() == 1 else labels[:, 0]
 
 
 def row_order(labels: np.ndarray, *, seed: int, split: Split, epoch: int, chunk: int,
@@ -76,11 +83,12 @@ def _drop(pending: list[Segment], n: int) -> None:
 
 def _padded(pending: list[Segment], start: int, stop: int, batch_size: int) -> Rows:
     """Rows [start, stop) filled up to batch_size with copies of the global batch's first row,
-    labelled PAD_LABEL (a rank past the end gets only padding)."""
+    labelled PAD_LABEL, every label column (a rank past the end gets only padding)."""
     parts = _take(pending, start, stop) if start < stop else []
     n_pad = batch_size - sum(len(p) for p in parts)
     if n_pad:
         log, order = next((log, order) for log, order in pending if len(order))
         filler = log.rows(np.full(n_pad, order[0]))
-        parts.append(Rows(filler.dense, filler.sparse, np.full(n_pad, PAD_LABEL, np.float32)))
+        parts.append(Rows(filler.dense, filler.sparse,
+                          np.full((n_pad,) + filler.labels.shape[1:], PAD_LABEL, np.float32)))
     return Rows.concat(parts)

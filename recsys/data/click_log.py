@@ -56,7 +56,8 @@ class FeatureTable:
 
 @dataclass(frozen=True, eq=False)
 class Rows:
-    """Fully joined rows in numpy: what one Batch holds before it becomes torch tensors."""
+    """Fully joined rows in numpy: what one Batch holds before it becomes torch tensors. `labels`:
+    float32 [n] clicks, or [n, 2] clicks and conversions (ClickLog.conversions)."""
 
     dense: np.ndarray
     sparse: tuple[Jagged, ...]
@@ -82,7 +83,9 @@ class Rows:
 @dataclass(frozen=True, eq=False)
 class ClickLog:
     """Events: label float32 [n] in {0, 1}, dense float32 [n, D], context id columns, and
-    optionally the user and item of each event with the tables they index."""
+    optionally the user and item of each event with the tables they index, and a second label,
+    `conversions` float32 [n] in {0, 1} (1: clicked and converted; only clicks convert): then its
+    rows' labels are [n, 2], clicks and conversions."""
 
     labels: np.ndarray
     dense: np.ndarray
@@ -91,6 +94,7 @@ class ClickLog:
     item: np.ndarray | None = None
     users: FeatureTable | None = None
     items: FeatureTable | None = None
+    conversions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name, index, table in (("user", self.user, self.users), ("item", self.item, self.items)):
@@ -118,21 +122,29 @@ class ClickLog:
         for _, index, table in self._sides():
             sparse += table.take(index[idx])
         sparse += [c.take(idx) for c in self.context]
-        return Rows(self.dense[idx], tuple(sparse), self.labels[idx])
+        labels = self.labels[idx] if self.conversions is None else \
+            np.stack([self.labels[idx], self.conversions[idx]], axis=1)
+        return Rows(self.dense[idx], tuple(sparse), labels)
 
     def subset(self, idx: np.ndarray) -> ClickLog:
         """The events `idx` (the same tables)."""
         return ClickLog(self.labels[idx], self.dense[idx], tuple(c.take(idx) for c in self.context),
                         None if self.user is None else self.user[idx],
-                        None if self.item is None else self.item[idx], self.users, self.items)
+                        None if self.item is None else self.item[idx], self.users, self.items,
+                        None if self.conversions is None else self.conversions[idx])
 
     def validate(self, context_features: Sequence[SparseFeature], where: str) -> None:
-        """DataError naming `where` and the first bad row: labels not 0/1, non-finite dense
-        values, or ids outside their tables."""
+        """DataError naming `where` and the first bad row: labels not 0/1, a conversion without
+        a click, non-finite dense values, or ids outside their tables."""
         bad = (self.labels != 0) & (self.labels != 1)
         if bad.any():
             raise DataError(f"{where}: row {int(np.argmax(bad))}: label "
                             f"{self.labels[np.argmax(bad)]} is not 0 or 1")
+        if self.conversions is not None:
+            bad = (self.conversions != 0) & ((self.conversions != 1) | (self.labels != 1))
+            if bad.any():
+                raise DataError(f"{where}: row {int(np.argmax(bad))}: conversion "
+                                f"{self.conversions[np.argmax(bad)]} is not 0, or 1 on a click")
         finite = np.isfinite(self.dense).all(axis=1)
         if not finite.all():
             raise DataError(f"{where}: row {int(np.argmin(finite))}: dense feature is NaN or inf")

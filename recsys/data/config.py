@@ -34,6 +34,9 @@ class SyntheticConfig:
     chunk_rows: int = 100_000  # rows generated at once when streaming
     truth: Literal["generated", "movielens"] = "generated"  # movielens: recsys.data.semi_synthetic
     max_in_memory_rows: int = 2_000_000  # larger logs are streamed; retrieval needs in-memory
+    # set: every click converts with the World's P(conversion | click), whose mean over clicks is this
+    # (a second label, learned by a DLRM with dlrm.model.conversion_arch); None: clicks only
+    conversion_rate: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_users", "num_items", "num_rows", "latent_dim", "num_segments",
@@ -44,6 +47,8 @@ class SyntheticConfig:
         require(self.max_user_tags <= self.num_user_tags, "max_user_tags", "must be <= num_user_tags")
         require(self.max_item_tags <= self.num_item_tags, "max_item_tags", "must be <= num_item_tags")
         require(0.0 < self.base_ctr < 1.0, "base_ctr", "must be in (0, 1)")
+        require(self.conversion_rate is None or 0.0 < self.conversion_rate < 1.0, "conversion_rate",
+                "must be in (0, 1)")
         for name in ("user_zipf", "item_zipf", "preference_scale"):
             require(getattr(self, name) >= 0.0, name, "must be >= 0")
 

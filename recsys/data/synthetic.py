@@ -30,10 +30,16 @@ _EVENTS = 1  # seed stream of the logs (recsys.data.world uses 0 and 2)
 
 def sample_log(world: World, rng: np.random.Generator, n: int,
                tables: tuple[FeatureTable, FeatureTable]) -> ClickLog:
-    """n impressions with clicks drawn from the world's true click probability."""
+    """n impressions with clicks drawn from the world's true click probability, and, if the world
+    has a conversion rate, conversions: each click converts with its P(conversion | click)."""
     users, items, dense, device = world.sample_impressions(rng, n)
-    labels = (rng.random(n) < world.click_probability(users, items, dense)).astype(np.float32)
-    return ClickLog(labels, dense, (Jagged.from_ids(device),), users, items, *tables)
+    clicks = rng.random(n) < world.click_probability(users, items, dense)
+    conversions = None
+    if world.config.conversion_rate is not None:
+        converts = rng.random(n) < world.conversion_probability(users, items)
+        conversions = (clicks & converts).astype(np.float32)
+    return ClickLog(clicks.astype(np.float32), dense, (Jagged.from_ids(device),), users, items, *tables,
+                    conversions)
 
 
 class SyntheticDataset:
@@ -116,7 +122,8 @@ def world_for(config: DataConfig, seed: int) -> World:
     c = config.synthetic
     sizes = dataclasses.replace(world.config, num_rows=c.num_rows, chunk_rows=c.chunk_rows,
                                 max_in_memory_rows=c.max_in_memory_rows)
-    return dataclasses.replace(world, config=sizes)
+    world = dataclasses.replace(world, config=sizes)
+    return world if c.conversion_rate is None else world.with_conversion_rate(c.conversion_rate, seed)
 
 
 def split_sizes(num_rows: int, fractions: dict[str, float]) -> dict[Split, int]:
@@ -131,4 +138,5 @@ def _concat(logs: list[ClickLog]) -> ClickLog:
                     np.concatenate([g.dense for g in logs]),
                     tuple(Jagged.concat(cols) for cols in zip(*(g.context for g in logs))),
                     np.concatenate([g.user for g in logs]), np.concatenate([g.item for g in logs]),
-                    first.users, first.items)
+                    first.users, first.items,
+                    None if first.conversions is None else np.concatenate([g.conversions for g in logs]))

@@ -5,7 +5,15 @@ One module, one formula. The click logit of (user u, item i, dense context x) is
     preference(u, i) + item_bias[i] + x @ CONTEXT_WEIGHTS + intercept,
     preference(u, i) = preference_scale * <user_latent[u], item_latent[i]>,
 
-written once, in `World.logit_from_preference`; P(click) is its sigmoid (`recsys.logit`). The
+written once, in `World.logit_from_preference`; P(click) is its sigmoid (`recsys.logit`). A world
+with a conversion rate (`config.conversion_rate`) also has a conversion model: a click converts with
+
+    P(conversion | click) = sigmoid(preference(u, i) + CONVERSION_ITEM_BIAS * item_bias[i]
+                                    + conversion_intercept),
+
+written once, in `World.conversion_logit_from_preference` (the synthetic logs draw it; the simulator
+reads clicks only). Items that draw clicks by their own bias convert less; the context plays no part.
+The
 synthetic logs (recsys.data.synthetic), the simulator's attraction (simulator.world, which caches
 the preference term in a [U, I] table) and the oracle scorer (simulator.oracle) all call it. The
 context features and their distribution (`sample_context`) and who is seen how often
@@ -31,6 +39,7 @@ _HOURS = np.arange(24) * (2 * np.pi / 24)
 _HOUR_SIN, _HOUR_COS = np.sin(_HOURS), np.cos(_HOURS)
 _WORLD, _CALIBRATION = 0, 2  # seed streams (1 is recsys.data.synthetic's events)
 CALIBRATION_ROWS = 200_000  # impressions the intercept is calibrated on
+CONVERSION_ITEM_BIAS = -1.0  # effect of an item's click bias on its conversion logit
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +58,7 @@ class World:
     item_tags: Jagged
     config: SyntheticConfig
     intercept: float = 0.0  # calibrated so the mean click probability over impressions is base_ctr
+    conversion_intercept: float = 0.0  # calibrated so the mean P(conversion | click) over clicks is conversion_rate
 
     @staticmethod
     def generate(config: SyntheticConfig, seed: int) -> World:
@@ -66,7 +76,8 @@ class World:
             user_tags=_tags(rng, user_latent, c.num_user_tags, c.max_user_tags),
             item_tags=_tags(rng, item_latent, c.num_item_tags, c.max_item_tags),
             config=config)
-        return world.with_base_ctr(c.base_ctr, seed)
+        world = world.with_base_ctr(c.base_ctr, seed)
+        return world if c.conversion_rate is None else world.with_conversion_rate(c.conversion_rate, seed)
 
     def with_base_ctr(self, base_ctr: float, seed: int) -> World:
         """This World with the intercept whose mean click probability over CALIBRATION_ROWS
@@ -77,6 +88,20 @@ class World:
         logits = uncalibrated.logit_from_preference(self.preference(users, items), items, dense)
         return dataclasses.replace(self, config=dataclasses.replace(self.config, base_ctr=base_ctr),
                                    intercept=intercept_for_rate(logits, base_ctr))
+
+    def with_conversion_rate(self, conversion_rate: float, seed: int) -> World:
+        """This World with the conversion intercept whose mean P(conversion | click) over the clicks
+        of CALIBRATION_ROWS impressions (drawn from `seed`; each weighted by its click probability)
+        is conversion_rate; all else unchanged."""
+        users, items, dense, _ = self.sample_impressions(np.random.default_rng([seed, _CALIBRATION]),
+                                                         CALIBRATION_ROWS)
+        preference = self.preference(users, items)
+        uncalibrated = dataclasses.replace(self, conversion_intercept=0.0)
+        logits = uncalibrated.conversion_logit_from_preference(preference, items)
+        intercept = intercept_for_rate(logits, conversion_rate,
+                                       weights=self.probability_from_preference(preference, items, dense))
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, conversion_rate=conversion_rate),
+                                   conversion_intercept=intercept)
 
     def with_fresh_tastes(self, rng: np.random.Generator) -> World:
         """This World with user latents drawn anew, independently, as `generate` draws them."""
@@ -126,6 +151,17 @@ class World:
     def click_probability(self, users: np.ndarray, items: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """True P(click) of each (user, item, dense context row), float64 [n]."""
         return self.probability_from_preference(self.preference(users, items), items, dense)
+
+    # The conversion model.
+
+    def conversion_logit_from_preference(self, preference: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The logit of P(conversion | click), float64 of items' shape, of `items` clicked by users
+        whose preference term for them is `preference`."""
+        return preference + CONVERSION_ITEM_BIAS * self.item_bias[items] + self.conversion_intercept
+
+    def conversion_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """True P(conversion | click) of each (user, item), float64 [n]."""
+        return sigmoid(self.conversion_logit_from_preference(self.preference(users, items), items))
 
     # Who is seen, and in which context.
 

@@ -1,8 +1,9 @@
 """What is trained and how it is judged: click ranking (CTR metrics) or retrieval (recall/NDCG).
 
 A task knows which batches its model needs, its training loss (against labels, and against a
-teacher's soft targets when distilling), and its evaluation. Training, compression and
-distillation all go through it, so a model is judged the same way everywhere. Evaluation runs
+teacher's soft targets when distilling), and its evaluation; a click task whose batches also carry
+a conversion label (labels [B, 2]) trains and judges both heads of the model. Training, compression
+and distillation all go through it, so a model is judged the same way everywhere. Evaluation runs
 in a process group (every rank gets the same result) or, without one, in a single process.
 """
 from __future__ import annotations
@@ -18,9 +19,12 @@ from torch import nn
 from torchrec.datasets.utils import Batch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from recsys.data.batching import click_labels
 from recsys.data.dataset import ClickDataset, RetrievalData, Split
+from recsys.metrics.conversion import conversion_metrics
 from recsys.metrics.ctr import ctr_metrics
 from recsys.metrics.retrieval import retrieval_metrics
+from recsys.models.dlrm import esmm_loss
 from recsys.models.two_tower import TwoTower
 from recsys.serving.scorer import ScoreFn, call_score, model_device
 
@@ -66,10 +70,22 @@ class Task(Protocol):
         """The item features a served model embeds once (row i: item i); None: candidates carry theirs."""
 
 
+TasksFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, torch.Tensor]]
+
+
+def call_forward_tasks(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-headed recsys model's click and conversion logits: `model.forward_tasks(batch)`."""
+    return model.forward_tasks(batch)
+
+
 @dataclass
 class ClickTask:
     """A click model scored by `score(model, batch) -> logits`, judged by AUC, log loss, NE and
-    calibration; trained with binary cross-entropy."""
+    calibration; trained with binary cross-entropy.
+
+    Batches with labels [B, 2] (clicks, conversions) are scored by `tasks(model, batch) -> (click
+    logits, conversion logits)`: trained with `esmm_loss`, distilled head by head, judged by
+    `conversion_metrics` (each head's AUC and NE)."""
 
     name: str
     dataset: BatchSource
@@ -78,28 +94,41 @@ class ClickTask:
     primary: str = "auc"
     score: ScoreFn = call_score
     needs_full_batches: bool = False
+    tasks: TasksFn = call_forward_tasks
 
     def build(self, device: torch.device) -> nn.Module:
         return self.factory(device)
 
     def loss(self, model: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
-        logits = torch.cat([self.score(model, b) for b in batches])
+        logits = torch.cat([self._logits(model, b) for b in batches])
         labels = torch.cat([b.labels.float() for b in batches]).to(logits.device)
-        keep = labels >= 0
+        keep = click_labels(labels) >= 0
+        if labels.dim() == 2:
+            return esmm_loss(logits[keep, 0], logits[keep, 1], labels[keep])
         return F.binary_cross_entropy_with_logits(logits[keep], labels[keep])
 
     def soft_loss(self, student: nn.Module, teacher: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
         """BCE against the teacher's click probability at temperature T, times T^2 (so its gradients
-        keep their size across T)."""
+        keep their size across T); with a conversion label, plus the same against the teacher's
+        P(conversion | click), on every row."""
         with torch.no_grad():
-            target = torch.sigmoid(self.score(teacher, batch) / temperature)
-        logits = self.score(student, batch) / temperature
-        return F.binary_cross_entropy_with_logits(logits, target) * temperature ** 2
+            target = torch.sigmoid(self._logits(teacher, batch) / temperature)
+        logits = self._logits(student, batch) / temperature
+        heads = logits.numel() // len(logits)  # the sum of each head's mean
+        return F.binary_cross_entropy_with_logits(logits, target) * heads * temperature ** 2
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
-        logits, labels = predict(model, self.dataset, split, batch_size, self.score)
+        logits, labels = predict(model, self.dataset, split, batch_size, self._logits)
+        if labels.dim() == 2:
+            return conversion_metrics(labels.numpy(), logits.numpy())
         return ctr_metrics(labels.numpy(), logits.numpy(), from_logits=True).to_dict()
+
+    def _logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Click logits [B]; with a conversion label, click and conversion logits [B, 2]."""
+        if batch.labels.dim() == 2:
+            return torch.stack(self.tasks(model, batch), dim=1)
+        return self.score(model, batch)
 
     def catalogue(self) -> None:
         return None
