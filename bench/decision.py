@@ -43,7 +43,7 @@ from scipy import stats
 
 from bandit import DecisionRule, DecisionTS, LatencyStats, decide
 from simulator.latency import LatencyModel
-from simulator.verdict import fixed_ab_requests, fixed_noninferiority_requests, fixed_verdict_requests
+from simulator.verdict import Statements, verdict_statements
 
 
 @dataclass(frozen=True)
@@ -72,46 +72,13 @@ class Scenario:
             key = np.array(self.bytes) if rule.cost_by == "bytes" else self.p99()
         return self.arms[int(np.argmin(np.where(ok, key, np.inf)))]
 
-    def fixed_split(self) -> int:
-        """Requests of an equal-split test making the oracle verdict's statements at the rule's
-        error level, power 0.8, on the exact rates (simulator.verdict's formulas)."""
-        r, rule, k = np.array(self.reward), self.rule, len(self.arms)
-        best = self.arms.index(self.oracle())
-        c = self.arms.index(rule.control)
-        if rule.objective == "reward":
-            meets = self.p99() <= (rule.slo_p99_ms or np.inf)
-            runner = max((v for v in range(k) if v != best and meets[v]), key=lambda v: r[v])
-            return fixed_ab_requests(r[best], r[runner], k, 2 * (1 - rule.confidence) / (k - 1)) or 0
+    def statements(self) -> Statements | None:
+        """The oracle verdict's statements on the exact rates (simulator.verdict's, as the report's):
+        the SLO violator gets its 1/K share, as the bandit's arms do, and is not an arm to beat."""
+        rule = self.rule
         cost = np.array(self.bytes) if rule.cost_by == "bytes" else self.p99()
         meets = self.p99() <= (rule.slo_p99_ms or np.inf)
-        cheaper = [v for v in range(k) if cost[v] < cost[best] and v != c and meets[v]]
-        sizes = [fixed_noninferiority_requests(r[c], r[v], rule, k) for v in [best, *cheaper] if v != c]
-        return max((s for s in sizes if s is not None), default=0)
-
-    def fixed_verdict(self) -> int:
-        """Requests of an equal-split test whose whole verdict (every statement above at once, with
-        the best arm's non-inferiority under the reward objective, and every SLO-meeting arm it
-        must beat) holds with power 0.8 (`fixed_verdict_requests`); 0 where a statement has no gap."""
-        r, rule, k = np.array(self.reward), self.rule, len(self.arms)
-        best, c = self.arms.index(self.oracle()), self.arms.index(rule.control)
-        slope = 1 - rule.margin if rule.margin_kind == "relative" else 1.0
-        floor, v = float(rule.floor(r[c])), r * (1 - r)
-        meets = self.p99() <= (rule.slo_p99_ms or np.inf)
-        if rule.objective == "reward":
-            others = [j for j in range(k) if j != best and meets[j]]
-            gaps, coef, leaf = [r[best] - r[j] for j in others], [1.0] * len(others), [v[j] for j in others]
-            if best != c:
-                gaps, coef, leaf = [*gaps, r[best] - floor], [*coef, 1.0], [*leaf, slope ** 2 * v[c]]
-            centre = v[best]
-        else:
-            cost = np.array(self.bytes) if rule.cost_by == "bytes" else self.p99()
-            cheaper = [j for j in range(k) if cost[j] < cost[best] and j != c and meets[j]]
-            gaps, coef, leaf = [floor - r[j] for j in cheaper], [slope] * len(cheaper), [v[j] for j in cheaper]
-            if best != c:
-                gaps, coef, leaf = [*gaps, r[best] - floor], [*coef, -slope], [*leaf, v[best]]
-            centre = v[c]
-        alpha = (1 - rule.confidence) / (k - 1)
-        return fixed_verdict_requests(np.array(gaps), np.array(coef), np.array(leaf), float(centre), k, alpha) or 0
+        return verdict_statements(rule, self.arms, np.array(self.reward), cost, meets, self.oracle())
 
 
 def quickstart(max_requests: int) -> Scenario:
@@ -202,7 +169,9 @@ def main() -> None:
         none = np.mean([r.declared is None for r in runs])
         used, sent = (float(np.median([getattr(r, k) for r in runs])) for k in ("used", "sent"))
         q80 = float(np.quantile([r.used for r in runs], 0.8))
-        per_statement, verdict = s.fixed_split(), s.fixed_verdict()
+        statements = s.statements()
+        per_statement, verdict = (0, 0) if statements is None else (statements.per_statement() or 0,
+                                                                    statements.requests() or 0)
         p99 = dict(zip(s.arms, s.p99()))
         violators = sum(r.declared is not None and s.rule.slo_p99_ms is not None and p99[r.declared] > s.rule.slo_p99_ms
                         for r in runs)

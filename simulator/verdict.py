@@ -9,14 +9,17 @@ hybrid score interval (Newcombe 1998, method 10: from the two Wilson intervals),
 the SLO, bytes, P(chosen) (P(best) under the reward objective), P(non-inferior) and P(p99 <= SLO);
 overall, the rule, the requests used, the expected clicks lost to exploration (the exact cumulative
 regret against the best fixed variant) and the requests a fixed equal-split A/B test would need for
-the same statements at the observed rates (every arm given the same share, power 0.8): under the
-reward objective a two-proportion test that the leader beats the runner-up, under the cost objective
-one-sided non-inferiority tests (the leader non-inferior, each cheaper arm inferior), each one-sided
-at level (1 - confidence) / (K - 1), the union over the K - 1 other arms the rule itself uses.
+its whole verdict to hold with power 0.8 at the observed rates (`Statements`, `fixed_verdict_requests`:
+every arm given the same share, every statement of the verdict at once, correlated through the arm
+they share): under the reward objective the leader better than each other arm that meets the SLO
+and non-inferior to the control, under the cost objective the leader non-inferior to the control
+and each cheaper arm that meets the SLO inferior; each statement one-sided at level
+(1 - confidence) / (K - 1), the union over the K - 1 other arms the rule itself uses.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,13 +63,14 @@ class Verdict:
     arms: tuple[ArmVerdict, ...]
     regret: float | None  # expected clicks lost to exploration vs the best fixed variant
     runner_up: str | None  # the other arm with the highest mean reward
-    fixed_ab_requests: int | None  # an equal-split A/B test's total for the same statements
+    fixed_ab_requests: int | None  # an equal-split A/B test's total for its whole verdict (power fixed_ab_power)
     rule: str  # the rule in one sentence
     objective: str  # "reward" or "cost"
     reason: str  # why the chosen arm, or what the leader still lacks
     final: bool  # max_requests reached without a decision
     slo_p99_ms: float | None
     fixed_ab_power: float = POWER
+    fixed_ab_statements: tuple[str, ...] = ()  # the verdict's statements that test makes at once
 
     def headline(self) -> str:
         """One line: the chosen variant, or "no decision yet" with the leader."""
@@ -92,14 +96,22 @@ class Verdict:
         out.append("; ".join(facts) + ".")
         if self.regret is not None:
             out.append(f"Expected clicks lost to exploration (vs always serving the best variant): {self.regret:,.1f}.")
-        ab = (f"{self.fixed_ab_requests:,} requests" if self.fixed_ab_requests is not None
-              else "no finite number of requests (no gap to detect at the observed rewards)")
-        level = f"one-sided level {1 - self.confidence:.2g} / {max(len(self.arms) - 1, 1)}"
-        what = (f"to show {self.leader} better than {self.runner_up} ({level})" if self.objective == "reward"
-                else f"for the same non-inferiority statements ({level})")
-        out.append(f"A fixed equal-split A/B test over the {len(self.arms)} arms would need {ab} {what} at the "
-                   f"observed rewards, power {self.fixed_ab_power:g}; this experiment used {self.requests:,}.")
+        out.append(self.fixed_ab_sentence())
         return out
+
+    def fixed_ab_sentence(self) -> str:
+        """What a fixed equal-split A/B test would need for the whole verdict at once."""
+        k, says = len(self.arms), self.fixed_ab_statements
+        level = f"each a one-sided z test at level {1 - self.confidence:.2g} / {max(k - 1, 1)}"
+        if self.fixed_ab_requests is None:
+            return (f"A fixed equal-split A/B test over the {k} arms: no finite number of requests makes this "
+                    f"verdict's statements at the observed rewards (a gap of 0, or an arm never served); this "
+                    f"experiment used {self.requests:,}.")
+        what = f"{len(says)} statement{'s' if len(says) > 1 else ''}: {', '.join(says)}"
+        return (f"A fixed equal-split A/B test over the {k} arms would need {self.fixed_ab_requests:,} requests "
+                f"for its whole verdict ({what}; {level}) to hold at once with power {self.fixed_ab_power:g} at "
+                f"the observed rewards (sized for all statements together, correlated through the arm they "
+                f"share, not each alone); this experiment used {self.requests:,}.")
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the per-arm reasons, as text."""
@@ -120,7 +132,8 @@ class Verdict:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Verdict:
         fields = {k: v for k, v in d.items() if k != "headline"}
-        return Verdict(**{**fields, "arms": tuple(ArmVerdict(**a) for a in d["arms"])})
+        return Verdict(**{**fields, "arms": tuple(ArmVerdict(**a) for a in d["arms"]),
+                          "fixed_ab_statements": tuple(d.get("fixed_ab_statements", ()))})
 
 
 def verdict_of(result: ExperimentResult, power: float = POWER) -> Verdict:
@@ -133,75 +146,113 @@ def verdict_of(result: ExperimentResult, power: float = POWER) -> Verdict:
     others = [v for v in range(len(names)) if v != leader and served[v] > 0]
     runner = max(others, key=lambda v: reward[v] / served[v]) if others and served[leader] > 0 else None
     regret = float(result.cumulative_regret[-1]) if len(result.cumulative_regret) else float("nan")
+    statements = _statements(result, d.leader)
     return Verdict(
         decided=d.decided, chosen=d.chosen, leader=d.leader, leader_p_chosen=_num(result.p_chosen[leader]),
         confidence=rule.confidence, requests=result.requests, control=rule.control, arms=arms, regret=_num(regret),
         runner_up=None if runner is None else names[runner],
-        fixed_ab_requests=_fixed_ab(result, leader, runner, power), rule=rule.describe(), objective=rule.objective,
-        reason=d.reason, final=d.final, slo_p99_ms=rule.slo_p99_ms, fixed_ab_power=power)
+        fixed_ab_requests=None if statements is None else statements.requests(power), rule=rule.describe(),
+        objective=rule.objective, reason=d.reason, final=d.final, slo_p99_ms=rule.slo_p99_ms, fixed_ab_power=power,
+        fixed_ab_statements=() if statements is None else statements.words)
 
 
-def _fixed_ab(result: ExperimentResult, leader: int, runner: int | None, power: float) -> int | None:
-    """What an equal-split A/B test needs for the verdict's statements (see the module docstring)."""
-    rule, served, k = result.rule, result.served, len(result.variants)
-    rate = np.divide(result.reward, served, out=np.full(k, np.nan), where=served > 0)
-    if rule.objective == "reward":
-        if runner is None:
-            return None
-        return fixed_ab_requests(rate[leader], rate[runner], k, 2 * (1 - rule.confidence) / max(k - 1, 1), power)
-    c = result.variants.index(rule.control)
-    cheaper = [v for v in range(k) if v not in (leader, c) and _cheaper(result, v, leader)]
-    sizes = [fixed_noninferiority_requests(rate[c], rate[v], rule, k, power) for v in [leader, *cheaper] if v != c]
-    return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
+@dataclass(frozen=True)
+class Statements:
+    """A verdict's statements about rewards as an equal-split z test makes them: statement j
+    (`words[j]`) is a one-sided test at level `alpha` that sum_i coef[j, i] x (arm i's rate) is above
+    0, true mean gaps[j]; arm i's requests have variance arm_var[i]. Every arm has a column, SLO
+    violators too: the equal split gives them their share, as the experiment does."""
+
+    gaps: np.ndarray
+    coef: np.ndarray  # (statements, arms)
+    arm_var: np.ndarray
+    alpha: float
+    words: tuple[str, ...]
+
+    def requests(self, power: float = POWER) -> int | None:
+        """Total requests of the equal split whose whole verdict holds with `power`."""
+        return fixed_verdict_requests(self.gaps, self.coef, self.arm_var, self.alpha, power)
+
+    def per_statement(self, power: float = POWER) -> int | None:
+        """Total requests of the equal split giving each statement `power` alone (a lower bound)."""
+        sizes = [fixed_verdict_requests(self.gaps[j:j + 1], self.coef[j:j + 1], self.arm_var, self.alpha, power)
+                 for j in range(len(self.gaps))]
+        return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
 
 
-def _cheaper(result: ExperimentResult, v: int, than: int) -> bool:
-    if result.rule.cost_by == "bytes":
-        return result.embedding_bytes[v] < result.embedding_bytes[than]
-    return bool(result.latency_p99_ms[v] < result.latency_p99_ms[than])
-
-
-def fixed_noninferiority_requests(control: float, arm: float, rule: DecisionRule, arms: int,
-                                  power: float = POWER) -> int | None:
-    """Total requests of an equal-split test over `arms` arms whose one-sided z test at level
-    (1 - confidence) / (arms - 1) shows `arm`'s rate on the right side of the margin (non-inferior
-    if it is above (1 - margin) x the control's rate, or control - margin; inferior if below) with
-    `power`: per arm (z_(1-alpha) + z_power)^2 (p_c q_c a^2 + p q) / gap^2, a the margin's slope.
-    None at the margin itself (no gap to detect)."""
-    if not (np.isfinite(control) and np.isfinite(arm)):
-        return None
-    gap = arm - float(rule.floor(control))
-    if gap == 0:
-        return None
+def verdict_statements(rule: DecisionRule, names: Sequence[str], rates: np.ndarray, cost: np.ndarray,
+                       meets_slo: np.ndarray, answer: str) -> Statements | None:
+    """The statements that declare `answer` under `rule`, at the given per-arm rates: cost
+    objective, `answer` non-inferior to the control and each arm cheaper than it (by `cost`) that
+    meets the SLO inferior; reward objective, `answer` better than each other arm that meets the SLO
+    and non-inferior to the control. Each on the side of the margin (or of the other arm) where its
+    rate lies, so at rates where `answer` is not the rule's answer the test sizes the statements
+    seen. None when a rate it needs is unknown or a gap is 0."""
+    k, c, a = len(names), list(names).index(rule.control), list(names).index(answer)
+    rates = np.asarray(rates, np.float64)
+    floor = float(rule.floor(rates[c]))
     slope = 1 - rule.margin if rule.margin_kind == "relative" else 1.0
-    alpha = (1 - rule.confidence) / max(arms - 1, 1)
-    z = float(norm.ppf(1 - alpha)) + float(norm.ppf(power))
-    var = control * (1 - control) * slope ** 2 + arm * (1 - arm)
-    return arms * math.ceil(z * z * var / gap ** 2)
+    unit = np.eye(k)
+    rows: list[tuple[float, np.ndarray, str]] = []  # gap, coefficients (sign: the side seen), words
+    if rule.objective == "reward":
+        for j in (j for j in range(k) if j != a and meets_slo[j]):
+            d = rates[a] - rates[j]
+            rows.append((d, unit[a] - unit[j], f"{names[a]} {'better' if d > 0 else 'worse'} than {names[j]}"))
+        if a != c:
+            rows.append((rates[a] - floor, unit[a] - slope * unit[c], f"{names[a]} {_side(rates[a] - floor)} to "
+                         f"{rule.control}"))
+    else:
+        cheaper = [j for j in range(k) if j != c and cost[j] < cost[a] and meets_slo[j]]
+        for j in [a, *cheaper] if a != c else cheaper:
+            rows.append((rates[j] - floor, unit[j] - slope * unit[c], f"{names[j]} {_side(rates[j] - floor)} to "
+                         f"{rule.control}"))
+    if not rows:
+        return None
+    gaps = np.array([d for d, *_ in rows])
+    coef = np.array([np.sign(d) * row for d, row, _ in rows])
+    used = np.any(coef != 0, axis=0)
+    if not (np.all(np.isfinite(gaps)) and np.all(np.isfinite(rates[used]))) or np.any(gaps == 0):
+        return None
+    return Statements(np.abs(gaps), coef, np.nan_to_num(rates * (1 - rates)), (1 - rule.confidence) / max(k - 1, 1),
+                      tuple(w for *_, w in rows))
 
 
-def fixed_verdict_requests(gaps: np.ndarray, centre_coef: np.ndarray, leaf_var: np.ndarray, centre_var: float,
-                           arms: int, alpha: float, power: float = POWER) -> int | None:
-    """Total requests of an equal-split test over `arms` arms whose verdict (every statement j at
-    once) holds with `power`: statement j is a one-sided z test at level `alpha` of a difference
-    D_j = centre_coef[j] x (the shared arm's rate) + (a rate of its own), of true mean gaps[j] > 0 and
-    per-request variance centre_coef[j]^2 centre_var + leaf_var[j]; the statements share the centre
-    arm (the control, or the best arm), so their z statistics are correlated (centre_coef[j]
-    centre_coef[l] centre_var / sd_j sd_l) and the joint power is the multivariate normal's orthant
-    probability. Per statement at `power` is a lower bound: with several statements of like
-    difficulty each at 0.8, the verdict holds with less. None without a positive gap."""
-    gaps, coef, leaf = (np.asarray(x, np.float64) for x in (gaps, centre_coef, leaf_var))
+def _side(d: float) -> str:
+    return "non-inferior" if d > 0 else "inferior"
+
+
+def _statements(result: ExperimentResult, answer: str) -> Statements | None:
+    """The verdict's statements at the observed rates (an arm meets the SLO if its observed p99 does)."""
+    rule, served, k = result.rule, result.served, len(result.variants)
+    rates = np.divide(result.reward, served, out=np.full(k, np.nan), where=served > 0)
+    p99 = np.asarray(result.latency_p99_ms, np.float64)
+    cost = np.asarray(result.embedding_bytes, np.float64) if rule.cost_by == "bytes" else p99
+    meets = np.ones(k, bool) if rule.slo_p99_ms is None else p99 <= rule.slo_p99_ms
+    return verdict_statements(rule, result.variants, rates, cost, meets, answer)
+
+
+def fixed_verdict_requests(gaps: np.ndarray, coef: np.ndarray, arm_var: np.ndarray, alpha: float,
+                           power: float = POWER) -> int | None:
+    """Total requests of an equal-split test over the K arms whose verdict (every statement j at
+    once) holds with `power`: statement j is a one-sided z test at level `alpha` that
+    D_j = sum_i coef[j, i] x (arm i's rate) is above 0, of true mean gaps[j] > 0; arm i's requests
+    have variance arm_var[i], so with n requests per arm D_j's estimates have covariance
+    coef diag(arm_var) coef^T / n: statements that share an arm (the control, the best arm) are
+    correlated and the joint power is the multivariate normal's orthant probability. Per statement
+    at `power` is a lower bound: with several statements of like difficulty each at 0.8, the verdict
+    holds with less. None without a positive gap."""
+    gaps, coef, arm_var = (np.asarray(x, np.float64) for x in (gaps, coef, arm_var))
     if len(gaps) == 0 or np.any(gaps <= 0):
         return None
-    var = coef ** 2 * centre_var + leaf
-    corr = np.outer(coef, coef) * centre_var / np.sqrt(np.outer(var, var))
-    np.fill_diagonal(corr, 1.0)
+    cov = (coef * arm_var) @ coef.T
+    var = np.diag(cov).copy()
+    corr = cov / np.sqrt(np.outer(var, var))
     crit = float(norm.ppf(1 - alpha))
 
     def joint(n: int) -> float:
         if len(gaps) == 1:
             return float(norm.sf(crit - gaps[0] * math.sqrt(n / var[0])))
-        mvn = multivariate_normal(mean=-gaps * np.sqrt(n / var), cov=corr)
+        mvn = multivariate_normal(mean=-gaps * np.sqrt(n / var), cov=corr, allow_singular=True, seed=0)
         return float(mvn.cdf(np.full(len(gaps), -crit)))
 
     lo = max(1, math.ceil(float(np.max((crit + norm.ppf(power)) ** 2 * var / gaps ** 2))) - 1)
@@ -211,7 +262,7 @@ def fixed_verdict_requests(gaps: np.ndarray, centre_coef: np.ndarray, leaf_var: 
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if joint(mid) < power else (lo, mid)
-    return arms * hi
+    return coef.shape[1] * hi
 
 
 def wilson(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -229,19 +280,6 @@ def newcombe(x1: float, n1: int, x2: float, n2: int, level: float = LEVEL) -> tu
     (l1, u1), (l2, u2) = wilson(x1, n1, level), wilson(x2, n2, level)
     d = p1 - p2
     return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
-
-
-def fixed_ab_requests(p1: float, p2: float, arms: int, alpha: float, power: float = POWER) -> int | None:
-    """Total requests of an A/B test giving each of `arms` arms the same share, enough for a
-    two-sided two-proportion z test at level `alpha` to tell rates p1 and p2 apart with `power`:
-    per arm (z_(1-alpha/2) sqrt(2 pbar qbar) + z_power sqrt(p1 q1 + p2 q2))^2 / (p1 - p2)^2.
-    None when the rates are equal (no test separates them)."""
-    if p1 == p2:
-        return None
-    pbar = (p1 + p2) / 2
-    root = (float(norm.ppf(1 - alpha / 2)) * math.sqrt(2 * pbar * (1 - pbar))
-            + float(norm.ppf(power)) * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2)))
-    return arms * math.ceil(root * root / (p1 - p2) ** 2)
 
 
 def _arm(result: ExperimentResult, v: int, control: int) -> ArmVerdict:
