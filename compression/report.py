@@ -1,5 +1,7 @@
 """The trade-off at a glance: one row per variant (bytes, ratio, accuracy, latency) as a table,
-a CSV and a PNG of accuracy vs bytes and accuracy vs p99 latency with the Pareto front marked."""
+a CSV and a PNG of accuracy vs bytes and accuracy vs p99 latency with the Pareto front marked.
+A multi-task DLRM's variants also carry the conversion head's AUC (on clicked rows) and its delta:
+two more columns of the table and the CSV, there only when some row has them."""
 from __future__ import annotations
 
 import csv
@@ -30,6 +32,12 @@ class VariantRow:
     qps: float
     batch_size: int  # of the latency columns
     speedup: float = float("nan")  # the fp32 baseline's p50 over this variant's, at batch_size
+    conversion_auc: float = float("nan")  # a multi-task model's conversion head; nan: none
+    conversion_delta: float = float("nan")
+
+    @property
+    def has_conversion(self) -> bool:
+        return not np.isnan(self.conversion_auc)
 
 
 def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> VariantRow:
@@ -42,7 +50,9 @@ def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> Var
     nan = float("nan")
     return VariantRow(manifest["name"], manifest["size"]["total"], manifest["size"]["ratio_vs_fp32"], metric,
                       metrics[metric], metrics.get(f"delta_{metric}", nan), stats.get("p50_ms", nan),
-                      stats.get("p99_ms", nan), stats.get("qps", nan), size)
+                      stats.get("p99_ms", nan), stats.get("qps", nan), size,
+                      conversion_auc=metrics.get("conversion_auc", nan),
+                      conversion_delta=metrics.get("delta_conversion_auc", nan))
 
 
 def default_batch(sizes: Iterable[int]) -> int:
@@ -62,16 +72,20 @@ def run_rows(run_dir: Path | str, batch_size: int | None = None) -> list[Variant
 
 
 def format_table(rows: Sequence[VariantRow]) -> str:
-    """A fixed-width text table: variant, bytes, ratio, metric, delta, p50, p99, the p50 speed-up
-    over fp32, rows/s; the latency batch in a line below."""
+    """A fixed-width text table: variant, bytes, ratio, metric, delta, (the conversion head's AUC
+    and delta, when some row has them), p50, p99, the p50 speed-up over fp32, rows/s; the latency
+    batch in a line below."""
     metric = rows[0].metric if rows else "auc"
     batch = rows[0].batch_size if rows else 0
+    conversion = any(r.has_conversion for r in rows)
     head = (f"{'variant':<22}{'bytes':>12}{'ratio':>8}{metric:>10}{'delta':>10}"
-            f"{'p50 ms':>9}{'p99 ms':>9}{'vs fp32':>9}{'rows/s':>12}")
+            + (f"{'conv auc':>10}{'delta':>10}" if conversion else "")
+            + f"{'p50 ms':>9}{'p99 ms':>9}{'vs fp32':>9}{'rows/s':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.variant:<22}{r.bytes:>12,}{r.ratio:>7.2f}x{r.value:>10.4f}{r.delta:>+10.4f}"
-                     f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.speedup:>8.2f}x{r.qps:>12,.0f}")
+                     + (f"{r.conversion_auc:>10.4f}{r.conversion_delta:>+10.4f}" if conversion else "")
+                     + f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.speedup:>8.2f}x{r.qps:>12,.0f}")
     lines.append(f"latency: {batch} rows per call" + (" (one request's candidates, the serving batch)"
                                                       if batch == SERVING_CANDIDATES else "")
                  + "; vs fp32: the fp32 baseline's p50 over the variant's")
@@ -79,8 +93,12 @@ def format_table(rows: Sequence[VariantRow]) -> str:
 
 
 def write_csv(rows: Iterable[VariantRow], path: Path | str) -> None:
+    rows = list(rows)
+    names = [fl.name for fl in fields(VariantRow)]
+    if not any(r.has_conversion for r in rows):
+        names = [n for n in names if not n.startswith("conversion_")]
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=[fl.name for fl in fields(VariantRow)], lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)
     write_text(Path(path), text.getvalue())
