@@ -30,7 +30,16 @@ whose feedback its verdict read ("used"; a fixed test too counts the requests it
 them, the step still in flight when it stopped ("sent"). Its median is set against the fixed test's
 power 0.8; its 80th percentile ("q80") is the like-for-like quantile.
 
-    .venv/bin/python bench/decision.py [--seeds 50] [--batch 4096]
+--oracle prints instead how far any policy can go under this stopping rule: per scenario the plug-in
+optimum (`plug_in_optimum`: the per-arm requests, fewest in total, at which every statement of the
+oracle verdict reaches the rule's evidence threshold at its exact gap, the allocation DecisionTS
+tracks) against fixed/v; the probability that a statement at the boundary (true gap 0) ever reaches
+the threshold within the scenario's horizon (`null_crossing`: Gaussian increments, its two arms
+sharing all the traffic), checked every batch and every 256 requests, against the level the rule
+spends on it; and the plug-in optimum again under the lowest threshold that would still keep that
+probability within the level (a threshold calibrated to the horizon).
+
+    .venv/bin/python bench/decision.py [--seeds 50] [--batch 4096] [--oracle]
 """
 from __future__ import annotations
 
@@ -39,9 +48,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from bandit import DecisionRule, DecisionTS, LatencyStats, decide
+from bandit.decision import effect_scale, mixture_evidence, scale_mixture_evidence
 from simulator.latency import LatencyModel
 from simulator.verdict import Statements, verdict_statements
 
@@ -151,12 +161,98 @@ def run(s: Scenario, seed: int, batch: int) -> Run:
     return Run(None, int(n.sum()), t, time.perf_counter() - start)
 
 
+def plug_in_optimum(s: Scenario, drop: float = 0.0) -> np.ndarray:
+    """Per-arm requests, fewest in total, at which every statement of the oracle verdict reaches the
+    rule's evidence threshold less `drop` at its exact gap (the plug-in of the allocation that ends the
+    experiment soonest: what DecisionTS tracks; arms in no statement, the SLO violator, get 0): the
+    statement j's evidence (the rule's: `scale_mixture_evidence` for "better than", else
+    `mixture_evidence`) falls as the variance sum_i coef_ji^2 v_i / n_i grows, so each needs it below
+    a bound found by bisection; the total is minimised under those convex constraints (SLSQP on log n)."""
+    st = s.statements()
+    assert st is not None
+    r, rule = np.array(s.reward), s.rule
+    tau = effect_scale(rule, r[s.arms.index(rule.control)])
+    need = rule.threshold(len(r)) - drop
+    bound = np.array([_variance_bound(g, tau, need, "than" in w) for g, w in zip(st.gaps, st.words)])
+    weight = st.coef ** 2 * st.arm_var
+    arms = np.flatnonzero(np.any(st.coef != 0, axis=0))
+    cons = [{"type": "ineq", "fun": lambda x, j=j: 1 - float(np.sum(weight[j, arms] / np.exp(x))) / bound[j]}
+            for j in range(len(bound))]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # SLSQP's trial steps
+        res = optimize.minimize(lambda x: float(np.exp(x).sum()), np.full(len(arms), np.log(1e5)), method="SLSQP",
+                                constraints=cons, options={"maxiter": 500, "ftol": 1e-10})
+    out = np.zeros(len(r))
+    out[arms] = np.exp(res.x)
+    return out
+
+
+def _variance_bound(gap: float, tau: float, need: float, scaled: bool) -> float:
+    """The largest variance of a gap's estimate at which its evidence reaches `need`."""
+    lo, hi = np.log(1e-14), 0.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        evidence = scale_mixture_evidence if scaled else mixture_evidence
+        lo, hi = (mid, hi) if evidence(np.array([gap]), np.array([np.exp(mid)]), tau)[0] >= need else (lo, mid)
+    return float(np.exp(lo))
+
+
+def null_crossing(s: Scenario, drops: np.ndarray, look: int, paths: int = 20_000) -> np.ndarray:
+    """Per threshold (the rule's less each of `drops`): the probability that one statement of true
+    gap 0 (the boundary) ever shows that evidence, checked every `look` requests from min_requests to
+    max_requests, its two arms (rates 0.4, as the scenarios') sharing all the traffic, the widest
+    window any allocation gives it; Gaussian increments, seeded. The rule spends (1 - confidence) /
+    (K - 1) on it: the union over the K - 1 arms."""
+    rule, k = s.rule, len(s.arms)
+    tau, v = effect_scale(rule, 0.4), 0.24
+    rng = np.random.default_rng(0)
+    walk, best, pairs = np.zeros(paths), np.full(paths, -np.inf), 0
+    for t in range(look, rule.max_requests + 1, look):
+        walk += rng.standard_normal(paths) * np.sqrt(2 * v * (t // 2 - pairs))
+        pairs = t // 2
+        if t >= rule.min_requests:
+            gap, var = walk / pairs, np.full(paths, 2 * v / pairs)
+            evidence = scale_mixture_evidence if rule.objective == "reward" else mixture_evidence
+            best = np.maximum(best, evidence(gap, var, tau))
+    return np.array([(best >= rule.threshold(k) - d).mean() for d in drops])
+
+
+def oracle_table(batch: int) -> None:
+    """How far any allocation can go under the rule's stopping threshold, and under a threshold
+    calibrated to the horizon (see the module docstring)."""
+    drops = np.arange(0.0, 2.01, 0.1)
+    print(f"{'scenario':<11} {'plug-in optimum per arm':<34} {'total':>7} {'ratio':>5} "
+          f"{'null P':>7} {'finer':>7} {'level':>7} {'drop':>4} {'ratio':>5} {'drop':>4} {'ratio':>5}")
+    for make in (quickstart, slo, cheaper):
+        s = make(200_000)
+        st = s.statements()
+        assert st is not None
+        fixed = st.requests() or 0
+        best = plug_in_optimum(s)
+        level = (1 - s.rule.confidence) / (len(s.arms) - 1)
+        coarse, fine = null_crossing(s, drops, batch), null_crossing(s, drops, 256)
+        calibrated = [float(drops[np.flatnonzero(p <= level)[-1]]) for p in (fine, coarse)]
+        print(f"{s.name:<11} {' '.join(f'{x:,.0f}' for x in best):<34} {best.sum():>7,.0f} {best.sum() / fixed:>5.2f} "
+              f"{coarse[0]:>7.2%} {fine[0]:>7.2%} {level:>7.2%} "
+              + " ".join(f"{d:>4.1f} {plug_in_optimum(s, d).sum() / fixed:>5.2f}" for d in calibrated))
+    print("plug-in optimum: per-arm requests, fewest in total, at which every statement of the oracle verdict "
+          "reaches the rule's threshold at its exact gap; ratio: its total / fixed/v. null P: the probability a "
+          f"statement at the boundary ever reaches the threshold, checked every {batch} requests (finer: every 256); "
+          "level: what the rule spends on it; drop: the most the threshold could be lowered (0.1 steps) keeping the "
+          "finer null P within the level (a horizon-calibrated threshold); ratio: the plug-in optimum's total there "
+          f"/ fixed/v; the second drop and ratio: keeping the null P checked every {batch} requests within the level "
+          "(valid only for that schedule).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--batch", type=int, default=4096, help="requests per step (simulator.batch_requests)")
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--oracle", action="store_true", help="the plug-in optimum's table instead (see above)")
     args = parser.parse_args()
+    if args.oracle:
+        oracle_table(args.batch)
+        return
     print(f"{'scenario':<11} {'oracle':<17} {'right':>5} {'wrong':>5} {'<=95%':>6} {'none':>5} {'used':>7} "
           f"{'sent':>7} {'fixed/st':>9} {'fixed/v':>9} {'ratio':>5} {'sent':>5} {'q80':>5} {'/st':>5} "
           f"{'SLO':>3} {'s/run':>5}")
