@@ -264,6 +264,7 @@ class ServingPath:
         self.features = frozenset(f for group in self.groups for f in group)
         scripted = torch.jit.script(module.to(device).eval())
         self.module = torch.jit.optimize_for_inference(torch.jit.freeze(scripted))
+        self.forward = self.module.forward  # the compiled method, called without nn.Module's Python __call__
         self.permutes: dict[tuple[str, ...], list[torch.Tensor]] = {}  # per key order of the requests
 
     def permutes_for(self, keys: tuple[str, ...]) -> list[torch.Tensor]:
@@ -291,7 +292,7 @@ class ServingPath:
         if requests.candidates > 1 and requests.shared & self.features != self.shared:
             raise ValueError(f"requests: per-request features {sorted(requests.shared & self.features)} "
                              f"are not this model's {sorted(self.shared)}")
-        return self.module(requests.dense, requests.values, requests.lengths, permutes, requests.candidates)
+        return self.forward(requests.dense, requests.values, requests.lengths, permutes, requests.candidates)
 
     def score(self, batch: Batch) -> torch.Tensor:
         """One logit per row of `batch`, every row its own request."""

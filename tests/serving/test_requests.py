@@ -96,7 +96,7 @@ def test_many_requests_are_scored_a_call_at_a_time_as_one(random_model, monkeypa
     whole = path.score_requests(requests)
     monkeypatch.setattr(fast, "CALL_ROWS", 20)  # two requests (14 candidates) per module call
     calls = []
-    module = path.module
-    path.module = lambda *args: calls.append(args[2].shape[1]) or module(*args)
+    forward = path.forward
+    path.forward = lambda *args: calls.append(args[2].shape[1]) or forward(*args)
     assert torch.allclose(path.score_requests(requests), whole, atol=1e-6)
     assert calls == [14, 14, 14, 14, 7]

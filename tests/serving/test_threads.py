@@ -13,7 +13,7 @@ from tests.serving.conftest import random_requests
 
 
 class Recording:
-    """A serving module that notes the torch threads it is called on."""
+    """A serving module's compiled method that notes the torch threads it is called on."""
 
     def __init__(self, module) -> None:
         self.module, self.threads = module, []
@@ -27,8 +27,8 @@ class Recording:
 def recorded(random_model):
     scorer = ModelScorer(random_model("dlrm"))
     assert scorer.path is not None
-    scorer.path.module = Recording(scorer.path.module)
-    return scorer, scorer.path.module
+    scorer.path.forward = Recording(scorer.path.forward)
+    return scorer, scorer.path.forward
 
 
 def test_a_serving_call_runs_on_the_policys_threads_and_restores_the_processs(recorded):
