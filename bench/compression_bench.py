@@ -18,7 +18,9 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
    best variant at >= 32x with a paired bootstrap interval of its AUC difference to fp32, the
    three shape-changing methods compared at equal bytes (each topped by mixed precision at the
    same budget, so every one fills the same bytes), QPS at batch 4096 against the fp32 TBE, and
-   a PNG of delta AUC vs compression ratio by method with the Pareto front.
+   a PNG of delta AUC vs compression ratio by method with the Pareto front. `beyond_ensemble`
+   (after `beyond`): its rank-4 variants fine-tuned from ensemble teachers (bench/distill_teachers.py's
+   members, `--members`) instead of the teacher alone, side by side, with the paired gain.
 
     python bench/compression_bench.py          # full (~25 min on 2 cores)
     python bench/compression_bench.py --quick  # smoke run
@@ -437,6 +439,58 @@ def mixed_dim_part(title: str, exported: ExportedModel, dataset, fine_tune: dict
               f"widths {widths_chosen}")
 
 
+ENSEMBLES = {"seeds": ("dlrm-seed1", "dlrm-seed2"), "dcn": ("dcn-seed0",)}  # members bench/distill_teachers.py exports
+ENSEMBLE_RANK, ENSEMBLE_QUANTIZE = 4, {"int4": {"default": "int4"}, "32x": {"budget_ratio": HEADLINE_RATIO}}
+
+
+def ensemble_variants(fine_tune: dict[str, Any], members: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per ensemble of ENSEMBLES (the teacher averaged with the members stored in `members`), the beyond
+    part's rank-4 variants (int4, and mixed precision at 32x) fine-tuned from it by `fine_tune`:
+    {label: {suffix: variant config}}; UserError naming the first missing member."""
+    missing = [m for ms in ENSEMBLES.values() for m in ms if not (members / m / "model").is_dir()]
+    if missing:
+        raise UserError(f"--members: {members / missing[0] / 'model'} is missing (run bench/distill_teachers.py "
+                        f"--parts ensemble with this teacher first)")
+    return {label: {suffix: {"name": f"f{ENSEMBLE_RANK}-{label}-{suffix}", "steps": ["factorize", "quantize"],
+                             "factorize": {"rank": ENSEMBLE_RANK, "fine_tune": {
+                                 **fine_tune, "ensemble": [str(members / m / "model") for m in folders]}},
+                             "quantize": quantize}
+                    for suffix, quantize in ENSEMBLE_QUANTIZE.items()}
+            for label, folders in ENSEMBLES.items()}
+
+
+def ensemble_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], members: Path,
+                  scale: Scale, out: Path, beyond_out: Path, reuse: bool = False) -> None:
+    """The beyond part's rank-4 variants (int4, and mixed precision at 32x), fine-tuned from each
+    ensemble teacher instead of the teacher alone (same seed, batches and test rows), side by side
+    with the single-teacher ones stored in `beyond_out`: each delta vs fp32 and the paired gain."""
+    configs = ensemble_variants(fine_tune, members)
+    names = {label: {suffix: c["name"] for suffix, c in by.items()} for label, by in configs.items()}
+    variants = [c for by in configs.values() for c in by.values()]
+    if reuse and (out / "variants" / "fp32").is_dir():
+        measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
+        print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
+    else:
+        measured = run_part(title, exported, dataset, variants, replace(scale, latency=scale.beyond_latency), out)
+    rows = {r.variant: r for r in measured}
+    singles = {suffix: f"f{ENSEMBLE_RANK}-{suffix}" for suffix in ENSEMBLE_QUANTIZE}
+    y, mine = test_logits(out, dataset, list(rows))
+    _, theirs = test_logits(beyond_out, dataset, list(singles.values()))
+    rounds = scale.bootstrap_rounds
+    print(f"\n== rank {ENSEMBLE_RANK} fine-tuned from the teacher alone vs from an ensemble: delta AUC vs fp32 "
+          f"[95% paired bootstrap, {rounds} rounds, {y.size:,} test rows] ==")
+    for suffix, single in singles.items():
+        alone = paired_auc_difference(y, mine["fp32"], theirs[single], rounds=rounds)
+        print(f"{suffix:>5}  teacher alone: {single} {interval(alone)}")
+        for label, by in names.items():
+            name = by[suffix]
+            d = paired_auc_difference(y, mine["fp32"], mine[name], rounds=rounds)
+            gain = paired_auc_difference(y, theirs[single], mine[name], rounds=rounds)
+            bound = "above" if d.low >= -HEADLINE_LOSS else "reaches below"
+            print(f"{'':>7}ensemble {label:<6} {name} {rows[name].ratio:.2f}x {interval(d)} (interval {bound} "
+                  f"-{HEADLINE_LOSS});  minus the teacher alone's: {interval(gain)}")
+
+
 def dataset_of(exported: ExportedModel):
     experiment = exported.meta["experiment"]
     return load_dataset(from_dict(DataConfig, experiment["data"], "data"), experiment["seed"])
@@ -509,10 +563,13 @@ def main() -> None:
                         "(comma-separated; the others SVD only), e.g. 4 on a loaded machine; default: all")
     parser.add_argument("--reuse", action="store_true", help="beyond parts: analyse the variants an earlier run "
                         "stored instead of building them again")
+    parser.add_argument("--members", default="runs/distill_teachers", help="beyond_ensemble: the folder "
+                        "bench/distill_teachers.py exported the ensemble members to")
     parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
     parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large,beyond",
                         help="comma-separated: movielens, synthetic, criteo_like, large, beyond, "
-                        "beyond_mixed_dim (after beyond: compared with its factorized variants), beyond_criteo")
+                        "beyond_mixed_dim (after beyond: compared with its factorized variants), beyond_ensemble "
+                        "(after beyond: its rank-4 variants fine-tuned from ensemble teachers), beyond_criteo")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
@@ -552,6 +609,11 @@ def main() -> None:
             mixed_dim_part("MovieLens-100k DLRM dim 64, mixed_dim", exported, dataset_of(exported),
                            fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens_md",
                            out / "beyond_movielens", args.reuse, tuned)
+        if "beyond_ensemble" in parts:
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            ensemble_part("MovieLens-100k DLRM dim 64, rank 4 fine-tuned from ensembles", exported,
+                          dataset_of(exported), fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), Path(args.members),
+                          scale, out / "beyond_movielens_ensemble", out / "beyond_movielens", args.reuse)
         if "beyond_criteo" in parts:
             exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
                                "baselines.logistic=false")
