@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bandit.client import LocalAssigner  # noqa: E402
+from recsys.app.rank import example_request  # noqa: E402
 
 TOKEN = "bench-token"
 SPEC = {"id": "bench", "arms": ["fp32", "int8", "int4"], "policy": "DecisionTS", "options": {},  # the default
@@ -234,106 +235,155 @@ if sys.argv[4] == "models-only":
 serve(config, ServeConfig(port=int(sys.argv[2]), store=sys.argv[3], experiment="bench-rank"))
 """
 
+BARE_RANK = """
+import sys, uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+app = FastAPI()
+@app.post("/v1/experiments/bench-rank/rank")
+async def rank(request: Request):
+    await request.body()
+    return JSONResponse({"decision_id": "d", "arm": "a", "propensity": 0.5, "weights_version": 1, "items": [],
+                         "model_ms": 0.0, "latency_ms": 0.0})
+@app.get("/readyz")
+async def ready():
+    return {}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
 
-def rank_request(schema, n: int, rng: np.random.Generator, unit: str) -> dict:
-    """One request of `n` candidates with random ids valid for the run's schema."""
-    def ids(key: str) -> list[int]:
-        f = schema.feature(key)
-        return [int(i) for i in rng.integers(0, f.num_embeddings, size=int(rng.integers(1, f.max_ids + 1)))]
 
-    return {"unit_id": unit, "dense": rng.normal(size=len(schema.dense)).tolist(), "k": 10,
-            "features": {k: ids(k) for k in schema.keys("user") + schema.keys("context")},
-            "candidates": [{"item_id": i, "features": {k: ids(k) for k in schema.keys("item")}} for i in range(n)]}
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def own_scorers(config_path: str, models_only: bool, req: dict, repeats: int) -> dict[str, np.ndarray]:
-    """Each variant's serving call on the request, timed in this process on one thread (ms), after
-    warm-up."""
-    import dataclasses
+def _wait_ready(port: int, proc: subprocess.Popen) -> None:
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit("a service exited") from None
+            time.sleep(0.05)
 
-    import torch
 
-    from recsys.app.config import load_config
-    from recsys.app.rank import VariantRanker
-    from recsys.app.serve import run_schema
-    from recsys.app.service import RankRequest
-    from recsys.app.simulate import arms
-    from recsys.serving.timing import timed
-    from simulator.serving import serving_call
+class OwnScorers:
+    """Each variant's serving call on one request of 100 candidates, in this process on one
+    thread (the serving policy's), warmed up: what /rank's model call is compared with."""
 
-    torch.set_num_threads(1)  # with 2 intra-op threads, a DLRM call here took ~47 ms on the loaded machine
-    config = load_config(config_path)
-    config = dataclasses.replace(config, compress=None) if models_only else config
-    variants = arms(config)
-    batch = VariantRanker(variants, run_schema(config)).prepare(RankRequest(**req))
-    out = {}
-    calls = {v.name: (serving_call(v.scorer, [batch]), v.scorer.device) for v in variants}
-    for (call, inputs), _ in calls.values():
+    def __init__(self, config_path: str, models_only: bool) -> None:
+        import dataclasses
+
+        import torch
+
+        from recsys.app.config import load_config
+        from recsys.app.rank import VariantRanker, example_request
+        from recsys.app.serve import run_schema
+        from recsys.app.simulate import arms
+        from simulator.serving import serving_call
+
+        torch.set_num_threads(1)  # with 2 intra-op threads, a DLRM call here took ~47 ms on the loaded machine
+        config = load_config(config_path)
+        config = dataclasses.replace(config, compress=None) if models_only else config
+        variants = arms(config)
+        self.schema = run_schema(config)
+        batch = VariantRanker(variants, self.schema).prepare(example_request(self.schema, 100,
+                                                                             np.random.default_rng(1)))
+        self.calls = {v.name: (serving_call(v.scorer, [batch]), v.scorer.device) for v in variants}
+        self.times: dict[str, list[float]] = {name: [] for name in self.calls}
         for _ in range(20):
-            call(inputs[0])
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):  # interleaved, so that drift hits every variant alike
-        for name, ((call, inputs), device) in calls.items():
-            times[name].append(timed(call, inputs[0], device)[1])
-    for name, t in times.items():
-        out[name] = np.array(t)
-    return out
+            self.time_each(record=False)
+
+    def time_each(self, record: bool = True) -> None:
+        from recsys.serving.timing import timed
+
+        for name, ((call, inputs), device) in self.calls.items():
+            ms = timed(call, inputs[0], device)[1]
+            if record:
+                self.times[name].append(ms)
 
 
-async def rank_load(port: int, schema, requests: int) -> dict[str, list[tuple[float, float, float]]]:
-    """`requests` /rank calls of 100 candidates, one at a time; by assigned arm: (client ms, the
-    handler's latency_ms, the model call's model_ms)."""
+def _units_by_arm(port: int, arms: list[str], count: int) -> list[str]:
+    """`count` unit ids taking the arms in turn under the service's current weights (from its
+    snapshot, as a client-side assigner would), so every arm with weight gets its share of the
+    requests; an arm with no weight is skipped."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/experiments/bench-rank/weights") as r:
+        assigner = LocalAssigner.from_snapshot(json.loads(r.read()))
+    pools: dict[str, list[str]] = {arm: [] for arm in arms}
+    for i in range(100 * count):
+        unit = f"rank-user-{i}"
+        arm = assigner.assign(unit)[0]
+        if len(pools[arm]) < count:
+            pools[arm].append(unit)
+        if all(len(p) == count for p in pools.values()):
+            break
+    turns = [p for p in pools.values() if p]
+    return [turns[j % len(turns)][j // len(turns)] for j in range(count)]
+
+
+async def rank_load(port: int, bare_port: int, own: OwnScorers, units: list[str],
+                    ) -> tuple[dict[str, list[tuple[float, float, float]]], list[float]]:
+    """One /rank call of 100 candidates per unit, one at a time, each followed by the same body to
+    the bare endpoint and by one call of every variant's own scorer (interleaved, so that load
+    drift hits all three alike); by assigned arm: (client ms, the handler's latency_ms, its model
+    call's model_ms), and the bare endpoint's client ms."""
     rng = np.random.default_rng(0)
-    conn = await Connection(port).open()
+    conn, bare = await Connection(port).open(), await Connection(bare_port).open()
     by_arm: dict[str, list[tuple[float, float, float]]] = {}
-    for i in range(requests):
-        body = json.dumps(rank_request(schema, 100, rng, f"rank-user-{i}")).encode()
+    floor: list[float] = []
+    for i, unit in enumerate(units):
+        body = json.dumps(example_request(own.schema, 100, rng, unit, k=10)).encode()
         t = time.perf_counter()
         status, reply = await conn.post("/v1/experiments/bench-rank/rank", body)
         ms = (time.perf_counter() - t) * 1e3
         assert status == 200, reply
-        if i >= 20:  # warm-up
+        t = time.perf_counter()
+        status, _ = await bare.post("/v1/experiments/bench-rank/rank", body)
+        bare_ms = (time.perf_counter() - t) * 1e3
+        own.time_each(record=i >= 20)
+        if i >= 20:  # warm-up of the connections and the load generator
             out = json.loads(reply)
             by_arm.setdefault(out["arm"], []).append((ms, out["latency_ms"], out["model_ms"]))
+            floor.append(bare_ms)
     conn.close()
-    return by_arm
+    bare.close()
+    return by_arm, floor
 
 
 def rank_rows(config_path: str, models_only: bool, requests: int) -> list[tuple[str, str, str]]:
     """Per variant: /rank over HTTP (p50/p99; the handler's and its model call's share) next to the
-    variant's own serving call timed in this process; overhead = HTTP p50 - the model call's p50."""
-    from recsys.app.config import load_config
-    from recsys.app.serve import run_schema
-
-    schema = run_schema(load_config(config_path))
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        env = {**os.environ, "RECSYS_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    variant's own serving call timed in this process and a bare FastAPI endpoint given the same
+    body, all interleaved at one connection. overhead = HTTP p50 - the own scorer's p50."""
+    own = OwnScorers(config_path, models_only)
+    port, bare_port = _free_port(), _free_port()
+    env = {**os.environ, "RECSYS_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", SERVE_RUN, config_path, str(port), f"{tmp}/rank.db",
                                  "models-only" if models_only else "all"], env=env)
+        bare_proc = subprocess.Popen([sys.executable, "-c", BARE_RANK, str(bare_port)])
         try:
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None:
-                        raise SystemExit("the rank service exited") from None
-                    time.sleep(0.05)
-            service = asyncio.run(rank_load(port, schema, requests))
+            _wait_ready(port, proc)
+            ready = time.perf_counter() - t
+            _wait_ready(bare_port, bare_proc)
+            units = _units_by_arm(port, list(own.calls), requests + 20)
+            service, floor = asyncio.run(rank_load(port, bare_port, own, units))
         finally:
-            proc.terminate()
-            proc.wait()
-    own = own_scorers(config_path, models_only, rank_request(schema, 100, np.random.default_rng(1), "x"), 200)
-    rows = []
-    for name, t in own.items():
+            for p in (proc, bare_proc):
+                p.terminate()
+                p.wait()
+    rows = [("rank: bare endpoint", f"HTTP p50 {np.median(floor):.2f} / p99 {np.percentile(floor, 99):.2f} ms "
+             f"(a FastAPI endpoint that reads the same bodies and answers a constant: the stack's floor here; "
+             f"the rank service was ready {ready:.1f} s after its start, variants loaded and warmed)", "")]
+    for name, t in own.times.items():
         http, handler, model = np.array(service.get(name, [(np.nan,) * 3])).T
+        own_p50 = np.median(t)
         rows.append((f"rank {name}", f"HTTP p50 {np.median(http):.2f} / p99 {np.percentile(http, 99):.2f} ms "
                      f"({len(http)} requests; in the handler {np.median(handler):.2f}, its model call "
-                     f"{np.median(model):.2f}); own scorer here p50 {np.median(t):.2f} / p99 {np.percentile(t, 99):.2f}"
-                     f"; overhead p50 {np.median(http) - np.median(model):.2f} ms", "overhead <= 2 ms at p50"))
+                     f"{np.median(model):.2f}); own scorer p50 {own_p50:.2f} / p99 {np.percentile(t, 99):.2f}; "
+                     f"overhead p50 {np.median(http) - own_p50:.2f} ms", "overhead <= 2 ms at p50"))
     return rows
 
 
@@ -346,8 +396,12 @@ def main() -> None:
     p.add_argument("--models-only", action="store_true", help="with --config: serve the exported models only "
                    "(for a run whose variants are not built yet)")
     p.add_argument("--rank-requests", type=int, default=300)
+    p.add_argument("--rank-only", action="store_true", help="with --config: time /rank only")
     p.add_argument("--feedback-events", type=int, default=10_000, help="events in the feedback phase (whole batches)")
     args = p.parse_args()
+    if args.config and args.rank_only:
+        _table(rank_rows(args.config, args.models_only, args.rank_requests))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         service = Service(Path(tmp))
         first_ready = service.start()

@@ -4,6 +4,9 @@ online is the one the simulation measured.
 
 A request carries the user's and the context's ids once and each candidate's item ids (the run's
 schema: its keys, each id below its table's size, at most `max_ids` per row) and the dense context.
+It arrives parsed into plain dicts and lists (recsys.app.service.RankRequest); `prepare` turns it
+into the serving path's RequestBatch with every key's ids in one pass and checks them all at once
+(the first fault named, in schema key order, only when there is one).
 """
 from __future__ import annotations
 
@@ -17,10 +20,17 @@ from bandit.errors import BanditInputError
 
 if TYPE_CHECKING:
     from recsys.app.service import RankRequest
-    from recsys.data.jagged import Jagged
     from recsys.data.schema import Schema
     from recsys.serving.requests import RequestBatch
     from simulator.serving import Arm
+
+DEFAULT_K = 10  # items returned when a request names no k
+# Before the service answers its first request, every arm scores WARM_CALLS requests of each of
+# WARM_SIZES candidates: a TorchScript model's first two calls profile and optimise it (20 to 200 ms
+# each on the quickstart variants), the third and later take a fraction of a millisecond whatever
+# the number of candidates.
+WARM_CALLS = 3
+WARM_SIZES = (100, 1)
 
 
 class VariantRanker:
@@ -29,32 +39,75 @@ class VariantRanker:
     def __init__(self, arms: Sequence[Arm], schema: Schema) -> None:
         self.arms = {a.name: a for a in arms}
         self.schema = schema
+        self.keys = schema.keys()
         self.shared = schema.keys("user") + schema.keys("context")
         self.items = schema.keys("item")
+        self.item_keys = set(self.items)
+        features = [schema.feature(k) for k in self.keys]
+        self.max_ids = np.array([f.max_ids for f in features], dtype=np.int64)
+        self.sizes = np.array([f.num_embeddings for f in features], dtype=np.int64)
+        self.per_request = np.array([k in self.shared for k in self.keys])  # one row per request, not candidate
 
     def prepare(self, req: RankRequest) -> RequestBatch:
         """The request as the serving path reads it (shared ids once, item ids per candidate), after
         checking its keys, ids and dense values against the run's schema (one line naming the field)."""
+        import torch
+
         from recsys.serving.requests import RequestBatch
 
-        if len(req.dense) != len(self.schema.dense):
+        dense, candidates, features = req.get("dense", []), req["candidates"], req["features"]
+        if len(dense) != len(self.schema.dense):
             raise BanditInputError("dense", f"expected {len(self.schema.dense)} values "
-                                   f"({', '.join(self.schema.dense)}), got {len(req.dense)}")
-        if req.k > len(req.candidates):
-            raise BanditInputError("k", f"{req.k} is more than the {len(req.candidates)} candidates")
-        _keys(req.features, self.shared, "features")
-        expected = set(self.items)
-        for i, c in enumerate(req.candidates):
-            if c.features.keys() != expected:
-                _keys(c.features, self.items, f"candidates[{i}].features")
-        columns = []
-        for key in self.schema.keys():
-            if key in self.shared:
-                columns.append(self._column(key, [req.features[key]], "features"))
-            else:
-                columns.append(self._column(key, [c.features[key] for c in req.candidates], "candidates"))
-        dense = np.asarray([req.dense], dtype=np.float32).reshape(1, len(self.schema.dense))
-        return RequestBatch.from_columns(self.schema.keys(), columns, self.shared, dense, len(req.candidates))
+                                   f"({', '.join(self.schema.dense)}), got {len(dense)}")
+        if req.get("k", DEFAULT_K) > len(candidates):
+            raise BanditInputError("k", f"{req.get('k', DEFAULT_K)} is more than the {len(candidates)} candidates")
+        _keys(features, self.shared, "features")
+        items = [c["features"] for c in candidates]
+        rows: list[list[int]] = []  # every key's rows, key after key
+        try:
+            for key, shared in zip(self.keys, self.per_request):
+                rows.extend([features[key]] if shared else [f[key] for f in items])
+        except KeyError:
+            self._refuse_keys(items)
+        if sum(map(len, items)) != len(self.items) * len(items):  # none missing, so one is unknown
+            self._refuse_keys(items)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        try:
+            values = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        except OverflowError:  # an id beyond int64, refused by `_check` as outside its table
+            values = np.array(list(itertools.chain.from_iterable(rows)), dtype=object)
+        per_key = np.where(self.per_request, 1, len(candidates))
+        self._check(lengths, values, per_key)
+        matrix = np.zeros((len(self.keys), len(candidates)), dtype=np.int32)
+        for i, (start, n) in enumerate(zip(np.cumsum(per_key) - per_key, per_key)):
+            matrix[i, :n] = lengths[start:start + n]
+        return RequestBatch(torch.from_numpy(np.array([dense], dtype=np.float32)), tuple(self.keys),
+                            frozenset(self.shared), torch.from_numpy(values.astype(np.int32)),
+                            torch.from_numpy(matrix), len(candidates))
+
+    def _refuse_keys(self, items: list[dict[str, list[int]]]) -> None:
+        """The first candidate whose features miss a key or have an unknown one, in one line."""
+        for i, f in enumerate(items):
+            _keys(f, self.items, f"candidates[{i}].features")
+
+    def _check(self, lengths: np.ndarray, values: np.ndarray, per_key: np.ndarray) -> None:
+        """Every row holds 1 to max_ids ids and every id is below its table's size; else the first
+        fault in key order (a key's row sizes before its ids) as one line naming the field."""
+        row_key = np.repeat(np.arange(len(self.keys)), per_key)
+        id_key = np.repeat(row_key, lengths)
+        short = np.flatnonzero((lengths < 1) | (lengths > self.max_ids[row_key]))
+        bad = np.flatnonzero((values < 0) | (values >= self.sizes[id_key]))
+        if not len(short) and not len(bad):
+            return
+        by_size = len(short) > 0 and (not len(bad) or row_key[short[0]] <= id_key[bad[0]])
+        row = int(short[0]) if by_size else int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
+        key = int(row_key[row])
+        f = self.schema.feature(self.keys[key])
+        where = f"features.{f.name}" if self.per_request[key] else \
+            f"candidates[{row - int(per_key[:key].sum())}].features.{f.name}"
+        if by_size:
+            raise BanditInputError(where, f"expected 1 to {f.max_ids} ids, got {lengths[row]}")
+        raise BanditInputError(where, f"id {values[bad[0]]} outside 0..{f.num_embeddings - 1}")
 
     def rank(self, arm: str, req: RankRequest, requests: RequestBatch) -> dict[str, Any]:
         """The top k candidates by the arm's scores on `prepare`'s requests, and the model call's
@@ -65,28 +118,36 @@ class VariantRanker:
         variant = self.arms[arm]
         call, inputs = serving_call(variant.scorer, [requests])
         out, ms = timed(call, inputs[0], variant.scorer.device)
-        scores = check_scores(arm, out, len(req.candidates))
-        top = np.argsort(-scores, kind="stable")[:req.k]
-        return {"items": [{"item_id": req.candidates[i].item_id, "score": float(scores[i])} for i in top],
+        candidates = req["candidates"]
+        scores = check_scores(arm, out, len(candidates))
+        top = np.argsort(-scores, kind="stable")[:req.get("k", DEFAULT_K)]
+        return {"items": [{"item_id": candidates[i]["item_id"], "score": float(scores[i])} for i in top],
                 "model_ms": ms}
 
-    def _column(self, key: str, rows: list[list[int]], where: str) -> Jagged:
-        """One key's ids, row after row, checked: 1 to max_ids per row, each below the table size."""
-        from recsys.data.jagged import Jagged
+    def warm(self) -> None:
+        """Every arm scores WARM_CALLS requests of each of WARM_SIZES candidates (built from the
+        schema), so that no user's request pays for a model's first calls."""
+        rng = np.random.default_rng(0)
+        for size in WARM_SIZES:
+            req = example_request(self.schema, size, rng)
+            prepared = self.prepare(req)
+            for name in self.arms:
+                for _ in range(WARM_CALLS):
+                    self.rank(name, req, prepared)
 
-        f = self.schema.feature(key)
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
-        short = np.flatnonzero((lengths < 1) | (lengths > f.max_ids))
-        if len(short):
-            row = f"{where}[{short[0]}].features" if where == "candidates" else where
-            raise BanditInputError(f"{row}.{key}", f"expected 1 to {f.max_ids} ids, got {lengths[short[0]]}")
-        bad = np.flatnonzero((values < 0) | (values >= f.num_embeddings))
-        if len(bad):
-            owner = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
-            row = f"{where}[{owner}].features" if where == "candidates" else where
-            raise BanditInputError(f"{row}.{key}", f"id {values[bad[0]]} outside 0..{f.num_embeddings - 1}")
-        return Jagged.from_lengths(lengths, values)
+
+def example_request(schema: Schema, candidates: int, rng: np.random.Generator, unit: str = "warm-up",
+                    k: int = 1) -> RankRequest:
+    """A /rank request of `candidates` candidates with random ids valid for `schema` (each row
+    1 to max_ids ids) and a random dense context."""
+    def ids(key: str) -> list[int]:
+        f = schema.feature(key)
+        return [int(i) for i in rng.integers(0, f.num_embeddings, size=int(rng.integers(1, f.max_ids + 1)))]
+
+    return {"unit_id": unit, "dense": rng.normal(size=len(schema.dense)).tolist(), "k": k,
+            "features": {key: ids(key) for key in schema.keys("user") + schema.keys("context")},
+            "candidates": [{"item_id": i, "features": {key: ids(key) for key in schema.keys("item")}}
+                           for i in range(candidates)]}
 
 
 def _keys(given: Mapping[str, list[int]], keys: list[str], where: str) -> None:

@@ -5,12 +5,18 @@ POST /v1/experiments/{id}/feedback  {events: [{event_id, decision_id, reward, la
 POST /v1/experiments/{id}/exposures {exposures: [{decision_id, unit_id, weights_version}]}: decisions
                                     made client-side (bandit.client), arms recomputed here
 POST /v1/experiments/{id}/rank      (when the service was given scorers) assign + the variant's ranking
+                                    {unit_id, dense, features, candidates: [{item_id, features}], k}
 GET  /v1/experiments/{id}           summary: per arm, the decision, the SRM check, the weights
 GET  /v1/experiments/{id}/weights   snapshot for client-side assignment (bandit.client)
 GET  /metrics /healthz /readyz      Prometheus text, liveness, readiness;  /docs: OpenAPI
 
 POST endpoints need `Authorization: Bearer <token>` (compared in constant time). Every refusal
 is a 4xx whose JSON body is one line, {"error": "<field>: <problem>"}, and changes nothing.
+
+/assign and /rank are answered in front of FastAPI (`_FastPaths`: no routing, no dependency solving)
+once the token and the experiment are known; their FastAPI routes answer the rest (and document
+them at /docs). A service given scorers warms every arm's model before it starts (the lifespan), so
+under uvicorn the port, /readyz included, opens only once no request pays for a model's first calls.
 """
 from __future__ import annotations
 
@@ -21,19 +27,20 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field, FiniteFloat, ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, FiniteFloat, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict
 
 from bandit.assignment import MAX_UNIT
 from bandit.errors import BanditInputError
 from bandit.experiment import Assignment, ConflictError, Experiment, Exposure, UnknownExperiment
 from bandit.store import DecisionRecord, Event
+from recsys.app.rank import DEFAULT_K
 
 
 @dataclass(frozen=True)
@@ -83,17 +90,22 @@ class FeedbackResponse(BaseModel):
     duplicates: int
 
 
-class Candidate(BaseModel):
-    item_id: str | int = Field(description="returned with its score")
-    features: dict[str, list[int]] = Field(description="the item side's ids, by the run's feature keys")
+class Candidate(TypedDict):
+    item_id: Annotated[str | int, Field(description="returned with its score")]
+    features: Annotated[dict[str, list[int]], Field(description="the item side's ids, by the run's feature keys")]
 
 
-class RankRequest(BaseModel):
-    unit_id: str = Field(min_length=1, max_length=256)
-    dense: list[FiniteFloat] = Field(default_factory=list, description="the request's dense context")
-    features: dict[str, list[int]] = Field(description="the user's and the context's ids, by feature key")
-    candidates: list[Candidate] = Field(min_length=1)
-    k: int = Field(default=10, ge=1)
+class RankRequest(TypedDict):
+    """/rank's body, parsed by pydantic-core into plain dicts and lists (no model objects)."""
+
+    unit_id: Annotated[str, Field(min_length=1, max_length=256)]
+    dense: NotRequired[Annotated[list[FiniteFloat], Field(description="the request's dense context (default: none)")]]
+    features: Annotated[dict[str, list[int]], Field(description="the user's and the context's ids, by feature key")]
+    candidates: Annotated[list[Candidate], Field(min_length=1)]
+    k: NotRequired[Annotated[int, Field(ge=1, description=f"items returned (default {DEFAULT_K})")]]
+
+
+RANK_REQUEST = TypeAdapter(RankRequest)
 
 
 class Ranker(Protocol):
@@ -103,15 +115,20 @@ class Ranker(Protocol):
 
     def rank(self, arm: str, req: RankRequest, prepared: Any) -> dict[str, Any]: ...
 
+    def warm(self) -> None:
+        """Score enough requests with every arm that later calls take their steady time."""
+
 
 def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits = Limits(),
                ranker: Ranker | None = None) -> FastAPI:
     """The ASGI app serving `experiments`; writes need `token`."""
     if not token:
         raise BanditInputError("token", "writes need a non-empty bearer token")
-    app = FastAPI(title="recsys experiments", version="1", lifespan=_refreshing(experiments))
+    app = FastAPI(title="recsys experiments", version="1", lifespan=_refreshing(experiments, ranker))
     metrics = _Metrics()
     expected = f"Bearer {token}".encode()
+    log = _GroupLog()
+    ranking = _Ranking(ranker, limits.max_candidates, metrics, log) if ranker is not None else None
 
     def experiment(exp_id: str) -> Experiment:
         found = experiments.get(exp_id)
@@ -173,27 +190,15 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
     def weights(exp_id: str) -> dict[str, Any]:
         return experiment(exp_id).snapshot()
 
-    if ranker is not None:
-        @app.post("/v1/experiments/{exp_id}/rank", openapi_extra=_request_body(RankRequest))
+    if ranking is not None:
+        @app.post(RANK_PATH, openapi_extra=_request_body(RankRequest))
         async def rank(exp_id: str, request: Request) -> Response:
-            """Assign the unit, then rank the candidates with the assigned variant's model. The body
-            (a RankRequest) is parsed by pydantic-core straight from its bytes; the scoring runs in a
-            worker thread; the reply is encoded once."""
+            """Assign the unit, then rank the candidates with the assigned variant's model (a
+            request with the right token for a known experiment is answered by `_FastPaths`, in
+            front of this route, by the same `_Ranking`)."""
             authorise(request)
-            exp = experiment(exp_id)
-            body = _parsed(RankRequest, await request.body())
-            if len(body.candidates) > limits.max_candidates:
-                raise BanditInputError("candidates", f"{len(body.candidates)}, at most {limits.max_candidates}")
-            return JSONResponse(await run_in_threadpool(ranked, exp, body))
-
-        def ranked(exp: Experiment, body: RankRequest) -> dict[str, Any]:
-            start = time.perf_counter()
-            prepared = ranker.prepare(body)
-            a = exp.assign(body.unit_id)
-            metrics.assigned.labels(exp.spec.id, a.arm).inc()
-            out = ranker.rank(a.arm, body, prepared)
-            return {"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
-                    "weights_version": a.weights_version, **out, "latency_ms": (time.perf_counter() - start) * 1e3}
+            status, reply = await ranking.reply(experiment(exp_id), await request.body())
+            return Response(reply, status, media_type="application/json")
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -210,20 +215,24 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
     _errors(app)
     app.add_middleware(_Timing, metrics=metrics)
     app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
-    app.add_middleware(_FastAssign, experiments=experiments, authorization=expected, metrics=metrics,
-                       limit=limits.max_body_bytes)
+    app.add_middleware(_FastPaths, experiments=experiments, authorization=expected, metrics=metrics,
+                       limit=limits.max_body_bytes, log=log, ranking=ranking)
     return app
 
 
 REFRESH_SECONDS = 0.5
 
 
-def _refreshing(experiments: Mapping[str, Experiment]) -> Callable[[FastAPI], Any]:
-    """A lifespan that checks every REFRESH_SECONDS, in a worker thread, whether an experiment's
+def _refreshing(experiments: Mapping[str, Experiment], ranker: Ranker | None) -> Callable[[FastAPI], Any]:
+    """A lifespan that first warms the ranker's models (on the event loop's thread, where /rank
+    scores), then checks every REFRESH_SECONDS, in a worker thread, whether an experiment's
     weights are due for their time-based recompute (the event-count one follows each feedback)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if ranker is not None:
+            ranker.warm()
+
         async def loop() -> None:
             while True:
                 await asyncio.sleep(REFRESH_SECONDS)
@@ -239,20 +248,20 @@ def _refreshing(experiments: Mapping[str, Experiment]) -> Callable[[FastAPI], An
     return lifespan
 
 
-Model = TypeVar("Model", bound=BaseModel)
+Parsed = TypeVar("Parsed")
 
 
-def _parsed(model: type[Model], raw: bytes) -> Model:
-    """`model` from a JSON body, its errors as FastAPI's (located under "body")."""
+def _parsed(adapter: TypeAdapter[Parsed], raw: bytes) -> Parsed:
+    """A JSON body validated by `adapter`, its errors as FastAPI's (located under "body")."""
     try:
-        return model.model_validate_json(raw)
+        return adapter.validate_json(raw)
     except ValidationError as e:
         raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from None
 
 
-def _request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI's requestBody for a route that parses `model` itself (its JSON schema, definitions inlined)."""
-    schema = model.model_json_schema()
+def _request_body(body: type) -> dict[str, Any]:
+    """OpenAPI's requestBody for a route that parses `body` itself (its JSON schema, definitions inlined)."""
+    schema = TypeAdapter(body).json_schema()
     defs = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
@@ -276,19 +285,26 @@ _STATUS: list[tuple[type[Exception], int]] = [(_Unauthorised, 401), (UnknownExpe
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(BanditInputError)
     async def refused(request: Request, exc: BanditInputError) -> JSONResponse:
-        status = next(code for cls, code in _STATUS if isinstance(exc, cls))
-        return _error(status, str(exc))
+        return _error(*_refusal(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        if first.get("type") == "json_invalid":
-            return _error(400, f"body: malformed JSON ({first.get('ctx', {}).get('error', 'unparsable')})")
-        return _error(422, f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid')}")
+        return _error(*_refusal(exc))
+
+
+def _refusal(exc: BanditInputError | RequestValidationError) -> tuple[int, str]:
+    """The status and the one-line message of a refused request."""
+    if isinstance(exc, BanditInputError):
+        status, message = next(code for cls, code in _STATUS if isinstance(exc, cls)), str(exc)
+    elif (first := exc.errors()[0]).get("type") == "json_invalid":
+        status, message = 400, f"body: malformed JSON ({first.get('ctx', {}).get('error', 'unparsable')})"
+    else:
+        status, message = 422, f"{_field(first.get('loc', ()))}: {first.get('msg', 'invalid')}"
+    return status, " ".join(message.split())
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(message.split())}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status)
 
 
 def _field(loc: Any) -> str:
@@ -396,54 +412,21 @@ class _Timing:
 
 
 ASSIGN_PATH = "/v1/experiments/{exp_id}/assign"
-_PREFIX, _SUFFIX = "/v1/experiments/", "/assign"
+RANK_PATH = "/v1/experiments/{exp_id}/rank"
+_PREFIX = "/v1/experiments/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class _FastAssign:
-    """/assign's hot path in front of FastAPI: a well-formed request (the right token, a known
-    experiment, a JSON body that is exactly {"unit_id": <1 to MAX_UNIT characters, no NUL>}) is answered here,
-    without routing, dependency solving or model validation; anything else goes on, body and all,
-    to the FastAPI route, which answers it (its errors included) as before. Counted in the same
-    metrics as the route. Decisions that arrive together are written in one transaction before any
-    of them is answered (a kill still loses no answered decision)."""
+class _GroupLog:
+    """Decisions written before they are answered: the decisions of the requests that arrive
+    together (in one turn of the event loop) are written in one transaction (group commit), then
+    all answered, so a kill still loses no answered decision."""
 
-    def __init__(self, app: ASGI, experiments: Mapping[str, Experiment], authorization: bytes, metrics: _Metrics,
-                 limit: int) -> None:
-        self.app, self.experiments, self.authorization, self.limit = app, experiments, authorization, limit
-        self.metrics = metrics
+    def __init__(self) -> None:
         self.pending: dict[str, list[tuple[DecisionRecord, asyncio.Future[None]]]] = {}
-        self.ok = metrics.requests.labels(ASSIGN_PATH, "200")
-        self.latency = metrics.latency.labels(ASSIGN_PATH)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        exp = None
-        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(_PREFIX) \
-                and path.endswith(_SUFFIX):
-            exp = self.experiments.get(path[len(_PREFIX):-len(_SUFFIX)])
-        if exp is None or not self._authorised(scope):
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        body, complete = await _read_body(receive, self.limit)
-        unit = _unit_id(body) if complete else None
-        if unit is None:
-            await self.app(scope, _replaying(body, complete, receive), send)
-            return
-        a = await self._logged(exp, exp.choose(unit))
-        reply = json.dumps({"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
-                            "weights_version": a.weights_version}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(reply)).encode())]})
-        await send({"type": "http.response.body", "body": reply})
-        self.metrics.assigned.labels(exp.spec.id, a.arm).inc()
-        self.ok.inc()
-        self.latency.observe(time.perf_counter() - start)
-
-    async def _logged(self, exp: Experiment, record: DecisionRecord) -> Assignment:
-        """`record` once it is written: the decisions of the requests that arrive together (in one
-        turn of the event loop) are written in one transaction (group commit), then all answered."""
+    async def logged(self, exp: Experiment, record: DecisionRecord) -> Assignment:
+        """`record` once it is written."""
         waiting = self.pending.setdefault(exp.spec.id, [])
         done = asyncio.get_running_loop().create_future()
         waiting.append((record, done))
@@ -462,6 +445,86 @@ class _FastAssign:
             return
         for _, done in batch:
             done.set_result(None)
+
+
+class _Ranking:
+    """/rank once the token and the experiment are known: the body parsed by pydantic-core
+    straight into dicts and lists, checked and turned into the serving path's tensors
+    (Ranker.prepare), the unit's arm chosen, its model called, and only then the decision logged
+    (group commit) and the reply encoded once. A refused request logs nothing. Runs on the event
+    loop's thread: for a request of ~100 candidates the whole of it is a fraction of a millisecond,
+    less than a hop to a worker thread and back, and the model call runs as the variant's own
+    scorer does (same thread, warmed, one torch thread)."""
+
+    def __init__(self, ranker: Ranker, max_candidates: int, metrics: _Metrics, log: _GroupLog) -> None:
+        self.ranker, self.max_candidates, self.metrics, self.log = ranker, max_candidates, metrics, log
+
+    async def reply(self, exp: Experiment, raw: bytes) -> tuple[int, bytes]:
+        """(status, JSON body) of the /rank request `raw` to `exp`."""
+        start = time.perf_counter()
+        try:
+            req = _parsed(RANK_REQUEST, raw)
+            if len(req["candidates"]) > self.max_candidates:
+                raise BanditInputError("candidates", f"{len(req['candidates'])}, at most {self.max_candidates}")
+            prepared = self.ranker.prepare(req)
+            record = exp.choose(req["unit_id"])
+            out = self.ranker.rank(exp.spec.arms[record.arm], req, prepared)
+        except (BanditInputError, RequestValidationError) as exc:
+            status, message = _refusal(exc)
+            return status, json.dumps({"error": message}).encode()
+        a = await self.log.logged(exp, record)
+        self.metrics.assigned.labels(exp.spec.id, a.arm).inc()
+        return 200, json.dumps({"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
+                                "weights_version": a.weights_version, **out,
+                                "latency_ms": (time.perf_counter() - start) * 1e3}).encode()
+
+
+class _FastPaths:
+    """/assign's and /rank's hot paths in front of FastAPI, for a request with the right token
+    to a known experiment (anything else goes on, body and all, to the FastAPI routes, which
+    answer it, their errors included, as before). /assign: a JSON body that is exactly
+    {"unit_id": <1 to MAX_UNIT characters, no NUL>} is answered here without routing, dependency
+    solving or model validation (any other body goes on to the route). /rank: every request whose
+    body is within the size limit is answered here by `_Ranking` (the route's own), refusals
+    included. Counted in the same metrics as the routes."""
+
+    def __init__(self, app: ASGI, experiments: Mapping[str, Experiment], authorization: bytes, metrics: _Metrics,
+                 limit: int, log: _GroupLog, ranking: _Ranking | None) -> None:
+        self.app, self.experiments, self.authorization, self.limit = app, experiments, authorization, limit
+        self.metrics, self.log, self.ranking = metrics, log, ranking
+        self.latency = {ASSIGN_PATH: metrics.latency.labels(ASSIGN_PATH), RANK_PATH: metrics.latency.labels(RANK_PATH)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exp, route = self._route(scope)
+        if exp is None or not self._authorised(scope):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        body, complete = await _read_body(receive, self.limit)
+        if route == RANK_PATH and complete and self.ranking is not None:
+            status, reply = await self.ranking.reply(exp, body)
+        elif route == ASSIGN_PATH and complete and (unit := _unit_id(body)) is not None:
+            a = await self.log.logged(exp, exp.choose(unit))
+            self.metrics.assigned.labels(exp.spec.id, a.arm).inc()
+            status, reply = 200, json.dumps({"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
+                                              "weights_version": a.weights_version}).encode()
+        else:
+            await self.app(scope, _replaying(body, complete, receive), send)
+            return
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(reply)).encode())]})
+        await send({"type": "http.response.body", "body": reply})
+        self.metrics.requests.labels(route, str(status)).inc()
+        self.latency[route].observe(time.perf_counter() - start)
+
+    def _route(self, scope: Scope) -> tuple[Experiment | None, str]:
+        """The experiment and the route template of a POST to /assign or /rank; (None, "") otherwise."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(_PREFIX):
+            return None, ""
+        exp_id, _, action = path[len(_PREFIX):].rpartition("/")
+        route = {"assign": ASSIGN_PATH, "rank": RANK_PATH}.get(action, "")
+        return (self.experiments.get(exp_id), route) if route else (None, "")
 
     def _authorised(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
