@@ -7,8 +7,9 @@ the candidate rows) against the serving path (recsys.serving.fast on the same re
    4,096 rows, both paths interleaved (compression.latency.measure). Rows are test rows cut into
    whole requests of up to 100 candidates (a request's user and context: its first row's), so
    both paths score exactly the same candidate rows; inputs are built before timing. Then the CPU
-   time of a call (thread_time, least over rounds of the median call) at 1, 100 and 4,096 rows:
-   on a shared machine the steadier comparison.
+   time of a call (thread_time) at every size, both paths of every variant in rounds of shuffled
+   blocks (recsys.serving.paired): today's / the serving path's, and the fp32 TBE baseline's / each
+   compressed variant's, each ratio with a 95% interval, so that "never slower" is measured.
 2. What TorchScript, TorchRec's fx tracing and torch.compile each change, on one request.
 3. The quickstart's simulation stage: requests/s with today's path and with the serving path.
 
@@ -43,6 +44,7 @@ from compression.variant import load_variant
 from recsys.app.config import ExperimentConfig, load_config
 from recsys.data.sources import load_dataset
 from recsys.serving.export import load_model
+from recsys.serving.paired import paired_cpu, ratio_of
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import ModelScorer, RequestScorer
 from recsys.serving.threads import serving_threads, serving_with, torch_threads
@@ -116,55 +118,48 @@ def print_table(title: str, stats: dict[str, dict[int, LatencyStats]], names: li
                 print(f"  {name:<20}" + "".join(f"{r:>15.2f}x " for r in ratios))
 
 
-CPU_SIZES = (1, 100, 4096)
+CPU_ROUNDS = 31  # rounds of the CPU-time comparison (--quick: 7)
 
 
-def cpu_times(named: dict[str, RequestScorer], pools: dict[int, list[RequestBatch]],
-              timing: TimingConfig) -> dict[str, dict[int, float]]:
-    """The CPU time (thread_time) of one call of each path, in ms: per round the median over
-    `timing.iters` calls, then the least over `timing.repeats` rounds, both paths interleaved. A
-    shared machine's other processes barely touch it, unlike wall time."""
-    rows: dict[int, Batch] = {id(r): r.to_batch() for size in CPU_SIZES for r in pools[size]}
-    runners: dict[str, Any] = {}
-    for name, s in named.items():
-        runners[f"{name}|today"] = lambda r, s=s: s.score(rows[id(r)])
-        runners[f"{name}|fast"] = s.score_requests
-    best: dict[str, dict[int, float]] = {k: {} for k in runners}
+def cpu_ratios(named: dict[str, RequestScorer], pools: dict[int, list[RequestBatch]],
+               rounds: int) -> dict[int, dict[str, list[float]]]:
+    """Per size, the CPU time of one call (ms) of each path of every scorer in every round
+    (recsys.serving.paired: blocks of calls, all runners in a new random order each round): on a
+    shared machine the steadier comparison, and the ratios come with intervals."""
+    out = {}
     with torch.no_grad():
-        for size in CPU_SIZES:
-            pool = pools[size]
-            for run in runners.values():
-                for i in range(timing.warmup):
-                    run(pool[i % len(pool)])
-            rounds: dict[str, list[float]] = {k: [] for k in runners}
-            for _ in range(timing.repeats):
-                for name, run in runners.items():
-                    calls = []
-                    for i in range(timing.iters):
-                        start = time.thread_time()
-                        run(pool[i % len(pool)])
-                        calls.append(time.thread_time() - start)
-                    rounds[name].append(statistics.median(calls) * 1e3)
-            for name in runners:
-                best[name][size] = min(rounds[name])
-    return best
+        for size, pool in pools.items():
+            rows: dict[int, Batch] = {id(r): r.to_batch() for r in pool}
+            runners: dict[str, Any] = {}
+            for name, s in named.items():
+                runners[f"{name}|today"] = lambda r, s=s, rows=rows: s.score(rows[id(r)])
+                runners[f"{name}|fast"] = s.score_requests
+            out[size] = paired_cpu(runners, pool, rounds)
+    return out
 
 
-def print_cpu_table(title: str, best: dict[str, dict[int, float]], names: list[str]) -> None:
-    print(f"\n== {title}: CPU ms per call (least over rounds of the median call), both paths interleaved ==")
-    print(f"{'variant':<22}" + "".join(f"{f'today@{b}':>12}{f'fast@{b}':>11}{'x':>7}" for b in CPU_SIZES)
-          + f"{'fast rows/s@4096':>18}")
+def print_cpu_table(title: str, times: dict[int, dict[str, list[float]]], names: list[str]) -> None:
+    print(f"\n== {title}: CPU time per call, both paths and every variant interleaved "
+          f"({len(next(iter(next(iter(times.values())).values())))} rounds; median ms, and the ratio's median "
+          f"[95% interval] over rounds) ==")
+    print("today's path / serving path:")
+    print(f"{'variant':<22}" + "".join(f"{f'@{b}':>34}" for b in times))
     for name in names:
-        today, fast = best[f"{name}|today"], best[f"{name}|fast"]
-        cells = "".join(f"{today[b]:>12.3f}{fast[b]:>11.3f}{today[b] / fast[b]:>6.1f}x" for b in CPU_SIZES)
-        print(f"{name:<22}{cells}{4096 / fast[4096] * 1e3:>18,.0f}")
+        cells = "".join(f"{statistics.median(t[f'{name}|fast']):>9.3f} ms "
+                        f"{ratio_of(t[f'{name}|today'], t[f'{name}|fast'])!s:>21}" for t in times.values())
+        print(f"{name:<22}{cells}")
     base = next((n for n in names if n.endswith("fp32")), None)
     if base:
-        print("serving path CPU time, fp32 TBE baseline / variant (> 1: the variant is faster):")
+        print("serving path, fp32 TBE baseline / the variant (> 1: the variant is faster; 'slower': its interval "
+              "lies below 1):")
+        print(f"  {'':<20}" + "".join(f"{f'@{b}':>24} {'':<7}" for b in times))
         for name in names:
             if name != base:
-                print(f"  {name:<20}" + "".join(f"  @{b}: {best[f'{base}|fast'][b] / best[f'{name}|fast'][b]:.2f}x"
-                                              for b in CPU_SIZES))
+                cells = []
+                for t in times.values():
+                    r = ratio_of(t[f"{base}|fast"], t[f"{name}|fast"])
+                    cells.append(f"{r!s:>24} {r.verdict():<7}")
+                print(f"  {name:<20}" + "".join(cells))
 
 
 def conventions(scorer: Any, request: RequestBatch, timing: TimingConfig) -> None:
@@ -296,6 +291,7 @@ def main() -> None:
 
 def run_parts(parts: list[str], out: Path, timing: TimingConfig, args: argparse.Namespace) -> None:
     quickstart = trained_run(QUICKSTART, out)
+    rounds = 7 if args.quick else CPU_ROUNDS
     for part, path in (("quickstart", QUICKSTART), ("movielens", MOVIELENS)):
         if part in parts:
             config = quickstart if part == "quickstart" else trained_run(path, out)
@@ -304,7 +300,7 @@ def run_parts(parts: list[str], out: Path, timing: TimingConfig, args: argparse.
             pools = request_pools(config, shared, SIZES)
             stats = side_by_side(named, pools, timing)
             print_table(f"{config.name} ({', '.join(named)}), load {load()}", stats, list(named))
-            print_cpu_table(config.name, cpu_times(named, pools, timing), list(named))
+            print_cpu_table(config.name, cpu_ratios(named, pools, rounds), list(named))
     if "conventions" in parts:
         int8 = load_variant(quickstart.run_dir / "variants" / "int8")
         assert int8.path is not None
