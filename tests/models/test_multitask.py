@@ -90,6 +90,9 @@ def test_int8_tables_keep_both_heads(trained):
     full, int8 = task.evaluate(teacher, "test", 4096), task.evaluate(scorer.model, "test", 4096)
     for key in ("auc", "conversion_auc", "ctcvr_auc"):
         assert int8[key] == pytest.approx(full[key], abs=0.003), key
+    batch = next(dataset.batches("test", 100))
+    with torch.no_grad():  # the scorer (what serving and the simulator call) scores the click head
+        torch.testing.assert_close(scorer.score(batch), scorer.model.forward_tasks(batch)[0])
 
 
 def test_distillation_keeps_both_heads(trained):
