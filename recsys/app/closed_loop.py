@@ -48,6 +48,7 @@ class ServiceTraffic:
         users, items = world.user_table(), world.item_table()
         self.user_rows = {f.name: c.rows() for f, c in zip(users.features, users.columns)}
         self.item_rows = {f.name: c.rows() for f, c in zip(items.features, items.columns)}
+        self.summary: dict[str, Any] | None = None  # the last GET's, until the next POST changes the service
         self._check_fresh(rule)
 
     def _check_fresh(self, rule: DecisionRule) -> None:
@@ -69,6 +70,7 @@ class ServiceTraffic:
         from simulator.experiment import Delivery, served_latency
 
         n, c = requests.candidates.shape
+        self.summary = None
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             answers = list(pool.map(self._rank, (self._request(requests, i) for i in range(n))))
         scores = np.zeros((n, c))
@@ -85,6 +87,7 @@ class ServiceTraffic:
     def deliver(self, feedback: Delivery) -> None:
         events = [{"event_id": f"sim-{d}", "decision_id": d, "reward": float(r), "latency_ms": float(lat)}
                   for d, r, lat in zip(feedback.decision_ids, feedback.reward, feedback.latency_ms)]
+        self.summary = None
         self._post("/feedback", {"events": events})
 
     def judge(self, trace: Trace) -> Decision:
@@ -93,7 +96,9 @@ class ServiceTraffic:
         return Decision.from_dict(self._get()["decision"])
 
     def shares(self) -> np.ndarray:
-        return np.array([a["weight"] for a in self._get()["arms"]])
+        """The weights of the summary `judge` just fetched (one GET per step), or a fresh one."""
+        summary = self.summary if self.summary is not None else self._get()
+        return np.array([a["weight"] for a in summary["arms"]])
 
     def close(self) -> None:
         self.client.close()
@@ -113,7 +118,8 @@ class ServiceTraffic:
         return self._answer(lambda: self.client.post(self.url + path, json=body))
 
     def _get(self) -> dict[str, Any]:
-        return self._answer(lambda: self.client.get(self.url))
+        self.summary = self._answer(lambda: self.client.get(self.url))
+        return self.summary
 
     def _answer(self, call: Any) -> dict[str, Any]:
         import httpx

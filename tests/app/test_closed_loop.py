@@ -13,6 +13,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.app.conftest import cli
@@ -74,3 +75,57 @@ def test_the_service_over_http_reaches_the_in_process_decision(run_copy, monkeyp
         decisions, events = (db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("decisions", "feedback"))
     assert decisions == got["requests"] and events == sum(a["observations"] for a in summary["arms"])
     assert events == decisions - 1024  # batch_requests
+
+
+class _World:
+    """The little of a World that ServiceTraffic reads: no user or item features."""
+
+    def schema(self):
+        return self
+
+    def keys(self, side):
+        return ["device"]
+
+    def user_table(self):
+        return _Table()
+
+    item_table = user_table
+
+
+class _Table:
+    features: list = []
+    columns: list = []
+
+
+def test_a_step_reads_the_service_summary_once(monkeypatch) -> None:
+    """judge then shares (every step) take one GET; a POST makes the next shares fetch anew."""
+    from bandit.decision import DecisionRule, decide
+    from recsys.app.closed_loop import ServiceTraffic
+    from simulator.experiment import Delivery
+
+    rule = DecisionRule(control="a")
+    decision = decide(rule, ["a", "b"], [0, 0], [0.0, 0.0]).to_dict()
+    weights, gets = iter([0.5, 0.2, 0.9]), []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"accepted": 0, "duplicates": 0})
+        gets.append(request.url.path)
+        w = next(weights)
+        return httpx.Response(200, json={"experiment": "e", "rule": rule.describe(), "decision": decision,
+                                         "arms": [{"arm": "a", "observations": 0, "weight": w},
+                                                  {"arm": "b", "observations": 0, "weight": 1 - w}]})
+
+    client = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: client(transport=httpx.MockTransport(answer), **kw))
+
+    class Arm:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    traffic = ServiceTraffic("http://service", "t", "e", [Arm("a"), Arm("b")], _World(), rule)
+    assert len(gets) == 1  # the freshness check
+    assert traffic.judge(None).leader == decision["leader"]
+    assert traffic.shares().tolist() == [0.2, 0.8] and len(gets) == 2  # judge's summary, not a second GET
+    traffic.deliver(Delivery(np.array([0]), np.array([1.0]), np.array([5.0]), np.array([0.5]), ("d",)))
+    assert traffic.shares().tolist() == [0.9, pytest.approx(0.1)] and len(gets) == 3
