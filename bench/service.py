@@ -305,6 +305,12 @@ class OwnScorers:
                 self.times[name].append(ms)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _units_by_arm(port: int, arms: list[str], count: int) -> list[str]:
     """`count` unit ids taking the arms in turn under the service's current weights (from its
     snapshot, as a client-side assigner would), so every arm with weight gets its share of the
@@ -369,14 +375,20 @@ def rank_rows(config_path: str, models_only: bool, requests: int) -> list[tuple[
             ready = time.perf_counter() - t
             _wait_ready(bare_port, bare_proc)
             units = _units_by_arm(port, list(own.calls), requests + 20)
+            cpu = [_cpu_seconds(p.pid) for p in (proc, bare_proc)]
             service, floor = asyncio.run(rank_load(port, bare_port, own, units))
+            cpu = [(_cpu_seconds(p.pid) - c) * 1e3 / len(units) for p, c in zip((proc, bare_proc), cpu)]
         finally:
             for p in (proc, bare_proc):
                 p.terminate()
                 p.wait()
+    own_all = np.median(np.concatenate([t for t in own.times.values()]))
     rows = [("rank: bare endpoint", f"HTTP p50 {np.median(floor):.2f} / p99 {np.percentile(floor, 99):.2f} ms "
              f"(a FastAPI endpoint that reads the same bodies and answers a constant: the stack's floor here; "
-             f"the rank service was ready {ready:.1f} s after its start, variants loaded and warmed)", "")]
+             f"the rank service was ready {ready:.1f} s after its start, variants loaded and warmed)", ""),
+            ("rank: CPU per request", f"service {cpu[0]:.2f} ms (all arms; own scorers' p50 {own_all:.2f}: "
+             f"{cpu[0] - own_all:.2f} ms of CPU beyond the model), bare endpoint {cpu[1]:.2f} ms (process CPU "
+             f"time over the run: what a loaded machine's scheduling does not inflate)", "")]
     for name, t in own.times.items():
         http, handler, model = np.array(service.get(name, [(np.nan,) * 3])).T
         own_p50 = np.median(t)

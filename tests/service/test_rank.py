@@ -12,7 +12,7 @@ from torchrec.datasets.utils import Batch
 from bandit.decision import DecisionRule
 from bandit.experiment import Experiment, ExperimentSpec
 from bandit.sqlite_store import SQLiteStore
-from recsys.app.rank import VariantRanker
+from recsys.app.rank import WARM_CALLS, WARM_SIZES, VariantRanker
 from recsys.app.service import Limits, create_app
 from recsys.data.jagged import Jagged, to_kjt
 from recsys.data.schema import Schema, SparseFeature
@@ -124,3 +124,79 @@ def test_the_rank_request_schema_is_in_the_openapi_document(service):
     schema = body["content"]["application/json"]["schema"]
     assert schema["required"] == ["unit_id", "features", "candidates"] and "$ref" not in json.dumps(schema)
     assert schema["properties"]["candidates"]["items"]["properties"]["features"]["type"] == "object"
+
+
+class _Counting:
+    """A scorer that counts its calls (and can fail them with NaN scores)."""
+
+    def __init__(self, inner, nan=False):
+        self.inner, self.device, self.calls, self.nan = inner, inner.device, 0, nan
+
+    def score(self, batch):
+        return self.inner.score(batch)
+
+    def score_requests(self, requests):
+        self.calls += 1
+        out = self.inner.score_requests(requests)
+        return out * float("nan") if self.nan else out
+
+    def embedding_bytes(self):
+        return self.inner.embedding_bytes()
+
+
+def _counting_service(tmp_path, scorers, nan=False):
+    spec = ExperimentSpec("exp", ("dlrm", "logistic"), rule=DecisionRule(control="dlrm"))
+    exp = Experiment(spec, SQLiteStore(tmp_path / "c.db"))
+    counting = {n: _Counting(s, nan) for n, s in scorers.items()}
+    ranker = VariantRanker([Arm(n, s) for n, s in counting.items()], SCHEMA)
+    return create_app({"exp": exp}, TOKEN, Limits(), ranker), exp, counting
+
+
+def test_every_arm_is_warmed_before_the_first_request(tmp_path, scorers):
+    """The lifespan (under uvicorn: before the port opens) scores WARM_CALLS requests of each of
+    WARM_SIZES candidates with every arm, and logs no decision."""
+    app, exp, counting = _counting_service(tmp_path, scorers)
+    assert all(s.calls == 0 for s in counting.values())
+    with TestClient(app) as client:
+        assert {n: s.calls for n, s in counting.items()} == {n: WARM_CALLS * len(WARM_SIZES) for n in counting}
+        assert exp.store.served("exp") == {} and client.get("/readyz").status_code == 200
+        assert client.post("/v1/experiments/exp/rank", json=_request(), headers=AUTH).status_code == 200
+    assert sum(s.calls for s in counting.values()) == 2 * WARM_CALLS * len(WARM_SIZES) + 1
+
+
+def test_a_request_whose_scoring_fails_logs_no_decision(tmp_path, scorers):
+    """The decision is logged after the model has scored: a model that fails (NaN scores) is a 500
+    with nothing logged."""
+    app, exp, _ = _counting_service(tmp_path, scorers, nan=True)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.post("/v1/experiments/exp/rank", json=_request(), headers=AUTH).status_code == 500
+    assert exp.served.sum() == 0 and exp.store.served("exp") == {}
+
+
+def test_rank_requests_are_counted_under_their_route(service):
+    client, _ = service
+    assert client.post("/v1/experiments/exp/rank", json=_request(), headers=AUTH).status_code == 200
+    assert client.post("/v1/experiments/exp/rank", json=_request() | {"k": 0}, headers=AUTH).status_code == 422
+    text = client.get("/metrics").text
+    for status in ("200", "422"):
+        assert f'recsys_http_requests_total{{path="/v1/experiments/{{exp_id}}/rank",status="{status}"}} 1.0' in text
+
+
+@pytest.mark.parametrize("edit, prefix", [
+    (lambda r: r["candidates"][3]["features"].__setitem__("item_id", [2**70]),
+     f"candidates[3].features.item_id: id {2**70} outside 0..39"),
+    (lambda r: r["features"].__setitem__("user_tags", [1, -2**64]), f"features.user_tags: id {-2**64} outside"),
+    (lambda r: r["candidates"][5]["features"].__setitem__("age", [1]), "candidates[5].features: unknown key 'age'"),
+    (lambda r: (r["candidates"][1]["features"].pop("item_id"), r["candidates"][1]["features"].__setitem__("a", [1])),
+     "candidates[1].features: missing key 'item_id'"),
+    (lambda r: (r["features"].__setitem__("user_tags", [1, 2, 3, 4]), r["features"].__setitem__("user_id", [99])),
+     "features.user_id: id 99 outside"),  # the first fault in key order: user_id comes before user_tags
+    (lambda r: r["candidates"][6]["features"].__setitem__("item_id", []), "candidates[6].features.item_id: expected 1"),
+])
+def test_ids_beyond_int64_and_faults_found_at_once_are_named(service, edit, prefix):
+    client, exp = service
+    req = _request()
+    edit(req)
+    r = client.post("/v1/experiments/exp/rank", json=req, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"].startswith(prefix), r.text
+    assert exp.served.sum() == 0 and exp.store.served("exp") == {}
