@@ -14,6 +14,7 @@ has been rebuilt from the store, so a connection accepted is a service ready to 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -131,6 +132,8 @@ def run(section: ServeConfig, specs: Sequence[ExperimentSpec], store_url: str, r
         raise UserError(f"serve: {e}") from None
     limits = Limits(section.max_body_bytes, section.max_events, section.max_candidates)
     app = create_app(experiments, token, limits, ranker)
+    gc.freeze()  # what is loaded by now (modules, models: ~400k objects) is never scanned again: a full
+    # collection over them took 0.6 s on the loaded 2-core machine (every request in flight waits), 0.05 ms after
     uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False, loop="uvloop",
                 http="httptools", server_header=False, date_header=False, proxy_headers=False)
 
