@@ -619,7 +619,7 @@ def main() -> None:
                                "baselines.logistic=false")
             beyond_part("Criteo-like log, 26 tables, DLRM dim 64, beyond quantization", exported,
                         dataset_of(exported), {**fine_tune_of(ML_CONFIG, 1), "batch_size": 2048}, scale,
-                        out / "beyond_criteo_like", args.reuse)
+                        out / "beyond_criteo_like", args.reuse, tuned)
         if "large" in parts:
             for dim in (64, 128):
                 large_tables(scale, out, torch.device(args.device), dim=dim)

@@ -58,3 +58,17 @@ def test_a_missing_member_is_one_line_naming_it(bench, tmp_path: Path) -> None:
         bench.ensemble_variants({}, members)
     assert str(e.value).startswith(f"--members: {members / 'dcn-seed0' / 'model'} is missing") \
         and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("part", ["beyond", "beyond_criteo"])
+def test_tune_ranks_reaches_both_beyond_parts(bench, monkeypatch, tmp_path: Path, part) -> None:
+    """--tune-ranks and --reuse reach the MovieLens and the Criteo-like beyond part alike."""
+    seen = []
+    monkeypatch.setattr(bench, "teacher", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "dataset_of", lambda exported: None)
+    monkeypatch.setattr(bench, "beyond_part", lambda *a: seen.append(a))
+    monkeypatch.setattr(sys, "argv", ["compression_bench.py", "--parts", part, "--tune-ranks", "4,8", "--reuse",
+                                      "--out", str(tmp_path)])
+    bench.main()
+    ((*_, out, reuse, tuned),) = seen
+    assert (out.parent, reuse, tuned) == (tmp_path, True, (4, 8))
