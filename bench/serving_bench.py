@@ -122,11 +122,13 @@ CPU_ROUNDS = 31  # rounds of the CPU-time comparison (--quick: 7)
 
 
 def cpu_ratios(named: dict[str, RequestScorer], pools: dict[int, list[RequestBatch]],
-               rounds: int) -> dict[int, dict[str, list[float]]]:
-    """Per size, the CPU time of one call (ms) of each path of every scorer in every round
-    (recsys.serving.paired: blocks of calls, all runners in a new random order each round): on a
-    shared machine the steadier comparison, and the ratios come with intervals."""
-    out = {}
+               rounds: int) -> tuple[dict[int, dict[str, list[float]]], dict[int, dict[str, list[float]]]]:
+    """Per size, the CPU time of one call (ms) in every round (recsys.serving.paired: blocks of
+    calls, runners in a new random order each round): both paths of every scorer (`<name>|today`,
+    `<name>|fast`), then the serving paths alone, so that the variants, compared with one another,
+    run in short rounds (today's path at 4,096 rows takes ~10 ms a call) and the blocks are paired
+    closely. On a shared machine the steadier comparison, and the ratios come with intervals."""
+    both, fast = {}, {}
     with torch.no_grad():
         for size, pool in pools.items():
             rows: dict[int, Batch] = {id(r): r.to_batch() for r in pool}
@@ -134,30 +136,32 @@ def cpu_ratios(named: dict[str, RequestScorer], pools: dict[int, list[RequestBat
             for name, s in named.items():
                 runners[f"{name}|today"] = lambda r, s=s, rows=rows: s.score(rows[id(r)])
                 runners[f"{name}|fast"] = s.score_requests
-            out[size] = paired_cpu(runners, pool, rounds)
-    return out
+            both[size] = paired_cpu(runners, pool, rounds)
+            fast[size] = paired_cpu({name: s.score_requests for name, s in named.items()}, pool, 2 * rounds,
+                                    block_ms=2.5)  # twice the rounds of half the blocks: pairs closer in time
+    return both, fast
 
 
-def print_cpu_table(title: str, times: dict[int, dict[str, list[float]]], names: list[str]) -> None:
-    print(f"\n== {title}: CPU time per call, both paths and every variant interleaved "
-          f"({len(next(iter(next(iter(times.values())).values())))} rounds; median ms, and the ratio's median "
-          f"[95% interval] over rounds) ==")
-    print("today's path / serving path:")
-    print(f"{'variant':<22}" + "".join(f"{f'@{b}':>34}" for b in times))
+def print_cpu_table(title: str, both: dict[int, dict[str, list[float]]], fast: dict[int, dict[str, list[float]]],
+                    names: list[str], rounds: int) -> None:
+    print(f"\n== {title}: CPU time per call, interleaved (median ms, and the ratio's median [95% interval] "
+          f"over rounds) ==")
+    print(f"today's path / serving path (both paths of every variant in each of {rounds} rounds):")
+    print(f"{'variant':<22}" + "".join(f"{f'@{b}':>34}" for b in both))
     for name in names:
         cells = "".join(f"{statistics.median(t[f'{name}|fast']):>9.3f} ms "
-                        f"{ratio_of(t[f'{name}|today'], t[f'{name}|fast'])!s:>21}" for t in times.values())
+                        f"{ratio_of(t[f'{name}|today'], t[f'{name}|fast'])!s:>21}" for t in both.values())
         print(f"{name:<22}{cells}")
     base = next((n for n in names if n.endswith("fp32")), None)
     if base:
         print("serving path, fp32 TBE baseline / the variant (> 1: the variant is faster; 'slower': its interval "
-              "lies below 1):")
-        print(f"  {'':<20}" + "".join(f"{f'@{b}':>24} {'':<7}" for b in times))
+              f"lies below 1; the serving paths alone in each of {2 * rounds} rounds):")
+        print(f"  {'':<20}" + "".join(f"{f'@{b}':>24} {'':<7}" for b in fast))
         for name in names:
             if name != base:
                 cells = []
-                for t in times.values():
-                    r = ratio_of(t[f"{base}|fast"], t[f"{name}|fast"])
+                for t in fast.values():
+                    r = ratio_of(t[base], t[name])
                     cells.append(f"{r!s:>24} {r.verdict():<7}")
                 print(f"  {name:<20}" + "".join(cells))
 
@@ -300,7 +304,7 @@ def run_parts(parts: list[str], out: Path, timing: TimingConfig, args: argparse.
             pools = request_pools(config, shared, SIZES)
             stats = side_by_side(named, pools, timing)
             print_table(f"{config.name} ({', '.join(named)}), load {load()}", stats, list(named))
-            print_cpu_table(config.name, cpu_ratios(named, pools, rounds), list(named))
+            print_cpu_table(config.name, *cpu_ratios(named, pools, rounds), list(named), rounds)
     if "conventions" in parts:
         int8 = load_variant(quickstart.run_dir / "variants" / "int8")
         assert int8.path is not None
