@@ -51,7 +51,13 @@ import numpy as np
 from scipy import optimize, stats
 
 from bandit import DecisionRule, DecisionTS, LatencyStats, decide
-from bandit.decision import effect_scale, mixture_evidence, scale_mixture_evidence
+from bandit.decision import (
+    calibrated_threshold,
+    effect_scale,
+    information_horizon,
+    mixture_evidence,
+    scale_mixture_evidence,
+)
 from simulator.latency import LatencyModel
 from simulator.verdict import Statements, verdict_statements
 
@@ -172,7 +178,7 @@ def plug_in_optimum(s: Scenario, drop: float = 0.0) -> np.ndarray:
     assert st is not None
     r, rule = np.array(s.reward), s.rule
     tau = effect_scale(rule, r[s.arms.index(rule.control)])
-    need = rule.threshold(len(r)) - drop
+    need = threshold(s) - drop
     bound = np.array([_variance_bound(g, tau, need, "than" in w) for g, w in zip(st.gaps, st.words)])
     weight = st.coef ** 2 * st.arm_var
     arms = np.flatnonzero(np.any(st.coef != 0, axis=0))
@@ -186,6 +192,13 @@ def plug_in_optimum(s: Scenario, drop: float = 0.0) -> np.ndarray:
     return out
 
 
+def threshold(s: Scenario) -> float:
+    """The rule's evidence threshold at the exact rates (`calibrated_threshold` at their horizon)."""
+    n = np.full(len(s.arms), 1e9)
+    horizon = information_horizon(s.rule, n, n * np.array(s.reward), s.arms.index(s.rule.control))
+    return calibrated_threshold(s.rule, len(s.arms), horizon)
+
+
 def _variance_bound(gap: float, tau: float, need: float, scaled: bool) -> float:
     """The largest variance of a gap's estimate at which its evidence reaches `need`."""
     lo, hi = np.log(1e-14), 0.0
@@ -197,12 +210,12 @@ def _variance_bound(gap: float, tau: float, need: float, scaled: bool) -> float:
 
 
 def null_crossing(s: Scenario, drops: np.ndarray, look: int, paths: int = 20_000) -> np.ndarray:
-    """Per threshold (the rule's less each of `drops`): the probability that one statement of true
+    """Per threshold (the rule's, `threshold`, less each of `drops`): the probability that one statement of true
     gap 0 (the boundary) ever shows that evidence, checked every `look` requests from min_requests to
     max_requests, its two arms (rates 0.4, as the scenarios') sharing all the traffic, the widest
     window any allocation gives it; Gaussian increments, seeded. The rule spends (1 - confidence) /
     (K - 1) on it: the union over the K - 1 arms."""
-    rule, k = s.rule, len(s.arms)
+    rule = s.rule
     tau, v = effect_scale(rule, 0.4), 0.24
     rng = np.random.default_rng(0)
     walk, best, pairs = np.zeros(paths), np.full(paths, -np.inf), 0
@@ -213,14 +226,14 @@ def null_crossing(s: Scenario, drops: np.ndarray, look: int, paths: int = 20_000
             gap, var = walk / pairs, np.full(paths, 2 * v / pairs)
             evidence = scale_mixture_evidence if rule.objective == "reward" else mixture_evidence
             best = np.maximum(best, evidence(gap, var, tau))
-    return np.array([(best >= rule.threshold(k) - d).mean() for d in drops])
+    return np.array([(best >= threshold(s) - d).mean() for d in drops])
 
 
 def oracle_table(batch: int) -> None:
     """How far any allocation can go under the rule's stopping threshold, and under a threshold
     calibrated to the horizon (see the module docstring)."""
     drops = np.arange(0.0, 2.01, 0.1)
-    print(f"{'scenario':<11} {'plug-in optimum per arm':<34} {'total':>7} {'ratio':>5} "
+    print(f"{'scenario':<11} {'plug-in optimum per arm':<34} {'total':>7} {'ratio':>5} {'Ville':>5} "
           f"{'null P':>7} {'finer':>7} {'level':>7} {'drop':>4} {'ratio':>5} {'drop':>4} {'ratio':>5}")
     for make in (quickstart, slo, cheaper):
         s = make(200_000)
@@ -228,17 +241,21 @@ def oracle_table(batch: int) -> None:
         assert st is not None
         fixed = st.requests() or 0
         best = plug_in_optimum(s)
+        ville = plug_in_optimum(s, threshold(s) - s.rule.threshold(len(s.arms))).sum() / fixed
         level = (1 - s.rule.confidence) / (len(s.arms) - 1)
         coarse, fine = null_crossing(s, drops, batch), null_crossing(s, drops, 256)
         calibrated = [float(drops[np.flatnonzero(p <= level)[-1]]) for p in (fine, coarse)]
         print(f"{s.name:<11} {' '.join(f'{x:,.0f}' for x in best):<34} {best.sum():>7,.0f} {best.sum() / fixed:>5.2f} "
+              f"{ville:>5.2f} "
               f"{coarse[0]:>7.2%} {fine[0]:>7.2%} {level:>7.2%} "
               + " ".join(f"{d:>4.1f} {plug_in_optimum(s, d).sum() / fixed:>5.2f}" for d in calibrated))
     print("plug-in optimum: per-arm requests, fewest in total, at which every statement of the oracle verdict "
-          "reaches the rule's threshold at its exact gap; ratio: its total / fixed/v. null P: the probability a "
+          "reaches the rule's threshold (calibrated to the horizon) at its exact gap; ratio: its total / fixed/v; "
+          "Ville: the same under Ville's bound ln((K - 1) / (1 - confidence)). null P: the probability a "
           f"statement at the boundary ever reaches the threshold, checked every {batch} requests (finer: every 256); "
           "level: what the rule spends on it; drop: the most the threshold could be lowered (0.1 steps) keeping the "
-          "finer null P within the level (a horizon-calibrated threshold); ratio: the plug-in optimum's total there "
+          "finer null P within the level (the rule's calibration is more cautious: 0.75 of the level, looks from "
+          "information 0, the smallest variance of any arm); ratio: the plug-in optimum's total there "
           f"/ fixed/v; the second drop and ratio: keeping the null P checked every {batch} requests within the level "
           "(valid only for that schedule).")
 
