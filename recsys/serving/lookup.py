@@ -4,7 +4,7 @@ A quantized EBC (TorchRec's, built with `register_tbes=True`) holds its FBGEMM T
 pooling type; a float EBC's tables are copied into an fp32 TBE, the fair fp32 baseline. Every
 variant's lookups therefore go through its own tables: FBGEMM's lookup op is called on each TBE's
 rows for the features of one side (the request's, the candidates') it holds, on ids taken from
-the requests' jagged ids by one FBGEMM permute: one bag per candidate (a shared feature's bags
+the requests' jagged ids by one permute (`ids_op` on CPU): one bag per candidate (a shared feature's bags
 past the n-th request are empty, so each request's is looked up once), or one bag per request
 when the EBC holds shared features only (a two-tower's user tower).
 A factorized EBC's tables hold A (n x r) in its TBEs; each side's pooled vectors of them are then
@@ -24,6 +24,7 @@ from torchrec.modules.embedding_configs import DataType
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 
 from recsys.models.factorized import FactorizedEBC
+from recsys.serving.ids_op import load as load_ids_op
 from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
 
 
@@ -201,24 +202,27 @@ class Lookup(nn.Module):
     `values` and `lengths`, `permutes[0]` locating `groups[0]` among its keys.
     Columns follow `order`; by default the TBEs' own, with a factorized EBC's mapped features last
     on each side (so no column gather after the maps); `shared_features` and `candidate_features`
-    list them. The request's ids are put in that order by one FBGEMM permute, checked against the
+    list them. The request's ids are put in that order by one permute, checked against the
     tables' rows (a pruned table's: its unpruned rows) and remapped (pruned tables) once for all
     tables, then each side's runs of features from one TBE are pooled by one call of FBGEMM's
     lookup op (`TableGroup`), straight into that side's columns: no TBE output is concatenated
     and gathered again (a request's shared features are pooled over all N bags, every one past the
     n-th empty, and their first n rows kept). A pruned TBE's ids are thus checked once, before the
     remap, whose output is in range by construction (FBGEMM's TBE checks them again after it).
-    That remap is a pruned variant's one op more than the fp32 TBE baseline, and its whole extra
-    cost at small batches (paired CPU time, fp32 / pruned-int4, quickstart, 2 shared cores: 0.96x
-    [0.93, 0.99] at 1 row, 0.95x at 10, 0.97x at 100, 1.0x from 1,000; with its ids pre-remapped
-    and the op left out, 1.0x at every size). FBGEMM has no op that checks and remaps in one pass
-    (its own pruned TBE runs three: check, remap, check again).
+    On CPU the permute, the offsets, the check and the remap are one pass of one op for every
+    variant (`ids_op`: FBGEMM has no op that checks and remaps at once, and its remap alone was a
+    pruned variant's whole extra cost at small batches: fp32 / pruned-int4 0.94x [0.87, 0.98] at
+    10 rows, 0.88x [0.81, 0.96] at 100 with FBGEMM's ops; 0.99-1.03x, every interval across 1, at
+    1 to 4,096 rows with the fused op. Paired CPU time, quickstart, 41 rounds, 2 shared cores at
+    load ~6: the path with the fused op 1.06-1.15x faster than with FBGEMM's for fp32 and 1.12-1.22x for
+    pruned-int4 at every size); on CUDA, FBGEMM's ops (`fbgemm_ids`).
     (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
     measured slower: 71 vs 65 us for one request's lookups, 642 vs 519 us at 4,096 rows, one
     thread: the candidates' columns are then strided and copied once more.)"""
 
     def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
+        load_ids_op()
         tbes, tbe_features, dims = tbes_of(ebc)
         tbe_order = [f for features in tbe_features for f in features]
         keep_order = order is not None
@@ -276,15 +280,13 @@ class Lookup(nn.Module):
 
     def forward(self, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
                 n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(permutes[0], lengths, values, None, None)
-        if not self.per_candidate:
-            bags = bags[:, :n]
+        if values.is_cuda:
+            bags, ids, offsets = self.fbgemm_ids(values, lengths, permutes[0], n)
+        else:
+            bags, ids, offsets = torch.ops.recsys.request_ids(
+                permutes[0], lengths, values, -1 if self.per_candidate else n, self.rows, self.check_mode,
+                self.warning, self.remap, self.remap_offsets)
         rows = bags.shape[1]
-        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())
-        if self.check_mode != BoundsCheckMode.NONE.value:
-            torch.ops.fbgemm.bounds_check_indices(self.rows, ids, offsets, self.check_mode, self.warning, None)
-        if self.remapped:
-            ids = torch.ops.fbgemm.pruned_array_lookup(ids, offsets, self.remap, self.remap_offsets)
         shared: list[torch.Tensor] = []
         for i, group in enumerate(self.shared_groups):
             first, last = self.shared_spans[i]
@@ -295,6 +297,20 @@ class Lookup(nn.Module):
             candidate.append(group(ids, offsets, bags, first, last))
         return (self.shared_map(joined(shared, n, ids.device)),
                 self.candidate_map(joined(candidate, rows, ids.device)))
+
+
+    def fbgemm_ids(self, values: torch.Tensor, lengths: torch.Tensor, permute: torch.Tensor,
+                   n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bags, ids, offsets) by FBGEMM's ops, as `request_ids` gives them on CPU."""
+        bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(permute, lengths, values, None, None)
+        if not self.per_candidate:
+            bags = bags[:, :n]
+        offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())
+        if self.check_mode != BoundsCheckMode.NONE.value:
+            torch.ops.fbgemm.bounds_check_indices(self.rows, ids, offsets, self.check_mode, self.warning, None)
+        if self.remapped:
+            ids = torch.ops.fbgemm.pruned_array_lookup(ids, offsets, self.remap, self.remap_offsets)
+        return bags, ids, offsets
 
 
 def joined(parts: list[torch.Tensor], rows: int, device: torch.device) -> torch.Tensor:

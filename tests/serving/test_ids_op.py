@@ -1,0 +1,105 @@
+"""The fused request_ids op against FBGEMM's permute, cumsum, bounds check and remap ops."""
+from __future__ import annotations
+
+import fbgemm_gpu  # noqa: F401  (registers torch.ops.fbgemm)
+import pytest
+import torch
+
+from recsys.serving.ids_op import load
+
+FATAL, WARNING, IGNORE, NONE = 0, 1, 2, 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def op() -> None:
+    load()
+
+
+def case(seed: int, cols: int) -> dict[str, torch.Tensor]:
+    """Random lengths [F, N] and ids (some negative or past their key's rows), a permute of the keys,
+    each permuted key's rows, and a remap for some of them (-1 marking pruned rows)."""
+    g = torch.Generator().manual_seed(seed)
+    keys, n = 5, 7
+    lengths = torch.randint(0, 4, (keys, n), generator=g, dtype=torch.int32)
+    lengths[:, cols:] = 0  # rows past `cols` are empty, as a shared key's rows past the n-th request
+    permute = torch.randperm(keys, generator=g).int()[:4]
+    rows = torch.randint(1, 30, (keys,), generator=g)
+    owner = torch.repeat_interleave(torch.arange(keys), lengths.sum(1))
+    values = torch.randint(0, 40, (int(lengths.sum()),), generator=g) % (rows[owner] + 4) - 2
+    remaps = [torch.where(torch.rand(int(rows[f]), generator=g) < 0.3, -1,
+                          torch.randint(0, 100, (int(rows[f]),), generator=g)).int() if k % 2 == 0
+              else torch.zeros(0, dtype=torch.int32) for k, f in enumerate(permute.tolist())]
+    sizes = torch.tensor([len(r) for r in remaps])
+    return {"permute": permute, "lengths": lengths, "values": values.int(), "rows": rows[permute.long()],
+            "remap": torch.cat(remaps), "remap_offsets": torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])}
+
+
+def fbgemm(c: dict[str, torch.Tensor], cols: int, mode: int, warning: torch.Tensor) -> list[torch.Tensor]:
+    """FBGEMM's ops as Lookup runs them on CUDA."""
+    bags, ids, _ = torch.ops.fbgemm.permute_2D_sparse_data(c["permute"], c["lengths"], c["values"], None, None)
+    bags = bags[:, :cols]
+    offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(bags.flatten())
+    if mode != NONE:
+        torch.ops.fbgemm.bounds_check_indices(c["rows"], ids, offsets, mode, warning, None)
+    return [bags, torch.ops.fbgemm.pruned_array_lookup(ids, offsets, c["remap"], c["remap_offsets"]), offsets]
+
+
+def fused(c: dict[str, torch.Tensor], cols: int, mode: int, warning: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.ops.recsys.request_ids(c["permute"], c["lengths"], c["values"], cols, c["rows"], mode,
+                                             warning, c["remap"], c["remap_offsets"]))
+
+
+def without_minus_one(c: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The case with its -1 ids made 0 (FBGEMM's remap reads position -1 for them); other
+    negative ids stay, bad ones."""
+    return {**c, "values": torch.where(c["values"] == -1, 0, c["values"])}
+
+
+@pytest.mark.parametrize("mode", [WARNING, IGNORE])
+@pytest.mark.parametrize("seed", range(6))
+def test_equals_fbgemm_and_counts_the_same_warnings(seed: int, mode: int) -> None:
+    cols = 4 if seed % 2 else 7
+    c = without_minus_one(case(seed, cols))
+    mine, theirs = torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    got, want = fused(c, cols, mode, mine), fbgemm(c, cols, mode, theirs)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and torch.equal(g, w)
+    assert int(mine) == int(theirs)
+    assert (int(mine) > 0) == (mode == WARNING)  # the cases hold bad ids
+
+
+def test_int64_ids_and_no_remap() -> None:
+    c = without_minus_one(case(1, 7))
+    c = {**c, "lengths": c["lengths"].long(), "values": c["values"].long(),
+         "remap": torch.zeros(0, dtype=torch.int32), "remap_offsets": torch.zeros(5, dtype=torch.int64)}
+    got = fused(c, -1, IGNORE, torch.zeros(1, dtype=torch.int64))
+    for g, w in zip(got, fbgemm(c, 7, IGNORE, torch.zeros(1, dtype=torch.int64))):
+        assert g.dtype == torch.int64 and torch.equal(g, w)
+
+
+def test_minus_one_stays_a_pruned_row() -> None:
+    c = case(2, 7)
+    c["values"][:] = -1
+    _, ids, _ = fused(c, 7, FATAL, torch.zeros(1, dtype=torch.int64))
+    assert len(ids) > 0 and bool((ids == -1).all())
+
+
+def test_fatal_raises_where_fbgemm_does() -> None:
+    c = without_minus_one(case(3, 7))
+    with pytest.raises(RuntimeError):
+        fbgemm(c, 7, FATAL, torch.zeros(1, dtype=torch.int64))
+    with pytest.raises(RuntimeError, match="is outside its"):
+        fused(c, 7, FATAL, torch.zeros(1, dtype=torch.int64))
+    ok = {**c, "values": c["values"] * 0}  # every id 0: in range of every key
+    for g, w in zip(fused(ok, 7, FATAL, torch.zeros(1, dtype=torch.int64)),
+                    fbgemm(ok, 7, FATAL, torch.zeros(1, dtype=torch.int64))):
+        assert torch.equal(g, w)
+
+
+def test_none_checks_nothing_but_never_reads_outside_a_remap() -> None:
+    c = without_minus_one(case(4, 7))
+    plain = {**c, "remap": torch.zeros(0, dtype=torch.int32), "remap_offsets": torch.zeros(5, dtype=torch.int64)}
+    _, ids, _ = fused(plain, 7, NONE, torch.zeros(1, dtype=torch.int64))
+    assert torch.equal(ids, fbgemm(plain, 7, NONE, torch.zeros(1, dtype=torch.int64))[1])
+    with pytest.raises(RuntimeError, match="outside its remap"):
+        fused(c, 7, NONE, torch.zeros(1, dtype=torch.int64))
