@@ -120,6 +120,7 @@ def run(section: ServeConfig, specs: Sequence[ExperimentSpec], store_url: str, r
     from bandit.errors import BanditInputError
     from bandit.experiment import Experiment
     from bandit.store import open_store
+    from recsys.app.one_write import OneWriteHttpTools
     from recsys.app.service import Limits, create_app
 
     token = os.environ.get(TOKEN_ENV, "")
@@ -135,7 +136,7 @@ def run(section: ServeConfig, specs: Sequence[ExperimentSpec], store_url: str, r
     gc.freeze()  # what is loaded by now (modules, models: ~400k objects) is never scanned again: a full
     # collection over them took 0.6 s on the loaded 2-core machine (every request in flight waits), 0.05 ms after
     uvicorn.run(app, host=section.host, port=section.port, log_level="warning", access_log=False, loop="uvloop",
-                http="httptools", server_header=False, date_header=False, proxy_headers=False)
+                http=OneWriteHttpTools, server_header=False, date_header=False, proxy_headers=False)
 
 
 def _specs(path: Path) -> list[ExperimentSpec]:
