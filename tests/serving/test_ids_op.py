@@ -103,3 +103,31 @@ def test_none_checks_nothing_but_never_reads_outside_a_remap() -> None:
     assert torch.equal(ids, fbgemm(plain, 7, NONE, torch.zeros(1, dtype=torch.int64))[1])
     with pytest.raises(RuntimeError, match="outside its remap"):
         fused(c, 7, NONE, torch.zeros(1, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("per_candidate", [True, False])
+def test_a_pruned_lookup_gets_the_ids_fbgemms_ops_give_it(random_model, per_candidate: bool) -> None:
+    """A pruned int4 DLRM's Lookup: its fused op on CPU and FBGEMM's ops (its CUDA path, run here on
+    CPU) give the same bags, ids and offsets from its buffers, wild ids included; with every
+    feature shared, only the requests' bags are kept."""
+    from recsys.serving.lookup import Lookup
+    from tests.serving.conftest import SCHEMA, SHARED, random_requests
+    from tests.serving.test_fast import compressed
+
+    ebc = compressed(random_model("dlrm"), "int4", prune=True).model.model.sparse_arch.embedding_bag_collection
+    lookup = Lookup(ebc, SHARED if per_candidate else [f.name for f in SCHEMA.sparse])
+    assert lookup.remapped and lookup.per_candidate == per_candidate
+    requests = random_requests(n=3, candidates=7 if per_candidate else 1, seed=5)
+    values, lengths, n = requests.values.clone(), requests.lengths, requests.num_requests
+    values[::5] = 10 ** 6
+    if not per_candidate:  # rows past the n-th, as a batch of requests has them: every feature's empty
+        lengths = torch.cat([lengths, lengths.new_zeros(len(lengths), 4)], 1)
+    permute = torch.tensor([requests.keys.index(f) for f in lookup.groups[0]], dtype=torch.int32)
+    mine, theirs = torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
+    got = torch.ops.recsys.request_ids(permute, lengths, values, -1 if per_candidate else n, lookup.rows,
+                                       lookup.check_mode, mine, lookup.remap, lookup.remap_offsets)
+    lookup.warning = theirs
+    want = lookup.fbgemm_ids(values.clone(), lengths, permute, n)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert int(mine) == int(theirs) > 0 and got[0].shape[1] == (7 * n if per_candidate else n)
