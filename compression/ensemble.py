@@ -21,7 +21,8 @@ RANKERS = ("dlrm",)  # exported kinds an ensemble may hold: click models scored 
 
 
 class EnsembleTeacher(nn.Module):
-    """`score(batch)`: the mean of the members' logits, one per row."""
+    """`score(batch)`: the mean of the members' logits, one per row; `forward_tasks(batch)`: the
+    mean of each head's logits, for members with a conversion head (a multi-task DLRM)."""
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
@@ -31,6 +32,10 @@ class EnsembleTeacher(nn.Module):
 
     def score(self, batch: Batch) -> torch.Tensor:
         return torch.stack([m.score(batch) for m in self.members]).mean(0)  # type: ignore[operator]
+
+    def forward_tasks(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        heads = torch.stack([torch.stack(m.forward_tasks(batch)) for m in self.members]).mean(0)  # type: ignore[operator]
+        return heads[0], heads[1]
 
 
 def lead(teacher: nn.Module) -> nn.Module:
@@ -56,8 +61,16 @@ def ensemble_of(teacher: nn.Module, folders: Sequence[str | Path], key: str = "d
                               f"click logits ({', '.join(RANKERS)})")
         if _table_shapes(exported.model) != shapes:
             raise ConfigError(f"{key}[{i}]: {folder} has other tables than the teacher (another data set or schema)")
+        if _heads(exported.model) != _heads(teacher):
+            raise ConfigError(f"{key}[{i}]: {folder} has {_heads(exported.model)} head(s), the teacher "
+                              f"{_heads(teacher)} (a conversion head on both or neither)")
         members.append(exported.model.eval())
     return EnsembleTeacher(members)
+
+
+def _heads(model: nn.Module) -> int:
+    """2 for a DLRM with a conversion head, else 1."""
+    return 1 if getattr(model, "conversion", None) is None else 2
 
 
 def _table_shapes(model: nn.Module) -> dict[str, int]:

@@ -107,10 +107,6 @@ def _conversion(config: ExperimentConfig) -> None:
     if labels and others:
         raise ConfigError(f"data.synthetic.conversion_rate: only the DLRM reads conversion labels; "
                           f"set {' and '.join(others)} to false")
-    for i, variant in enumerate(config.compress.variants if config.compress and head else ()):
-        if variant.distill.ensemble:
-            raise ConfigError(f"compress.variants[{i}].distill.ensemble: an ensemble teacher averages click "
-                              "logits only; a conversion head learns from the single teacher (leave ensemble out)")
 
 
 def _splits(config: ExperimentConfig) -> None:

@@ -2,7 +2,7 @@
 is the sigmoid of that mean at temperature T, a student distilled from it differs from one
 distilled from its first member alone, factorize's and mixed_dim's fine-tuning learn from it
 (`fine_tune.ensemble`; a warm start stays refused there), and a bad member folder is one line
-naming its key."""
+naming its key; a multi-task ensemble averages each head, and mixes no one-headed member in."""
 from __future__ import annotations
 
 import json
@@ -154,3 +154,29 @@ def test_under_fine_tuning_a_warm_start_is_refused_and_a_bad_member_named(member
     with pytest.raises(ConfigError) as e:
         build_variant(teacher_of(exported), teacher_task(exported, tiny_dataset), config)
     assert str(e.value).startswith(f"{step}.fine_tune.ensemble[0]: ") and "\n" not in str(e.value)
+
+
+def _two_headed(exported, seed: int):
+    torch.manual_seed(seed)
+    config = {**exported.config, "conversion_arch": [8, 1]}
+    return build_model("dlrm", exported.schema, config, torch.device("cpu")).eval(), config
+
+
+def test_a_multi_task_ensemble_averages_each_head_and_refuses_a_one_headed_member(members, tmp_path: Path,
+                                                                                    tiny_dataset) -> None:
+    exported, one_headed = members
+    (a, config), (b, _) = _two_headed(exported, 1), _two_headed(exported, 2)
+    batch = next(iter(tiny_dataset.batches("test", 100)))
+    with torch.no_grad():
+        heads = [np.stack([h.double().numpy() for h in m.forward_tasks(batch)]) for m in (a, b)]
+        got = np.stack([h.double().numpy() for h in EnsembleTeacher([a, b]).forward_tasks(batch)])
+    assert np.abs(heads[0][1] - heads[1][1]).mean() > 0.01  # the members' conversion heads disagree
+    assert np.allclose(got, (heads[0] + heads[1]) / 2, atol=1e-6)
+    two = _export(tmp_path / "two", "dlrm", exported.schema, config, b)
+    one = _export(tmp_path / "one", "dlrm", exported.schema, exported.config, one_headed[1])
+    for teacher, folder, message in [(a, one, f"distill.ensemble[0]: {one} has 1 head(s), the teacher 2"),
+                                     (one_headed[0], two, f"distill.ensemble[0]: {two} has 2 head(s), the teacher 1")]:
+        with pytest.raises(ConfigError) as e:
+            ensemble_of(teacher, [folder])
+        assert str(e.value).startswith(message) and "\n" not in str(e.value)
+    assert isinstance(ensemble_of(a, [two]), EnsembleTeacher)
