@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -118,9 +119,12 @@ def _variants_table(rows: list[dict]) -> list[Block]:
     if not rows:
         return []
     metric, batch = rows[0]["metric"], rows[0]["batch_size"]
+    conversion = any(math.isfinite(r.get("conversion_auc", math.nan)) for r in rows)
     return [Heading("Compressed variants (test split)"),
-            Table(["variant", "bytes", "ratio", metric, "delta", "p50 ms", "p99 ms", "vs fp32", f"QPS@{batch}"], [
+            Table(["variant", "bytes", "ratio", metric, "delta", *(["conv auc", "conv delta"] if conversion else []),
+                   "p50 ms", "p99 ms", "vs fp32", f"QPS@{batch}"], [
                 [r["variant"], f"{r['bytes']:,}", f"{r['ratio']:.2f}x", f"{r['value']:.4f}", f"{r['delta']:+.4f}",
+                 *([f"{r['conversion_auc']:.4f}", f"{r['conversion_delta']:+.4f}"] if conversion else []),
                  f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['speedup']:.2f}x" if "speedup" in r else "-",
                  f"{r['qps']:,.0f}"] for r in rows]),
             Text(f"Latency: {batch} rows per call"

@@ -1,4 +1,5 @@
-"""The run report's variants table: the same speed-up over fp32 as the compress table."""
+"""The run report's variants table: the same speed-up over fp32 as the compress table, and a
+multi-task model's conversion AUC (columns only when a variant has one)."""
 from __future__ import annotations
 
 import json
@@ -12,12 +13,12 @@ from recsys.app.report import write_run_report
 PROVENANCE = {"device": "cpu", "world_size": 1, "threads": 1, "versions": {}, "git": "x"}
 
 
-def write_manifest(folder: Path, name: str, p50: dict[int, float]) -> None:
+def write_manifest(folder: Path, name: str, p50: dict[int, float], **metrics: float) -> None:
     folder.mkdir(parents=True)
     latency = {str(b): {"p50_ms": ms, "p99_ms": 2 * ms, "qps": b / ms * 1e3} for b, ms in p50.items()}
     (folder / MANIFEST).write_text(json.dumps({
         "format": FORMAT, "name": name, "size": {"total": 1000, "ratio_vs_fp32": 1.0},
-        "metrics": {"auc": 0.78, "delta_auc": 0.0}, "latency": latency}))
+        "metrics": {"auc": 0.78, "delta_auc": 0.0, **metrics}, "latency": latency}))
 
 
 def variants_rows(report: Path) -> dict[str, list[str]]:
@@ -40,3 +41,15 @@ def test_the_variants_table_shows_each_variants_speedup_over_fp32(tmp_path):
         "fp32": "1.00x", "int8": "1.25x", "int4": "0.80x", "recorded-before": "-"}  # 0.4 / 0.32, 0.4 / 0.5
     assert table["int8"]["p50 ms"] == "0.320" and table["int8"]["QPS@100"] == "312,500"
     assert "Latency: 100 rows per call (one request's candidates)" in (tmp_path / "report.md").read_text()
+    assert "conv auc" not in table["fp32"]  # a one-headed run's table is unchanged
+
+
+def test_a_multi_task_runs_variants_table_shows_the_conversion_heads_auc(tmp_path):
+    write_manifest(tmp_path / "variants" / "fp32", "fp32", {100: 0.4}, conversion_auc=0.67, delta_conversion_auc=0.0)
+    write_manifest(tmp_path / "variants" / "int8", "int8", {100: 0.4}, conversion_auc=0.6651,
+                   delta_conversion_auc=-0.0049)
+    rows = [json.loads(json.dumps(asdict(r))) for r in run_rows(tmp_path)]  # as metrics.json holds them
+    write_run_report({"name": "t", "seed": 0, "provenance": PROVENANCE, "models": {}, "variants": rows}, tmp_path)
+    table = variants_rows(tmp_path / "report.md")
+    assert (table["int8"]["conv auc"], table["int8"]["conv delta"]) == ("0.6651", "-0.0049")
+    assert (table["fp32"]["conv auc"], table["int8"]["auc"]) == ("0.6700", "0.7800")
