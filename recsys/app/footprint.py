@@ -77,9 +77,10 @@ def _data(config: ExperimentConfig) -> list[Need]:
     data = config.data
     if data.source == "synthetic":
         c = data.synthetic
+        row = SYNTHETIC_ROW + (FLOAT if c.conversion_rate is not None else 0)  # the conversion label
         if c.num_rows <= c.max_in_memory_rows:
-            return [Need("data.synthetic.num_rows", f"{c.num_rows:,} rows in memory", c.num_rows * SYNTHETIC_ROW)]
-        return [Need("data.synthetic.chunk_rows", f"{c.chunk_rows:,} rows a chunk", c.chunk_rows * SYNTHETIC_ROW)]
+            return [Need("data.synthetic.num_rows", f"{c.num_rows:,} rows in memory", c.num_rows * row)]
+        return [Need("data.synthetic.chunk_rows", f"{c.chunk_rows:,} rows a chunk", c.chunk_rows * row)]
     if data.source == "movielens":
         return []
     key, rows = ("data.criteo.chunk_rows", data.criteo.chunk_rows) if data.source == "criteo" else \

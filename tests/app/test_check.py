@@ -177,6 +177,9 @@ def test_the_memory_estimate_is_its_parts_and_refuses_one_byte_over(tmp_path: Pa
         check_memory(config, available=1024)
     with pytest.raises(ConfigError):
         check_memory(config, available=total - 1)
+    multitask = load_config(QUICKSTART.with_name("multitask.toml"))
+    rows_in_memory = next(n for n in estimate(multitask) if n.key == "data.synthetic.num_rows")
+    assert rows_in_memory.bytes == multitask.data.synthetic.num_rows * (4 + 4 + 4 * 4 + 8 + 8 + 8 + 8)  # + conversion
 
 
 def test_overrides_set_nested_keys_and_refuse_a_key_under_a_value() -> None:
