@@ -211,11 +211,13 @@ class Lookup(nn.Module):
     remap, whose output is in range by construction (FBGEMM's TBE checks them again after it).
     On CPU the permute, the offsets, the check and the remap are one pass of one op for every
     variant (`ids_op`: FBGEMM has no op that checks and remaps at once, and its remap alone was a
-    pruned variant's whole extra cost at small batches: fp32 / pruned-int4 0.94x [0.87, 0.98] at
-    10 rows, 0.88x [0.81, 0.96] at 100 with FBGEMM's ops; 0.99-1.03x, every interval across 1, at
-    1 to 4,096 rows with the fused op. Paired CPU time, quickstart, 41 rounds, 2 shared cores at
-    load ~6: the path with the fused op 1.06-1.15x faster than with FBGEMM's for fp32 and 1.12-1.22x for
-    pruned-int4 at every size); on CUDA, FBGEMM's ops (`fbgemm_ids`).
+    pruned variant's whole extra cost at small batches. Paired CPU time, quickstart, 2 shared
+    cores, five runs at load 1-6: fp32 / pruned-int4 at 10 rows 0.94-0.98x with FBGEMM's ops,
+    1.00-1.03x with the fused op; the op costs the same with and without the remap (12-15 us a
+    call either way at 10-100 rows), yet at 100 rows the pruned variant stays 0.96-0.99x in both
+    (its interval below 1 in one run of five; its TBE lookups alone 0.98x [0.95, 1.03]); every
+    variant's path 1.05-1.22x faster with the fused op at every size); on CUDA, FBGEMM's ops
+    (`fbgemm_ids`).
     (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
     measured slower: 71 vs 65 us for one request's lookups, 642 vs 519 us at 4,096 rows, one
     thread: the candidates' columns are then strided and copied once more.)"""
