@@ -19,8 +19,11 @@ per machine and source; later processes load it from the cache.
 from __future__ import annotations
 
 import functools
+import subprocess
 
 from torch.utils.cpp_extension import load_inline
+
+from recsys.errors import UserError
 
 SOURCE = r"""
 #include <ATen/ATen.h>
@@ -131,5 +134,11 @@ TORCH_LIBRARY(recsys, m) {
 @functools.cache
 def load() -> None:
     """Compile the op (first call on a machine) or load it from the cache, registering
-    torch.ops.recsys.request_ids in this process."""
-    load_inline(name="recsys_ids_op", cpp_sources=SOURCE, is_python_module=False, extra_cflags=["-O3"])
+    torch.ops.recsys.request_ids in this process. `make setup` builds it; a host without a C++
+    compiler or ninja gets one line saying so (UserError)."""
+    try:
+        load_inline(name="recsys_ids_op", cpp_sources=SOURCE, is_python_module=False, extra_cflags=["-O3"])
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "
+                        f"compiler (g++) and the ninja package ({first})") from None

@@ -131,3 +131,17 @@ def test_a_pruned_lookup_gets_the_ids_fbgemms_ops_give_it(random_model, per_cand
     for g, w in zip(got, want):
         assert torch.equal(g, w)
     assert int(mine) == int(theirs) > 0 and got[0].shape[1] == (7 * n if per_candidate else n)
+
+
+def test_a_failed_build_is_one_line_naming_what_it_needs(monkeypatch) -> None:
+    import recsys.serving.ids_op as ids_op
+    from recsys.errors import UserError
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("Error building extension 'recsys_ids_op'\n[1/2] c++ ... not found\nninja: build stopped")
+
+    monkeypatch.setattr(ids_op, "load_inline", no_compiler)
+    with pytest.raises(UserError) as e:
+        ids_op.load.__wrapped__()  # the cached load() already ran in this process
+    assert str(e.value) == ("the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "
+                            "compiler (g++) and the ninja package (Error building extension 'recsys_ids_op')")
