@@ -197,7 +197,7 @@ def create_app(experiments: Mapping[str, Experiment], token: str, limits: Limits
             request with the right token for a known experiment is answered by `_FastPaths`, in
             front of this route, by the same `_Ranking`)."""
             authorise(request)
-            status, reply = await ranking.reply(experiment(exp_id), await request.body())
+            status, reply = ranking.reply(experiment(exp_id), await request.body())
             return Response(reply, status, media_type="application/json")
 
     @app.get("/metrics")
@@ -435,6 +435,14 @@ class _GroupLog:
         await done
         return exp.assignment(record)
 
+    @staticmethod
+    def now(exp: Experiment, record: DecisionRecord) -> Assignment:
+        """`record` written at once, in a transaction of its own (a /rank request: its scoring
+        keeps the loop busy longer than a group would gather, so waiting a loop turn for one
+        only delays the reply)."""
+        exp.log([record])
+        return exp.assignment(record)
+
     def _flush(self, exp: Experiment) -> None:
         batch = self.pending.pop(exp.spec.id)
         try:
@@ -451,7 +459,7 @@ class _Ranking:
     """/rank once the token and the experiment are known: the body parsed by pydantic-core
     straight into dicts and lists, checked and turned into the serving path's tensors
     (Ranker.prepare), the unit's arm chosen, its model called, and only then the decision logged
-    (group commit) and the reply encoded once. A refused request logs nothing. Runs on the event
+    (written at once: `_GroupLog.now`) and the reply encoded once. A refused request logs nothing. Runs on the event
     loop's thread: for a request of ~100 candidates the whole of it is a fraction of a millisecond,
     less than a hop to a worker thread and back, and the model call runs as the variant's own
     scorer does (same thread, warmed, one torch thread)."""
@@ -459,7 +467,7 @@ class _Ranking:
     def __init__(self, ranker: Ranker, max_candidates: int, metrics: _Metrics, log: _GroupLog) -> None:
         self.ranker, self.max_candidates, self.metrics, self.log = ranker, max_candidates, metrics, log
 
-    async def reply(self, exp: Experiment, raw: bytes) -> tuple[int, bytes]:
+    def reply(self, exp: Experiment, raw: bytes) -> tuple[int, bytes]:
         """(status, JSON body) of the /rank request `raw` to `exp`."""
         start = time.perf_counter()
         try:
@@ -472,7 +480,7 @@ class _Ranking:
         except (BanditInputError, RequestValidationError) as exc:
             status, message = _refusal(exc)
             return status, json.dumps({"error": message}).encode()
-        a = await self.log.logged(exp, record)
+        a = self.log.now(exp, record)
         self.metrics.assigned.labels(exp.spec.id, a.arm).inc()
         return 200, json.dumps({"decision_id": a.decision_id, "arm": a.arm, "propensity": a.propensity,
                                 "weights_version": a.weights_version, **out,
@@ -502,7 +510,7 @@ class _FastPaths:
         start = time.perf_counter()
         body, complete = await _read_body(receive, self.limit)
         if route == RANK_PATH and complete and self.ranking is not None:
-            status, reply = await self.ranking.reply(exp, body)
+            status, reply = self.ranking.reply(exp, body)
         elif route == ASSIGN_PATH and complete and (unit := _unit_id(body)) is not None:
             a = await self.log.logged(exp, exp.choose(unit))
             self.metrics.assigned.labels(exp.spec.id, a.arm).inc()
