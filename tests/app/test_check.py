@@ -106,7 +106,7 @@ def test_guardrail_tables_are_built_and_checked(capsys, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("student, message", [
     ("{ embeding_dim = 8 }", f"compress.variants[{N}].distill.student.embeding_dim: unknown key (allowed: arch, "
-                             "embedding_dim, dense_arch, over_arch, dcn_layers, dcn_rank)"),
+                             "embedding_dim, dense_arch, over_arch, dcn_layers, dcn_rank, conversion_arch)"),
     ('{ embedding_dim = "8" }', f"compress.variants[{N}].distill.student.embedding_dim: expected int, got str '8'"),
     ("{ embedding_dim = 8 }", f"compress.variants[{N}].distill.student.dense_arch: last layer (16) must equal "
                               "embedding_dim (8): DLRM's dot interaction needs it"),
