@@ -1,6 +1,8 @@
 """The fused request_ids op against FBGEMM's permute, cumsum, bounds check and remap ops."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import fbgemm_gpu  # noqa: F401  (registers torch.ops.fbgemm)
 import pytest
 import torch
@@ -145,3 +147,14 @@ def test_a_failed_build_is_one_line_naming_what_it_needs(monkeypatch) -> None:
         ids_op.load.__wrapped__()  # the cached load() already ran in this process
     assert str(e.value) == ("the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "
                             "compiler (g++) and the ninja package (Error building extension 'recsys_ids_op')")
+
+
+def test_each_python_environment_builds_in_a_folder_of_its_own(monkeypatch, tmp_path) -> None:
+    """Two venvs sharing one build folder replace each other's build (other include paths), so each
+    process of either would rebuild; TORCH_EXTENSIONS_DIR is honoured."""
+    from recsys.serving.ids_op import build_directory
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    a, b = build_directory("/envs/a"), build_directory("/envs/b")
+    assert a != b and a == build_directory("/envs/a")
+    assert {p.parent for p in map(Path, (a, b))} == {tmp_path} and all(Path(p).is_dir() for p in (a, b))
