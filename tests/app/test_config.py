@@ -25,7 +25,8 @@ def test_shipped_configs_load_and_round_trip(path: Path) -> None:
     ("dlrm.optim.batch_size", 0, "dlrm.optim.batch_size: must be >= 1"),
     ("dlrm.optim.lr_dense", True, "dlrm.optim.lr_dense: expected float, got bool"),
     ("dlrm.model.arch", "resnet", "dlrm.model.arch: 'resnet' is not one of"),
-    ("dlrm.model.over_arch", [1], "dlrm.model.over_arch: needs at least two layers"),
+    ("dlrm.model.over_arch", [1], "dlrm.model.over_arch: needs at least two positive layers (TorchRec's OverArch) "
+     "and a last layer of 1"),
     ("dlrm.model.dense_arch", [64, 8], "dlrm.model.dense_arch: last layer (8) must equal embedding_dim"),
     ("dlrm.colour", 1, "dlrm.colour: unknown key"),
     ("data.source", "kaggle", "data.source: 'kaggle' is not one of"),
