@@ -18,6 +18,7 @@ quiet, 95 s (45 s CPU) on a loaded 2-core machine; later processes load it from 
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -151,10 +152,17 @@ def build_directory(prefix: str = sys.prefix) -> str:
 def load() -> None:
     """Compile the op (first call on a machine) or load it from the cache, registering
     torch.ops.recsys.request_ids in this process. `make setup` builds it; a host without a C++
-    compiler or ninja gets one line saying so (UserError)."""
+    compiler or ninja gets one line saying so (UserError).
+    Processes build one at a time under a file lock the kernel drops when its holder dies, so the
+    `lock` file cpp_extension leaves behind a killed build (it would make every later load wait
+    forever) is removed before loading."""
+    folder = Path(build_directory())
     try:
-        load_inline(name="recsys_ids_op", cpp_sources=SOURCE, is_python_module=False, extra_cflags=["-O3"],
-                    build_directory=build_directory())
+        with open(folder / "recsys.lock", "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            (folder / "lock").unlink(missing_ok=True)
+            load_inline(name="recsys_ids_op", cpp_sources=SOURCE, is_python_module=False, extra_cflags=["-O3"],
+                        build_directory=str(folder))
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "

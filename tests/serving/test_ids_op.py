@@ -158,3 +158,17 @@ def test_each_python_environment_builds_in_a_folder_of_its_own(monkeypatch, tmp_
     a, b = build_directory("/envs/a"), build_directory("/envs/b")
     assert a != b and a == build_directory("/envs/a")
     assert {p.parent for p in map(Path, (a, b))} == {tmp_path} and all(Path(p).is_dir() for p in (a, b))
+
+
+def test_the_lock_a_killed_build_left_does_not_hang_the_next_load(monkeypatch, tmp_path) -> None:
+    """cpp_extension's `lock` file outlives a SIGKILLed build and made every later load wait forever."""
+    import recsys.serving.ids_op as ids_op
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    folder = Path(ids_op.build_directory())
+    (folder / "lock").touch()  # as a build killed between its writes leaves it
+    seen = []
+    monkeypatch.setattr(ids_op, "load_inline", lambda **kw: seen.append((kw["build_directory"],
+                                                                          (folder / "lock").exists())))
+    ids_op.load.__wrapped__()
+    assert seen == [(str(folder), False)]
