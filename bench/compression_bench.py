@@ -531,7 +531,7 @@ def large_tables(scale: Scale, out: Path, device: torch.device, num_tables: int 
         for i, f in enumerate(feats):
             weight = torch.randn(rows, dim, generator=torch.Generator().manual_seed(i)) * 0.05
             table = FloatTable("ebc", f"t_{f}", (f,), "SUM", rows, weight)
-            packed.append(pack(table, precision, clip_search=False))
+            packed.append(pack(table, precision, clip_search=False, cache=None))  # random tables: nothing to reuse
             del weight
         ebcs[precision] = build_quant_ebc(packed, device)
         sizes[precision] = tbe_bytes(ebcs[precision])

@@ -14,6 +14,7 @@ from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
 
 from compression.quantize import check_precision, decode, encode
+from compression.row_cache import RowCache
 from recsys.errors import ConfigError
 from recsys.serving.size import SizeReport, TableBytes, fp32_bytes, table_bytes
 
@@ -118,10 +119,19 @@ def float_bytes(model: nn.Module) -> int:
     return fp32_bytes((t.num_embeddings, t.dim) for t in float_tables(model).values())
 
 
-def pack(table: FloatTable, precision: str, clip_search: bool = True) -> PackedTable:
-    """Quantize (or cast) a float table to `precision`; ConfigError if the dim cannot pack."""
+PACKED_ROWS = RowCache()  # this process's quantized rows: every variant and probe of a run reuses them
+
+
+def pack(table: FloatTable, precision: str, clip_search: bool = True,
+         cache: RowCache | None = PACKED_ROWS) -> PackedTable:
+    """Quantize (or cast) a float table to `precision`, reusing rows `cache` has packed at the same
+    precision and clip settings (byte-identical; None: quantize every row); ConfigError if the dim
+    cannot pack."""
     check_precision(f"quantize.tables.{table.name}", precision, table.dim)
-    weight, scale_bias = encode(table.weight, precision, clip_search)
+    if cache is None:
+        weight, scale_bias = encode(table.weight, precision, clip_search)
+    else:
+        weight, scale_bias = cache.encode(table.weight, precision, clip_search)
     return PackedTable(table.module, table.name, table.feature_names, table.pooling, table.num_embeddings,
                        table.dim, precision, weight, scale_bias, table.remap, table.projection)
 
