@@ -273,7 +273,20 @@ class ServingPath:
     optimizations off (torch.jit.optimized_execution(False)) 0.92x at 1 row, 1.09x at 4,096; its
     executor splits each addmm into a matmul and an add, but F.linear instead (one op, kept only
     without optimize_for_inference, which splits it the same way) was slower at 1 row (6 layers:
-    37 vs 27 us) and faster at 4,096 (3.1 vs 3.4 ms)."""
+    37 vs 27 us) and faster at 4,096 (3.1 vs 3.4 ms). Also not kept (quickstart fp32 DLRM, one
+    thread, paired CPU time against this module's part, 2 shared cores at load 3-8, scores within
+    5e-6 in every case): torch.compile (inductor, C++) of the dense part (all after the lookups):
+    dynamic shapes 0.41x / 0.39x / 0.45x / 0.72x at 1 / 10 / 100 / 1,000 rows, 1.03x [0.98, 1.12] at
+    4,096, 57 s to compile; static 0.37x / 0.47x at 1 / 100, 1.01x at 4,096; with freezing and the C++
+    wrapper 0.55x / 0.62x, 1.18x [1.11, 1.24] at 4,096 (61 s for three shapes): Dynamo's guards and
+    the wrapper cost more than the ops at a request's size. AOTInductor (torch.export, static):
+    1.12x [0.94, 1.28] at 1 row, 1.13x [0.95, 1.26] at 100 (with freezing 0.50x at 100, 1.30x at
+    4,096), for 34-78 s of compiling per shape and variant, paid by every test and `recsys run`
+    that builds a path. addmm kept whole (a beta TorchScript cannot fold, so its executor does not
+    split it): 1.00x at 100 rows, 1.05x [0.95, 1.12] at 4,096 (addmm copies the bias instead).
+    The candidates' own dot products by one bmm of each one's vectors (not two index_selects, a
+    mul and a sum): 1.25x at 1 row, 0.96x [0.88, 1.03] at 100; all their dot products, with the
+    request's vectors too, by one bmm: 1.34x at 1 row, 0.85x [0.82, 0.94] at 100."""
 
     def __init__(self, module: RequestModule, device: torch.device) -> None:
         self.device = device
