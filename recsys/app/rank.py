@@ -5,26 +5,30 @@ online is the one the simulation measured.
 A request carries the user's and the context's ids once and each candidate's item ids (the run's
 schema: its keys, each id below its table's size, at most `max_ids` per row) and the dense context.
 It arrives parsed into plain dicts and lists (recsys.app.service.RankRequest); `prepare` turns it
-into the serving path's RequestBatch with every key's ids in one pass and checks them all at once
-(the first fault named, in schema key order, only when there is one).
+into a RankCall, the serving path's RequestBatch with every key's ids in one pass, after checking
+them all at once (the first fault named, in schema key order, only when there is one).
 """
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from bandit.errors import BanditInputError
+from recsys.app.service import DEFAULT_K, RankRequest
+from recsys.serving.requests import RequestBatch
+from recsys.serving.scorer import RequestScorer
+from recsys.serving.timing import timed
+from simulator.serving import check_scores, serving_call
 
 if TYPE_CHECKING:
-    from recsys.app.service import RankRequest
     from recsys.data.schema import Schema
-    from recsys.serving.requests import RequestBatch
     from simulator.serving import Arm
 
-DEFAULT_K = 10  # items returned when a request names no k
 # Before the service answers its first request, every arm scores WARM_CALLS requests of each of
 # WARM_SIZES candidates: a TorchScript model's first two calls profile and optimise it (20 to 200 ms
 # each on the quickstart variants), the third and later take a fraction of a millisecond whatever
@@ -33,11 +37,36 @@ WARM_CALLS = 3
 WARM_SIZES = (100, 1)
 
 
+@dataclass(frozen=True)
+class RankCall:
+    """A checked /rank request as its arm scores it: the serving path's requests (this request and
+    its candidates) and each candidate's item id."""
+
+    unit_id: str
+    k: int
+    items: Sequence[str | int]
+    requests: RequestBatch
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """An arm's serving call (simulator.serving.serving_call's choice), made once for all requests:
+    its scorer's serving path, or its `score` on the requests' rows (built before the timing)."""
+
+    call: Callable[[Any], torch.Tensor]
+    rows: bool
+    device: torch.device
+
+    @staticmethod
+    def of(scorer: Any) -> _Scoring:
+        return _Scoring(serving_call(scorer, [])[0], not isinstance(scorer, RequestScorer), scorer.device)
+
+
 class VariantRanker:
     """Ranks /rank requests with the arm's scorer; checks each request against `schema`."""
 
     def __init__(self, arms: Sequence[Arm], schema: Schema) -> None:
-        self.arms = {a.name: a for a in arms}
+        self.arms = {a.name: _Scoring.of(a.scorer) for a in arms}
         self.schema = schema
         self.keys = schema.keys()
         self.shared = schema.keys("user") + schema.keys("context")
@@ -48,13 +77,9 @@ class VariantRanker:
         self.sizes = np.array([f.num_embeddings for f in features], dtype=np.int64)
         self.per_request = np.array([k in self.shared for k in self.keys])  # one row per request, not candidate
 
-    def prepare(self, req: RankRequest) -> RequestBatch:
+    def prepare(self, req: RankRequest) -> RankCall:
         """The request as the serving path reads it (shared ids once, item ids per candidate), after
         checking its keys, ids and dense values against the run's schema (one line naming the field)."""
-        import torch
-
-        from recsys.serving.requests import RequestBatch
-
         dense, candidates, features = req.get("dense", []), req["candidates"], req["features"]
         if len(dense) != len(self.schema.dense):
             raise BanditInputError("dense", f"expected {len(self.schema.dense)} values "
@@ -81,9 +106,10 @@ class VariantRanker:
         matrix = np.zeros((len(self.keys), len(candidates)), dtype=np.int32)
         for i, (start, n) in enumerate(zip(np.cumsum(per_key) - per_key, per_key)):
             matrix[i, :n] = lengths[start:start + n]
-        return RequestBatch(torch.from_numpy(np.array([dense], dtype=np.float32)), tuple(self.keys),
-                            frozenset(self.shared), torch.from_numpy(values.astype(np.int32)),
-                            torch.from_numpy(matrix), len(candidates))
+        batch = RequestBatch(torch.from_numpy(np.array([dense], dtype=np.float32)), tuple(self.keys),
+                             frozenset(self.shared), torch.from_numpy(values.astype(np.int32)),
+                             torch.from_numpy(matrix), len(candidates))
+        return RankCall(req["unit_id"], req.get("k", DEFAULT_K), [c["item_id"] for c in candidates], batch)
 
     def _refuse_keys(self, items: list[dict[str, list[int]]]) -> None:
         """The first candidate whose features miss a key or have an unknown one, in one line."""
@@ -109,31 +135,24 @@ class VariantRanker:
             raise BanditInputError(where, f"expected 1 to {f.max_ids} ids, got {lengths[row]}")
         raise BanditInputError(where, f"id {values[bad[0]]} outside 0..{f.num_embeddings - 1}")
 
-    def rank(self, arm: str, req: RankRequest, requests: RequestBatch) -> dict[str, Any]:
-        """The top k candidates by the arm's scores on `prepare`'s requests, and the model call's
-        wall time."""
-        from recsys.serving.timing import timed
-        from simulator.serving import check_scores, serving_call
-
-        variant = self.arms[arm]
-        call, inputs = serving_call(variant.scorer, [requests])
-        out, ms = timed(call, inputs[0], variant.scorer.device)
-        candidates = req["candidates"]
-        scores = check_scores(arm, out, len(candidates))
-        top = np.argsort(-scores, kind="stable")[:req.get("k", DEFAULT_K)]
-        return {"items": [{"item_id": candidates[i]["item_id"], "score": float(scores[i])} for i in top],
-                "model_ms": ms}
+    def rank(self, arm: str, call: RankCall) -> dict[str, Any]:
+        """The top k candidates by the arm's scores, and the model call's wall time."""
+        scoring = self.arms[arm]
+        x = call.requests.to_batch() if scoring.rows else call.requests
+        out, ms = timed(scoring.call, x, scoring.device)
+        scores = check_scores(arm, out, len(call.items))
+        top = np.argsort(-scores, kind="stable")[:call.k]
+        return {"items": [{"item_id": call.items[i], "score": float(scores[i])} for i in top], "model_ms": ms}
 
     def warm(self) -> None:
         """Every arm scores WARM_CALLS requests of each of WARM_SIZES candidates (built from the
         schema), so that no user's request pays for a model's first calls."""
         rng = np.random.default_rng(0)
         for size in WARM_SIZES:
-            req = example_request(self.schema, size, rng)
-            prepared = self.prepare(req)
+            call = self.prepare(example_request(self.schema, size, rng))
             for name in self.arms:
                 for _ in range(WARM_CALLS):
-                    self.rank(name, req, prepared)
+                    self.rank(name, call)
 
 
 def example_request(schema: Schema, candidates: int, rng: np.random.Generator, unit: str = "warm-up",

@@ -162,6 +162,34 @@ def _counting_service(tmp_path, scorers, nan=False):
     return create_app({"exp": exp}, TOKEN, Limits(), ranker), exp, counting
 
 
+class _RowsOnly:
+    """A scorer without a serving path: it reads Batches only (one row per candidate)."""
+
+    def __init__(self, inner):
+        self.inner, self.device = inner, inner.device
+
+    def score(self, batch):
+        assert isinstance(batch, Batch)
+        return self.inner.score(batch)
+
+    def embedding_bytes(self):
+        return self.inner.embedding_bytes()
+
+
+def test_a_scorer_without_a_serving_path_ranks_the_candidates_rows(tmp_path, scorers):
+    """Its arm's call is chosen once (its `score` on the requests' rows), and ranks as its model."""
+    spec = ExperimentSpec("exp", ("rows", "rows-too"), rule=DecisionRule(control="rows"))
+    exp = Experiment(spec, SQLiteStore(tmp_path / "r.db"))
+    ranker = VariantRanker([Arm(name, _RowsOnly(scorers["dlrm"])) for name in spec.arms], SCHEMA)
+    client = TestClient(create_app({"exp": exp}, TOKEN, Limits(), ranker))
+    req = _request(seed=3)
+    out = client.post("/v1/experiments/exp/rank", json=req, headers=AUTH).json()
+    expected = _forward(scorers["dlrm"], req)
+    order = np.argsort(-expected, kind="stable")[:5]
+    assert [i["item_id"] for i in out["items"]] == [req["candidates"][i]["item_id"] for i in order]
+    np.testing.assert_allclose([i["score"] for i in out["items"]], expected[order], rtol=1e-5, atol=1e-6)
+
+
 def test_every_arm_is_warmed_before_the_first_request(tmp_path, scorers):
     """The lifespan (under uvicorn: before the port opens) scores WARM_CALLS requests of each of
     WARM_SIZES candidates with every arm, and logs no decision."""
