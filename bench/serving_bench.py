@@ -9,7 +9,8 @@ the candidate rows) against the serving path (recsys.serving.fast on the same re
    both paths score exactly the same candidate rows; inputs are built before timing. Then the CPU
    time of a call (thread_time) at every size, both paths of every variant in rounds of shuffled
    blocks (recsys.serving.paired): today's / the serving path's, and the fp32 TBE baseline's / each
-   compressed variant's, each ratio with a 95% interval, so that "never slower" is measured.
+   compressed variant's, each ratio with a 95% interval, so that "never slower" is measured; the
+   exported DLRM beside the fp32 baseline (the same tables and layers) is the run's A/A pair.
 2. What TorchScript, TorchRec's fx tracing and torch.compile each change, on one request.
 3. The quickstart's simulation stage: requests/s with today's path and with the serving path.
 
@@ -166,6 +167,23 @@ def print_cpu_table(title: str, both: dict[int, dict[str, list[float]]], fast: d
                 print(f"  {name:<20}" + "".join(cells))
 
 
+def print_a_a(named: dict[str, RequestScorer], pools: dict[int, list[RequestBatch]],
+              fast: dict[int, dict[str, list[float]]]) -> None:
+    """The noise floor of the variants' verdicts: the exported DLRM and the fp32 TBE baseline hold the
+    same tables and layers; when they score every pooled request identically, theirs is an A/A pair."""
+    base = next((n for n in named if n.endswith("fp32")), None)
+    if base is None or "dlrm" not in named:
+        return
+    with torch.no_grad():
+        same = all(torch.equal(named["dlrm"].score_requests(r), named[base].score_requests(r))
+                   for pool in pools.values() for r in pool)
+    if same:
+        ratios = [ratio_of(t[base], t["dlrm"]) for t in fast.values()]
+        print(f"A/A: dlrm and {base} score identically (same tables and layers); their ratios above, "
+              f"{min(r.median for r in ratios):.3f}-{max(r.median for r in ratios):.3f}x, "
+              f"{sum(r.verdict() != 'same' for r in ratios)} of {len(ratios)} sizes not 'same', are this run's noise")
+
+
 def conventions(scorer: Any, request: RequestBatch, timing: TimingConfig) -> None:
     """One request through: the model's forward eager (today) and fx-traced + TorchScript (TorchRec's
     inference convention); the serving module eager (its TBEs scripted), TorchScript, frozen,
@@ -304,7 +322,9 @@ def run_parts(parts: list[str], out: Path, timing: TimingConfig, args: argparse.
             pools = request_pools(config, shared, SIZES)
             stats = side_by_side(named, pools, timing)
             print_table(f"{config.name} ({', '.join(named)}), load {load()}", stats, list(named))
-            print_cpu_table(config.name, *cpu_ratios(named, pools, rounds), list(named), rounds)
+            both, fast = cpu_ratios(named, pools, rounds)
+            print_cpu_table(config.name, both, fast, list(named), rounds)
+            print_a_a(named, pools, fast)
     if "conventions" in parts:
         int8 = load_variant(quickstart.run_dir / "variants" / "int8")
         assert int8.path is not None
