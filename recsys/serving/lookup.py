@@ -221,7 +221,13 @@ class Lookup(nn.Module):
     call either way at 10-100 rows), yet at 100 rows the pruned variant stays 0.96-0.99x in both
     (its interval below 1 in one run of five; its TBE lookups alone 0.98x [0.95, 1.03]); every
     variant's path 1.05-1.22x faster with the fused op at every size); on CUDA, FBGEMM's ops
-    (`fbgemm_ids`).
+    (`fbgemm_ids`). A pruned variant at 4,096 rows (quickstart, 41 paired rounds, load 4.5): its one
+    systematic extra cost is its remap, a load per id in the op (69 vs 58 us a call, 0.88x [0.81,
+    0.92]: ~11 us of a ~2 ms path); FBGEMM's int4 kernel pools the candidates' groups as fast as the
+    fp32 one on these cache-resident tables (unpruned int4 0.99x [0.91, 1.08] and [0.89, 1.10];
+    pruned, its item_id group 1.08x [1.04, 1.16] faster, 30% of its ids being pruned rows). The
+    bench's 0.95x 'slower' there lies within the spread of its A/A pair (two identical paths, 0.974x
+    [0.913, 0.997] in the same run).
     (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
     measured slower: 71 vs 65 us for one request's lookups, 642 vs 519 us at 4,096 rows, one
     thread: the candidates' columns are then strided and copied once more.)"""
