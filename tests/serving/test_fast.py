@@ -73,14 +73,16 @@ def test_pruned_model(random_model, kind):
     assert scorer.path.embedding_bytes() == scorer.runtime_bytes() == scorer.embedding_bytes()
 
 
+@pytest.mark.parametrize("candidates", [1, 7])
 @pytest.mark.parametrize("precision", ["float", "int8", "int4"])
 @pytest.mark.parametrize("kind", ["dlrm", "two_tower"])
-def test_many_rows_sum_a_mean_table_and_divide_by_its_bags_lengths(random_model, kind, precision):
+def test_many_rows_sum_a_mean_table_and_divide_by_its_bags_lengths(random_model, kind, precision, candidates):
     """From MEAN_BY_SCALE_ROWS bags per feature, a MEAN table (user_tags, item_tags: some bags
-    empty) is pooled by FBGEMM's SUM and divided here: the scores stay the model's own."""
+    empty) is pooled by FBGEMM's SUM and divided here: the scores stay the model's own. A request's
+    features have a bag per request: past the bound with one candidate each, not with 7."""
     model = random_model(kind)
     scorer = ModelScorer(model) if precision == "float" else compressed(model, precision, prune=precision == "int4")
-    check_same_scores(scorer, precision, 7, n=MEAN_BY_SCALE_ROWS // 7 + 1)
+    check_same_scores(scorer, precision, candidates, n=MEAN_BY_SCALE_ROWS // candidates + 1)
 
 
 def test_a_pruned_variant_checks_out_of_range_ids_once_on_the_path_and_twice_in_its_own_tbe(random_model):
