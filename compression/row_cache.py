@@ -50,9 +50,12 @@ class _Block:
     def find(self, bits: torch.Tensor, prints: torch.Tensor) -> torch.Tensor:
         """int64 [rows]: the block row holding each queried row's exact bits, or -1."""
         pos = torch.searchsorted(self.sorted_prints, prints).clamp(max=self.order.numel() - 1)
-        row = self.order[pos]
-        same = (self.sorted_prints[pos] == prints) & (self.bits[row] == bits).all(1)
-        return torch.where(same, row, torch.full_like(row, -1))
+        out = torch.full_like(prints, -1)
+        candidates = torch.nonzero(self.sorted_prints[pos] == prints).flatten()  # bits compared only here
+        rows = self.order[pos[candidates]]
+        same = (self.bits[rows] == bits[candidates]).all(1)
+        out[candidates[same]] = rows[same]
+        return out
 
 
 @dataclass
