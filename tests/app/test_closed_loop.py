@@ -54,7 +54,9 @@ def test_the_service_over_http_reaches_the_in_process_decision(run_copy, monkeyp
                     break
             except httpx.TransportError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()  # reading a live server's stderr to its end would wait forever
+                pytest.fail(f"service not ready: {server.communicate()[1].decode()[-2000:]}")
             time.sleep(0.2)
         monkeypatch.setenv("RECSYS_SERVE_TOKEN", TOKEN)
         loop = cli("simulate", str(config), *_sets(*RULE, "serve.closed_loop=true", f"serve.port={port}"))
