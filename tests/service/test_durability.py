@@ -129,11 +129,13 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path):
             service.kill()
             recovery.append(service.start())
         time.sleep(0.5)
+        load.stop.set()
+        worker.join(timeout=60)  # every acknowledged batch is in before the summary is read
+        summary = httpx.get(f"{service.url}/v1/experiments/k", timeout=60).json()  # 5 s timed out under load
     finally:
         load.stop.set()
         worker.join(timeout=60)
-    summary = httpx.get(f"{service.url}/v1/experiments/k").json()
-    service.stop()
+        service.stop()  # a failed test must not leave its service running
     assert load.batches > 40 and len(load.acked) > 500
 
     with sqlite3.connect(service.store) as db:
