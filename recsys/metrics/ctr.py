@@ -56,7 +56,15 @@ def auc(labels: object, scores: object, weights: object | None = None) -> float:
         raise ValueError(f"labels and weights differ in length: {y.size} != {w.size}")
     if (w < 0).any() or not np.isfinite(w).all():
         raise ValueError("weights must be finite and non-negative")
-    _, group = np.unique(s, return_inverse=True)  # group ids follow ascending score
+    return _grouped_auc(y, _score_groups(s), w)
+
+
+def _score_groups(scores: np.ndarray) -> np.ndarray:
+    """Each row's group of equal scores, numbered in ascending score (the one sort AUC needs)."""
+    return np.unique(scores, return_inverse=True)[1]
+
+
+def _grouped_auc(y: np.ndarray, group: np.ndarray, w: np.ndarray) -> float:
     pos = np.bincount(group, weights=w * y)
     neg = np.bincount(group, weights=w * (1.0 - y))
     if pos.sum() <= 0 or neg.sum() <= 0:
@@ -147,11 +155,14 @@ def paired_auc_difference(labels: object, scores_a: object, scores_b: object, ro
     """Whether b ranks better than a on these rows, beyond resampling noise: the same Poisson(1)
     bootstrap weights for both in every round, so the noise the two share cancels."""
     y = _array("labels", labels)
+    groups_a = _score_groups(_checked(y, scores_a, "scores")[1])  # one sort per score vector,
+    groups_b = _score_groups(_checked(y, scores_b, "scores")[1])  # shared by every round
+    point = _grouped_auc(y, groups_b, np.ones_like(y)) - _grouped_auc(y, groups_a, np.ones_like(y))
     rng = np.random.default_rng(seed)
     deltas = []
     for _ in range(rounds):
         w = rng.poisson(1.0, y.size).astype(np.float64)
-        deltas.append(auc(y, scores_b, w) - auc(y, scores_a, w))
+        deltas.append(_grouped_auc(y, groups_b, w) - _grouped_auc(y, groups_a, w))
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(deltas, [tail, 100 - tail])
-    return PairedDifference(auc(y, scores_b) - auc(y, scores_a), float(low), float(high), level, rounds)
+    return PairedDifference(point, float(low), float(high), level, rounds)
