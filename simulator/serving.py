@@ -75,9 +75,19 @@ def check_scores(name: str, scores: object, rows: int) -> np.ndarray:
 def serving_call(scorer: Scorer, batches: list[RequestBatch]) -> tuple[Callable[[Any], torch.Tensor], list[Any]]:
     """The call that scores one serving batch, and what it takes: the scorer's serving path on the
     requests, or its `score` on their rows as Batches (built here, before any timing)."""
+    call, convert = serving_pair(scorer)
+    return call, [convert(b) for b in batches]
+
+
+def serving_pair(scorer: Scorer) -> tuple[Callable[[Any], torch.Tensor], Callable[[RequestBatch], Any]]:
+    """The scorer's serving call and what turns a RequestBatch into its input (chosen once)."""
     if isinstance(scorer, RequestScorer):
-        return scorer.score_requests, list(batches)
-    return scorer.score, [b.to_batch() for b in batches]
+        return scorer.score_requests, _as_is
+    return scorer.score, RequestBatch.to_batch
+
+
+def _as_is(batch: RequestBatch) -> RequestBatch:
+    return batch
 
 
 def score(variant: Arm, batches: list[RequestBatch], requests: Requests) -> tuple[np.ndarray, np.ndarray]:

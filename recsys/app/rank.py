@@ -21,9 +21,8 @@ import torch
 from bandit.errors import BanditInputError
 from recsys.app.service import DEFAULT_K, RankRequest
 from recsys.serving.requests import RequestBatch
-from recsys.serving.scorer import RequestScorer
 from recsys.serving.timing import timed
-from simulator.serving import check_scores, serving_call
+from simulator.serving import check_scores, serving_pair
 
 if TYPE_CHECKING:
     from recsys.data.schema import Schema
@@ -50,16 +49,16 @@ class RankCall:
 
 @dataclass(frozen=True)
 class _Scoring:
-    """An arm's serving call (simulator.serving.serving_call's choice), made once for all requests:
-    its scorer's serving path, or its `score` on the requests' rows (built before the timing)."""
+    """An arm's serving call and its input (simulator.serving.serving_pair), chosen once for all
+    requests: its scorer's serving path, or its `score` on the requests' rows (built before the timing)."""
 
     call: Callable[[Any], torch.Tensor]
-    rows: bool
+    convert: Callable[[RequestBatch], Any]
     device: torch.device
 
     @staticmethod
     def of(scorer: Any) -> _Scoring:
-        return _Scoring(serving_call(scorer, [])[0], not isinstance(scorer, RequestScorer), scorer.device)
+        return _Scoring(*serving_pair(scorer), scorer.device)
 
 
 class VariantRanker:
@@ -138,8 +137,7 @@ class VariantRanker:
     def rank(self, arm: str, call: RankCall) -> dict[str, Any]:
         """The top k candidates by the arm's scores, and the model call's wall time."""
         scoring = self.arms[arm]
-        x = call.requests.to_batch() if scoring.rows else call.requests
-        out, ms = timed(scoring.call, x, scoring.device)
+        out, ms = timed(scoring.call, scoring.convert(call.requests), scoring.device)
         scores = check_scores(arm, out, len(call.items))
         top = np.argsort(-scores, kind="stable")[:call.k]
         return {"items": [{"item_id": call.items[i], "score": float(scores[i])} for i in top], "model_ms": ms}
