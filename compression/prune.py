@@ -23,6 +23,7 @@ from compression.tables import FloatTable, ebc_paths
 from recsys.data.batching import click_labels
 from recsys.data.jagged import take_rows
 from recsys.errors import ConfigError
+from recsys.serving.size import table_bytes
 from recsys.train.tasks import Task
 
 
@@ -88,8 +89,24 @@ def keep_masks(config: PruneConfig, scores: dict[str, torch.Tensor]) -> dict[str
     return {name: _top_mask(s, config.tables.get(name, config.ratio)) for name, s in scores.items()}
 
 
+def kept_rows(rows: int, ratio: float) -> int:
+    """How many of a table's `rows` a per-table `ratio` keeps (at least one)."""
+    return max(1, rows - int(np.floor(ratio * rows)))
+
+
+def pruning_saves(rows: int, dim: int, precision: str, ratio: float, fallback: str) -> int:
+    """Bytes that pruning a table of `rows` x `dim` at a per-table `ratio` saves once stored at
+    `precision`, by the one byte counter: its dropped rows less its remap (4 bytes per id) and
+    the fallback's mean row. Negative when pruning makes the table bigger."""
+    kept = kept_rows(rows, ratio)
+    if kept == rows:
+        return 0
+    stored = kept + (1 if fallback == "mean" else 0)
+    return table_bytes(rows, dim, precision).total - table_bytes(stored, dim, precision, remap_ids=rows).total
+
+
 def _top_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
-    keep = max(1, scores.numel() - int(np.floor(ratio * scores.numel())))
+    keep = kept_rows(scores.numel(), ratio)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     mask[torch.argsort(scores, descending=True, stable=True)[:keep]] = True
     return mask

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from compression.config import VariantConfig
 from recsys.app.config import ExperimentConfig
 from recsys.app.footprint import check_memory
 from recsys.data.schema import Schema
@@ -172,6 +173,29 @@ def _compress(config: ExperimentConfig, schema: Schema) -> None:
             check_precision(f"{key}.quantize.default", q.default, model.embedding_dim)
             for name, precision in q.tables.items():
                 check_precision(f"{key}.quantize.tables.{name}", precision, model.embedding_dim)
+        _pruning_pays(key, variant, model.embedding_dim, {table_name(f.name): f.num_embeddings
+                                                          for f in schema.sparse if f.side in sides})
+
+
+def _pruning_pays(key: str, variant: VariantConfig, dim: int, rows: dict[str, int]) -> None:
+    """Per-table pruning makes the variant's tables smaller at the precisions they are stored at: a
+    pruned table holds a remap of 4 bytes per id, so a low ratio at a low precision (a third of the
+    rows or fewer for int4 rows of dim 16) makes the variant bigger than not pruning at all."""
+    from compression.prune import pruning_saves
+
+    steps = set(variant.steps)
+    if "prune" not in steps or variant.prune.scope != "table" or {"factorize", "mixed_dim"} & steps \
+            or ("quantize" in steps and variant.quantize.budget_ratio is not None):
+        return  # the rows' widths or precisions are chosen later, from the data
+    q, prune = variant.quantize, variant.prune
+    stored = {name: q.tables.get(name, q.default) if "quantize" in steps else "fp32" for name in rows}
+    saved = sum(pruning_saves(n, dim, stored[name], prune.tables.get(name, prune.ratio), prune.fallback)
+                for name, n in rows.items())
+    if saved < 0:
+        where = "prune.tables" if prune.tables and set(prune.tables) >= set(rows) else "prune.ratio"
+        raise ConfigError(f"{key}.{where}: pruning makes the variant's tables {-saved:,} bytes bigger than not "
+                          f"pruning (a pruned table's remap costs 4 bytes per id, more than the rows dropped "
+                          f"at {'/'.join(sorted(set(stored.values())))}); prune more rows, or quantize without pruning")
 
 
 def _simulator(config: ExperimentConfig, schema: Schema, trains: bool) -> None:

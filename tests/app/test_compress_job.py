@@ -29,7 +29,7 @@ quantize = { default = "int8" }
 [[compress.variants]]
 name = "pruned-int4"
 steps = ["prune", "quantize"]
-prune = { ratio = 0.3, fallback = "mean" }
+prune = { ratio = 0.6, fallback = "mean" }
 quantize = { default = "int4" }
 
 """ + SIMULATOR

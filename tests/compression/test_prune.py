@@ -173,3 +173,22 @@ def test_unknown_table_is_named(random_model):
     model = random_model("dlrm")
     with pytest.raises(ConfigError, match=r"^prune.tables.t_nope: no such table"):
         prune(PruneConfig(method="l2", tables={"t_nope": 0.5}), model, float_tables(model), None)
+
+
+@pytest.mark.parametrize("rows,dim,precision,ratio,fallback", [
+    (1000, 16, "int4", 0.3, "mean"), (1000, 16, "int4", 0.5, "mean"), (100, 16, "int4", 0.5, "zero"),
+    (8, 16, "int4", 0.5, "mean"), (5000, 8, "int8", 0.2, "zero"), (300, 16, "fp32", 0.1, "mean"),
+    (2000, 16, "int2", 0.45, "zero"), (50, 16, "int8", 0.0, "mean")])
+def test_pruning_saves_what_the_real_tbes_hold_less(rows, dim, precision, ratio, fallback):
+    """pruning_saves (what `recsys check` refuses by) against the bytes FBGEMM's TBEs really hold
+    (weights + remap) for the table pruned by `prune`'s own masks, and not pruned."""
+    from compression.prune import pruning_saves
+    from compression.tables import FloatTable
+    from recsys.serving.size import tbe_bytes
+
+    weight = torch.randn(rows, dim, generator=torch.Generator().manual_seed(rows))
+    table = FloatTable("", "t", ("f",), "SUM", rows, weight)
+    scores = {"t": torch.rand(rows, generator=torch.Generator().manual_seed(1)).double()}
+    pruned = apply_mask(table, keep_masks(PruneConfig(ratio=ratio), scores)["t"], fallback)
+    held = [tbe_bytes(build_quant_ebc([pack(t, precision)], torch.device("cpu"))) for t in (table, pruned)]
+    assert pruning_saves(rows, dim, precision, ratio, fallback) == held[0] - held[1]
