@@ -88,7 +88,7 @@ def compress_teacher(teacher: Teacher, task: Task, variants: Sequence[VariantCon
     scorers = {v.name: v.scorer(device, task.score, catalogue) for v in built}
     metrics = {name: task.evaluate(s.model, "test", eval_batch_size)
                for name, s in tqdm(scorers.items(), desc="evaluate", disable=not show)}
-    latency = time_scorers(scorers, task.dataset, timing, device)
+    latency = time_scorers(scorers, task.dataset, timing, device, baseline="fp32")
     return [MeasuredVariant(v, with_deltas(metrics[v.name], metrics["fp32"]), latency[v.name], device)
             for v in built]
 
@@ -118,8 +118,9 @@ def latency_batches(source: BatchSource, sizes: Sequence[int]) -> dict[int, Sequ
 
 
 def time_scorers(scorers: dict[str, CompressedScorer], source: BatchSource, timing: TimingConfig,
-                 device: torch.device) -> dict[str, dict[str, Any]]:
+                 device: torch.device, baseline: str | None = None) -> dict[str, dict[str, Any]]:
     """Latency of every scorer's serving path side by side, the simulator's and the service's
-    (test rows cut into requests of up to 100 candidates); {variant: {batch size: stats dict}}."""
-    stats = measure_serving(scorers, latency_batches(source, timing.batch_sizes), timing, device)
+    (test rows cut into requests of up to 100 candidates), with each one's speed-up over `baseline`
+    if given; {variant: {batch size: stats dict}}."""
+    stats = measure_serving(scorers, latency_batches(source, timing.batch_sizes), timing, device, baseline)
     return {n: {str(b): st.to_dict() for b, st in per.items()} for n, per in stats.items()}

@@ -177,9 +177,11 @@ class TimingConfig:
     iters: int = 20  # timed batches per variant per round
     warmup: int = 5
     threads: int | None = None  # torch threads; None: the serving thread policy's (recsys.serving.threads, one)
+    rounds: int = 21  # paired CPU-time rounds of each variant's speed-up over fp32 (compression.latency)
 
     def __post_init__(self) -> None:
         require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1, "batch_sizes", "must be >= 1")
+        require(self.rounds >= 1, "rounds", "must be >= 1")
         require(self.repeats >= 1 and self.iters >= 1 and self.warmup >= 0, "repeats",
                 "repeats and iters must be >= 1, warmup >= 0")
         require(self.threads is None or self.threads >= 1, "threads", "must be >= 1")

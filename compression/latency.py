@@ -9,13 +9,18 @@ service's calls do; the count is part of the result.
 
 Scorers are timed on their serving path (`measure_serving`): a batch of rows becomes requests
 of up to SERVING_CANDIDATES candidates (one request's candidates is the serving batch), built
-before timing, as the simulator and the service build theirs.
+before timing, as the simulator and the service build theirs. Given a baseline, each scorer's
+speed-up over it is measured too, on CPU time in paired rounds (recsys.serving.paired: a block of
+calls of every scorer per round, in a fresh order, the ratio taken within each round), with a
+95% interval: percentiles of wall time on a shared machine differ by 10% between two identical
+scorers, so "faster" and "slower" are stated only where the interval excludes 1. On CUDA (where
+a thread's CPU time is not the kernels') the speed-up is the ratio of the p50s, without interval.
 """
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,7 @@ import torch
 from torchrec.datasets.utils import Batch
 
 from compression.config import TimingConfig
+from recsys.serving.paired import paired_cpu, ratio_of
 from recsys.serving.requests import RequestBatch
 from recsys.serving.scorer import RequestScorer, Scorer
 from recsys.serving.threads import serving_threads, serving_with, torch_threads
@@ -42,6 +48,9 @@ class LatencyStats:
     qps: float  # rows per second at the median batch time
     threads: int
     device: str
+    speedup: float = float("nan")  # the baseline's time over this one's (> 1: faster); nan: no baseline
+    speedup_low: float = float("nan")  # its 95% interval (paired CPU rounds; nan on CUDA)
+    speedup_high: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,11 +104,12 @@ def request_layout(scorers: Mapping[str, Scorer]) -> tuple[frozenset[str], int]:
 
 
 def measure_serving(scorers: Mapping[str, Scorer], batches: dict[int, Sequence[Batch]], config: TimingConfig,
-                    device: torch.device = CPU) -> dict[str, dict[int, LatencyStats]]:
+                    device: torch.device = CPU, baseline: str | None = None) -> dict[str, dict[int, LatencyStats]]:
     """Latency of every scorer's serving path on the rows of `batches`, cut into requests of up to
     SERVING_CANDIDATES candidates (a request's user and context: its first row's; one row each
     where the model has no candidate features); a scorer without a serving path is timed on the
-    same requests' rows as Batches (built before timing)."""
+    same requests' rows as Batches (built before timing). With a `baseline` (one of `scorers`),
+    each scorer's speed-up over it at every size (`config.rounds` paired CPU rounds on CPU)."""
     shared, most = request_layout(scorers)
     requests: dict[int, Sequence[Any]] = {
         size: [RequestBatch.from_batch(b, shared, candidates_per_request(b.labels.shape[0], most)).to(device)
@@ -107,7 +117,32 @@ def measure_serving(scorers: Mapping[str, Scorer], batches: dict[int, Sequence[B
         for size, pool in batches.items()}
     runners: dict[str, Runner] = {name: s.score_requests if isinstance(s, RequestScorer) else _on_rows(s, requests)
                                   for name, s in scorers.items()}
-    return measure(runners, requests, config, device)
+    stats = measure(runners, requests, config, device)
+    if baseline is None:
+        return stats
+    if device.type == "cuda":
+        return {name: {size: replace(st, speedup=stats[baseline][size].p50_ms / st.p50_ms) for size, st in per.items()}
+                for name, per in stats.items()}
+    return _with_speedups(stats, runners, requests, config, baseline)
+
+
+@torch.no_grad()
+def _with_speedups(stats: dict[str, dict[int, LatencyStats]], runners: dict[str, Runner],
+                   requests: dict[int, Sequence[Any]], config: TimingConfig,
+                   baseline: str) -> dict[str, dict[int, LatencyStats]]:
+    """`stats` with every runner's speed-up over `baseline`: the median over `config.rounds` paired
+    rounds of the baseline's CPU time per call over the runner's, and its bootstrap 95% interval."""
+    if baseline not in runners:
+        raise ValueError(f"baseline {baseline!r} is not one of the scorers ({', '.join(runners)})")
+    threads = config.threads or serving_threads()
+    out: dict[str, dict[int, LatencyStats]] = {name: {} for name in stats}
+    with serving_with(threads), torch_threads(threads):
+        for size, pool in requests.items():
+            times = paired_cpu(runners, pool, config.rounds)
+            for name in runners:
+                r = ratio_of(times[baseline], times[name])
+                out[name][size] = replace(stats[name][size], speedup=r.median, speedup_low=r.low, speedup_high=r.high)
+    return out
 
 
 def _on_rows(scorer: Scorer, requests: dict[int, Sequence[Any]]) -> Runner:

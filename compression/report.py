@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,30 @@ class VariantRow:
     p99_ms: float
     qps: float
     batch_size: int  # of the latency columns
-    speedup: float = float("nan")  # the fp32 baseline's p50 over this variant's, at batch_size
+    speedup: float = float("nan")  # over the fp32 baseline at batch_size (compression.latency; > 1: faster)
+    speedup_low: float = float("nan")  # its 95% interval; nan: not measured (CUDA)
+    speedup_high: float = float("nan")
     conversion_auc: float = float("nan")  # a multi-task model's conversion head; nan: none
     conversion_delta: float = float("nan")
 
     @property
     def has_conversion(self) -> bool:
         return not np.isnan(self.conversion_auc)
+
+    @property
+    def speed(self) -> str:
+        """The speed-up and what its interval says: '1.19x faster', '0.98x same', '0.90x slower'
+        ('faster'/'slower' only when the interval excludes 1); the ratio alone without an interval."""
+        return speed(self.speedup, self.speedup_low, self.speedup_high)
+
+
+def speed(speedup: float, low: float, high: float) -> str:
+    """A speed-up over fp32 in words: see VariantRow.speed; '-' when not measured."""
+    if np.isnan(speedup):
+        return "-"
+    if np.isnan(low):
+        return f"{speedup:.2f}x"
+    return f"{speedup:.2f}x " + ("faster" if low > 1.0 else "slower" if high < 1.0 else "same")
 
 
 def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> VariantRow:
@@ -50,7 +67,8 @@ def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> Var
     nan = float("nan")
     return VariantRow(manifest["name"], manifest["size"]["total"], manifest["size"]["ratio_vs_fp32"], metric,
                       metrics[metric], metrics.get(f"delta_{metric}", nan), stats.get("p50_ms", nan),
-                      stats.get("p99_ms", nan), stats.get("qps", nan), size,
+                      stats.get("p99_ms", nan), stats.get("qps", nan), size, stats.get("speedup", nan),
+                      stats.get("speedup_low", nan), stats.get("speedup_high", nan),
                       conversion_auc=metrics.get("conversion_auc", nan),
                       conversion_delta=metrics.get("delta_conversion_auc", nan))
 
@@ -62,13 +80,14 @@ def default_batch(sizes: Iterable[int]) -> int:
 
 
 def run_rows(run_dir: Path | str, batch_size: int | None = None) -> list[VariantRow]:
-    """Rows of every variant stored under <run_dir>/variants (temporary folders skipped), fp32
-    first, each with its p50 speed-up over the fp32 baseline."""
+    """Rows of every variant stored under <run_dir>/variants (temporary folders skipped), fp32 first."""
     folders = sorted(p for p in (Path(run_dir) / "variants").glob("*") if p.is_dir() and not p.name.startswith("."))
-    rows = sorted((manifest_row(read_manifest(p), batch_size) for p in folders),
+    return sorted((manifest_row(read_manifest(p), batch_size) for p in folders),
                   key=lambda r: (r.variant != "fp32", -r.bytes))
-    fp32 = next((r.p50_ms for r in rows if r.variant == "fp32"), float("nan"))
-    return [replace(r, speedup=fp32 / r.p50_ms) for r in rows]
+
+
+SPEED_NOTE = ("vs fp32: the fp32 baseline's CPU time per call over the variant's, median of paired rounds "
+              "(faster/slower: its 95% interval excludes 1)")
 
 
 def format_table(rows: Sequence[VariantRow]) -> str:
@@ -80,15 +99,14 @@ def format_table(rows: Sequence[VariantRow]) -> str:
     conversion = any(r.has_conversion for r in rows)
     head = (f"{'variant':<22}{'bytes':>12}{'ratio':>8}{metric:>10}{'delta':>10}"
             + (f"{'conv auc':>10}{'delta':>10}" if conversion else "")
-            + f"{'p50 ms':>9}{'p99 ms':>9}{'vs fp32':>9}{'rows/s':>12}")
+            + f"{'p50 ms':>9}{'p99 ms':>9}{'vs fp32':>14}{'rows/s':>12}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.variant:<22}{r.bytes:>12,}{r.ratio:>7.2f}x{r.value:>10.4f}{r.delta:>+10.4f}"
                      + (f"{r.conversion_auc:>10.4f}{r.conversion_delta:>+10.4f}" if conversion else "")
-                     + f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.speedup:>8.2f}x{r.qps:>12,.0f}")
+                     + f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.speed:>14}{r.qps:>12,.0f}")
     lines.append(f"latency: {batch} rows per call" + (" (one request's candidates, the serving batch)"
-                                                      if batch == SERVING_CANDIDATES else "")
-                 + "; vs fp32: the fp32 baseline's p50 over the variant's")
+                                                      if batch == SERVING_CANDIDATES else "") + "; " + SPEED_NOTE)
     return "\n".join(lines)
 
 

@@ -113,8 +113,9 @@ def _retrieval_table(models: dict) -> list[Block]:
 
 def _variants_table(rows: list[dict]) -> list[Block]:
     """The compressed variants (rows of compression.report.VariantRow as dicts, their speed-up over
-    the fp32 baseline as compression.report.run_rows computed it; "-" in rows recorded without one)."""
+    the fp32 baseline in words as compression.report.speed gives it; "-" in rows recorded without one)."""
     from compression.latency import SERVING_CANDIDATES
+    from compression.report import SPEED_NOTE, speed
 
     if not rows:
         return []
@@ -125,9 +126,10 @@ def _variants_table(rows: list[dict]) -> list[Block]:
                    "p50 ms", "p99 ms", "vs fp32", f"QPS@{batch}"], [
                 [r["variant"], f"{r['bytes']:,}", f"{r['ratio']:.2f}x", f"{r['value']:.4f}", f"{r['delta']:+.4f}",
                  *([f"{r['conversion_auc']:.4f}", f"{r['conversion_delta']:+.4f}"] if conversion else []),
-                 f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['speedup']:.2f}x" if "speedup" in r else "-",
+                 f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                 speed(*(r.get(k, math.nan) for k in ("speedup", "speedup_low", "speedup_high"))),
                  f"{r['qps']:,.0f}"] for r in rows]),
             Text(f"Latency: {batch} rows per call"
                  + (" (one request's candidates)" if batch == SERVING_CANDIDATES else "")
-                 + "; vs fp32: the fp32 baseline's p50 over the variant's (> 1: the variant is faster)."),
+                 + f"; {SPEED_NOTE}."),
             Image("variants/variants.png", "variants: accuracy vs bytes and vs p99, Pareto front ringed")]
