@@ -13,7 +13,8 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
 5. Beyond quantization (`--parts beyond`; MovieLens dim-64 teacher, and the Criteo-like one with
-   `beyond_criteo`): the accuracy/bytes curve from about 4x to 100x (uniform precisions;
+   `beyond_criteo`, on BIG_GRID: ranks 8 and 4, equal bytes at 24x and 32x): every variant's AUC
+   difference to fp32 with its paired interval, the accuracy/bytes curve from about 4x to 100x (uniform precisions;
    factorize ranks x precisions, fine-tuned against the teacher; pruning; mixed precision), the
    best variant at >= 32x with a paired bootstrap interval of its AUC difference to fp32, the
    three shape-changing methods compared at equal bytes (each topped by mixed precision at the
@@ -25,6 +26,7 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
     python bench/compression_bench.py          # full (~25 min on 2 cores)
     python bench/compression_bench.py --quick  # smoke run
     python bench/compression_bench.py --parts large --device cuda  # large-table QPS on a GPU
+    nice -n 15 python bench/compression_bench.py --parts beyond_criteo --threads 1  # on a loaded machine
 """
 from __future__ import annotations
 
@@ -169,10 +171,26 @@ def run_part(title: str, exported: ExportedModel, dataset, variants: list[dict[s
     return rows
 
 
-RANK_GRID = ((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8", "int4")), (2, ("int8", "fp16")),
-             (1, ("fp16",)))  # the factorize points of the curve: rank x precision of A
 RANKS = (32, 16, 8, 4, 2, 1)  # ranks an equal-bytes factorized variant may take
-TARGETS = (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 80.0)  # ratios the methods are compared at
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Which variants the beyond part builds: the factorize points of the curve (rank x precisions of
+    A), the ranks also built SVD only at int4 (what fine-tuning adds), and the ratios the methods
+    are compared at (equal bytes)."""
+
+    ranks: tuple[tuple[int, tuple[str, ...]], ...]
+    svd_only: tuple[int, ...]
+    targets: tuple[float, ...]
+
+
+GRID = Grid(((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8", "int4")), (2, ("int8", "fp16")),
+             (1, ("fp16",))), (4,), (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 80.0))
+# A teacher of tens of millions of floats (the Criteo-like one, 57M): every fine-tuned rank is an epoch
+# over its train split and every budget a sensitivity sweep, so only the ranks and budgets around the
+# goal: ranks 8 and 4 fine-tuned and SVD only, equal bytes at 24x (rank 8) and 32x (rank 4).
+BIG_GRID = Grid(((8, ("int8", "int4")), (4, ("int8", "int4"))), (8, 4), (24.0, 32.0))
 HEADLINE_RATIO, HEADLINE_LOSS = 32.0, 0.001  # the goal: >= 32x fewer bytes at AUC >= fp32's - 0.001
 FLOOR_PRECISIONS = ("fp16", "int8", "int4")  # the smallest row short of int2 is one of these
 
@@ -224,10 +242,12 @@ class Beyond:
         return name
 
 
-def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: tuple[int, ...] | None = None) -> Beyond:
-    """Uniform precisions; factorize ranks x precisions (fine-tuned, or at ranks outside `tuned` SVD
-    only; rank 4 also SVD only); and at each target ratio, mixed precision alone (where int2 can reach
-    it), pruning + mixed precision and factorize + mixed precision, all three at the same budget."""
+def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: tuple[int, ...] | None = None,
+                    grid: Grid = GRID) -> Beyond:
+    """Uniform precisions; the grid's factorize ranks x precisions (fine-tuned, or at ranks outside
+    `tuned` SVD only; its `svd_only` ranks also SVD only, at int4); and at each of its target ratios,
+    mixed precision alone (where int2 can reach it), pruning + mixed precision and factorize + mixed
+    precision, all three at the same budget."""
     tables, fp32 = float_tables(exported.model), float_bytes(exported.model)
     out = Beyond()
     for p in ("int8", "int4", "int2"):
@@ -239,16 +259,17 @@ def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: t
             return "factorize", "", {"rank": rank, "fine_tune": fine_tune}
         return "factorize (SVD only)", "-svd", {"rank": rank}
 
-    for rank, precisions in RANK_GRID:
+    for rank, precisions in grid.ranks:
         method, suffix, config = factorize(rank)
         for p in precisions:
             out.add(method, f"f{rank}{suffix}-{p}", steps=["factorize", "quantize"], factorize=config,
                     quantize={"default": p})
-    if tuned is None or 4 in tuned:
-        out.add("factorize (SVD only)", "f4-svd-int4", steps=["factorize", "quantize"], factorize={"rank": 4},
-                quantize={"default": "int4"})
+    for rank in grid.svd_only:
+        if tuned is None or rank in tuned:
+            out.add("factorize (SVD only)", f"f{rank}-svd-int4", steps=["factorize", "quantize"],
+                    factorize={"rank": rank}, quantize={"default": "int4"})
     int2 = uniform_ratio(exported, "int2")
-    for target in TARGETS:
+    for target in grid.targets:
         at, budget, quantize = {}, fp32 / target, {"budget_ratio": target}
         if target <= int2:
             at["mixed precision"] = out.add("mixed precision", f"mixed-{target:g}x", quantize=quantize)
@@ -276,7 +297,31 @@ def interval(d: PairedDifference) -> str:
     return f"{d.delta:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
 
 
-def headline(rows: dict[str, VariantRow], y: np.ndarray, logits: dict[str, np.ndarray], rounds: int) -> None:
+class Paired:
+    """AUC(b) - AUC(a) on the same test rows with a 95% paired bootstrap interval, each pair computed
+    once (the per-variant table, the headline and the equal-bytes table ask for the same ones)."""
+
+    def __init__(self, y: np.ndarray, logits: dict[str, np.ndarray], rounds: int) -> None:
+        self.y, self.logits, self.rounds = y, logits, rounds
+        self._done: dict[tuple[str, str], PairedDifference] = {}
+
+    def __call__(self, a: str, b: str) -> PairedDifference:
+        if (a, b) not in self._done:
+            self._done[a, b] = paired_auc_difference(self.y, self.logits[a], self.logits[b], rounds=self.rounds)
+        return self._done[a, b]
+
+
+def vs_fp32(rows: dict[str, VariantRow], paired: Paired) -> None:
+    """Every variant's bytes, ratio, AUC and AUC difference to fp32 with its paired interval."""
+    print(f"\n== every variant: delta AUC vs fp32 [95% paired bootstrap, {paired.rounds} rounds, "
+          f"{paired.y.size:,} test rows] ==")
+    for r in sorted(rows.values(), key=lambda r: r.ratio):
+        if r.variant != "fp32":
+            print(f"  {r.variant:<18}{r.bytes:>14,} bytes {r.ratio:>7.2f}x  AUC {r.value:.4f}  "
+                  f"{interval(paired('fp32', r.variant))}")
+
+
+def headline(rows: dict[str, VariantRow], paired: Paired) -> None:
     """The most accurate variant at >= HEADLINE_RATIO x, its AUC difference to fp32 with a paired
     bootstrap interval, and whether it meets the goal."""
     over = [r for r in rows.values() if r.ratio >= HEADLINE_RATIO]
@@ -284,16 +329,15 @@ def headline(rows: dict[str, VariantRow], y: np.ndarray, logits: dict[str, np.nd
         print(f"no variant reaches {HEADLINE_RATIO:g}x")
         return
     best = max(over, key=lambda r: r.value)
-    d = paired_auc_difference(y, logits["fp32"], logits[best.variant], rounds=rounds)
+    d = paired("fp32", best.variant)
     verdict = ("meets" if d.delta >= -HEADLINE_LOSS else "misses") + f" the goal (delta >= -{HEADLINE_LOSS})"
     bound = "its whole interval is above" if d.low >= -HEADLINE_LOSS else "its interval reaches below"
     print(f"\nbest at >= {HEADLINE_RATIO:g}x: {best.variant}, {best.bytes:,} bytes ({best.ratio:.2f}x), "
-          f"AUC {best.value:.4f}, delta vs fp32 {interval(d)} (95% paired bootstrap, {rounds} rounds, "
-          f"{y.size:,} test rows): {verdict}; {bound} -{HEADLINE_LOSS}")
+          f"AUC {best.value:.4f}, delta vs fp32 {interval(d)} (95% paired bootstrap, {paired.rounds} rounds, "
+          f"{paired.y.size:,} test rows): {verdict}; {bound} -{HEADLINE_LOSS}")
 
 
-def equal_bytes(beyond: Beyond, rows: dict[str, VariantRow], y: np.ndarray, logits: dict[str, np.ndarray],
-                rounds: int) -> None:
+def equal_bytes(beyond: Beyond, rows: dict[str, VariantRow], paired: Paired) -> None:
     """Per target ratio, each method's bytes and AUC difference to fp32 (paired intervals), the winner
     and its paired margin over the runner-up; then which method wins where, in words."""
     methods = ("mixed precision", "pruning", "factorize")
@@ -307,14 +351,14 @@ def equal_bytes(beyond: Beyond, rows: dict[str, VariantRow], y: np.ndarray, logi
             if name is None:
                 cells += f"{'cannot reach':>44}"
                 continue
-            d = paired_auc_difference(y, logits["fp32"], logits[name], rounds=rounds)
+            d = paired("fp32", name)
             cells += f"{f'{rows[name].ratio:.1f}x {interval(d)}':>44}"
         ranked = sorted(at.values(), key=lambda n: -rows[n].value)
         if len(ranked) < 2:
             wins.append((target, beyond.method[ranked[0]] if ranked else "none"))
             print(f"{target:>6g}x{cells}   {wins[-1][1]} (alone)")
             continue
-        margin = paired_auc_difference(y, logits[ranked[1]], logits[ranked[0]], rounds=rounds)
+        margin = paired(ranked[1], ranked[0])
         first, second = beyond.method[ranked[0]], beyond.method[ranked[1]]
         winner = first if margin.low > 0 else f"tie {first}/{second}"
         wins.append((target, winner))
@@ -366,11 +410,12 @@ def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title:
     plt.close(fig)
 
 
-def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale,
+def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale, grid: Grid,
                 out: Path, reuse: bool = False, tuned: tuple[int, ...] | None = None) -> None:
-    """Part 5 for one teacher: build and measure (or, with `reuse`, read the variants stored by an
-    earlier run), then the headline, equal bytes, QPS and the plot."""
-    beyond = beyond_variants(exported, fine_tune, tuned)
+    """Part 5 for one teacher: build and measure `grid`'s variants (or, with `reuse`, read the variants
+    stored by an earlier run), then every variant's paired delta, the headline, equal bytes, QPS and
+    the plot."""
+    beyond = beyond_variants(exported, fine_tune, tuned, grid)
     if reuse and (out / "variants" / "fp32").is_dir():
         measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
         print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
@@ -379,9 +424,10 @@ def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[st
                             out)
     rows = {r.variant: r for r in measured}
     beyond.method["fp32"] = "fp32"
-    y, logits = test_logits(out, dataset, list(rows))
-    headline(rows, y, logits, scale.bootstrap_rounds)
-    equal_bytes(beyond, rows, y, logits, scale.bootstrap_rounds)
+    paired = Paired(*test_logits(out, dataset, list(rows)), scale.bootstrap_rounds)
+    vs_fp32(rows, paired)
+    headline(rows, paired)
+    equal_bytes(beyond, rows, paired)
     size = scale.beyond_latency.batch_sizes[0]
     fp32 = rows["fp32"]
     print(f"\nQPS at batch {size} (rows/s on the serving path, compression.latency), factorized vs the fp32 TBE "
@@ -565,6 +611,9 @@ def main() -> None:
                         "stored instead of building them again")
     parser.add_argument("--members", default="runs/distill_teachers", help="beyond_ensemble: the folder "
                         "bench/distill_teachers.py exported the ensemble members to")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads here and in the "
+                        "teachers' training (default: torch's); 1 on a loaded machine: with 2 threads on 2 busy "
+                        "cores, int4 clip search ran 6.6x slower (each op waits for both threads to be scheduled)")
     parser.add_argument("--device", default="cpu", help="where the large-table part runs: cpu or cuda")
     parser.add_argument("--parts", default="movielens,synthetic,criteo_like,large,beyond",
                         help="comma-separated: movielens, synthetic, criteo_like, large, beyond, "
@@ -577,21 +626,26 @@ def main() -> None:
     tuned = tuple(int(r) for r in args.tune_ranks.split(",")) if args.tune_ranks else None
     out = out.with_name(out.name + "_quick") if args.quick else out  # teachers are reused from `out`
     out.mkdir(parents=True, exist_ok=True)
+    if args.threads is not None:
+        if args.threads < 1:
+            sys.exit(f"error: --threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    threads = [f"train.threads={args.threads}"] if args.threads else []
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
     try:
         if "movielens" in parts:
-            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out, *threads)
             run_part("MovieLens-100k DLRM, dim 64", exported, dataset_of(exported),
                      variant_configs(exported, ML_CONFIG, scale), scale,
                      out / "movielens")
         if "synthetic" in parts:
-            exported = teacher(SYNTHETIC_CONFIG, out, f"data.synthetic.num_rows={scale.synthetic_rows}")
+            exported = teacher(SYNTHETIC_CONFIG, out, f"data.synthetic.num_rows={scale.synthetic_rows}", *threads)
             run_part("synthetic DLRM, dim 64", exported, dataset_of(exported),
                      variant_configs(exported, SYNTHETIC_CONFIG, scale), scale,
                      out / "synthetic")
         if "criteo_like" in parts:
             exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
-                               "baselines.logistic=false")
+                               "baselines.logistic=false", *threads)
             dataset = dataset_of(exported)
             run_part("Criteo-like log, 26 tables, DLRM dim 64", exported, dataset, mixed_vs_uniform(exported),
                      scale, out / "criteo_like")
@@ -600,25 +654,25 @@ def main() -> None:
                                                              ("int2", "mixed-int2-bytes"),
                                                              ("int2", "mixed-int2-bytes-loss")])
         if "beyond" in parts:
-            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out, *threads)
             beyond_part("MovieLens-100k DLRM dim 64, beyond quantization", exported, dataset_of(exported),
-                        fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens", args.reuse,
-                        tuned)
+                        fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, GRID, out / "beyond_movielens",
+                        args.reuse, tuned)
         if "beyond_mixed_dim" in parts:
-            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out, *threads)
             mixed_dim_part("MovieLens-100k DLRM dim 64, mixed_dim", exported, dataset_of(exported),
                            fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), scale, out / "beyond_movielens_md",
                            out / "beyond_movielens", args.reuse, tuned)
         if "beyond_ensemble" in parts:
-            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out)
+            exported = load_model(args.teacher) if args.teacher else teacher(ML_CONFIG, out, *threads)
             ensemble_part("MovieLens-100k DLRM dim 64, rank 4 fine-tuned from ensembles", exported,
                           dataset_of(exported), fine_tune_of(ML_CONFIG, scale.fine_tune_epochs), Path(args.members),
                           scale, out / "beyond_movielens_ensemble", out / "beyond_movielens", args.reuse)
         if "beyond_criteo" in parts:
             exported = teacher(CRITEO_LIKE_CONFIG, out, f"data.criteo_like.num_rows={scale.criteo_like_rows}",
-                               "baselines.logistic=false")
+                               "baselines.logistic=false", *threads)
             beyond_part("Criteo-like log, 26 tables, DLRM dim 64, beyond quantization", exported,
-                        dataset_of(exported), {**fine_tune_of(ML_CONFIG, 1), "batch_size": 2048}, scale,
+                        dataset_of(exported), {**fine_tune_of(ML_CONFIG, 1), "batch_size": 2048}, scale, BIG_GRID,
                         out / "beyond_criteo_like", args.reuse, tuned)
         if "large" in parts:
             for dim in (64, 128):

@@ -6,8 +6,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
+from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 
 from compression.config import VariantConfig
 from recsys.config_loading import from_dict
@@ -62,7 +67,8 @@ def test_a_missing_member_is_one_line_naming_it(bench, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("part", ["beyond", "beyond_criteo"])
 def test_tune_ranks_reaches_both_beyond_parts(bench, monkeypatch, tmp_path: Path, part) -> None:
-    """--tune-ranks and --reuse reach the MovieLens and the Criteo-like beyond part alike."""
+    """--tune-ranks and --reuse reach the MovieLens and the Criteo-like beyond part alike; the Criteo-like
+    teacher (57M floats) gets the grid around the goal, MovieLens the whole one."""
     seen = []
     monkeypatch.setattr(bench, "teacher", lambda *a, **k: None)
     monkeypatch.setattr(bench, "dataset_of", lambda exported: None)
@@ -70,5 +76,58 @@ def test_tune_ranks_reaches_both_beyond_parts(bench, monkeypatch, tmp_path: Path
     monkeypatch.setattr(sys, "argv", ["compression_bench.py", "--parts", part, "--tune-ranks", "4,8", "--reuse",
                                       "--out", str(tmp_path)])
     bench.main()
-    ((*_, out, reuse, tuned),) = seen
+    ((*_, grid, out, reuse, tuned),) = seen
     assert (out.parent, reuse, tuned) == (tmp_path, True, (4, 8))
+    assert grid is (bench.GRID if part == "beyond" else bench.BIG_GRID)
+
+
+def test_threads_reach_torch_and_the_teachers_training(bench, monkeypatch, tmp_path: Path) -> None:
+    """--threads sets torch's intra-op threads and the teacher's train.threads; below 1 is one line."""
+    seen = []
+    monkeypatch.setattr(bench, "teacher", lambda config, out, *sets: seen.append(sets))
+    monkeypatch.setattr(bench, "dataset_of", lambda exported: None)
+    monkeypatch.setattr(bench, "beyond_part", lambda *a: None)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(sys, "argv", ["compression_bench.py", "--parts", "beyond_criteo", "--threads", "1",
+                                          "--out", str(tmp_path)])
+        bench.main()
+        assert torch.get_num_threads() == 1 and "train.threads=1" in seen[0]
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(sys, "argv", ["compression_bench.py", "--parts", "beyond", "--threads", "0",
+                                      "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        bench.main()
+    assert str(e.value) == "error: --threads must be at least 1, got 0"
+
+
+def test_the_big_grid_builds_ranks_8_and_4_and_compares_at_24x_and_32x(bench) -> None:
+    """On large tables the big grid is uniform precisions, ranks 8 and 4 fine-tuned (int8/int4 A) and
+    SVD only, and at 24x and 32x pruning against factorize at the rank that fits: 8 and 4."""
+    model = nn.Module()
+    model.ebc = EmbeddingBagCollection(tables=[EmbeddingBagConfig(name=f"t{i}", embedding_dim=64, num_embeddings=n,
+                                                                  feature_names=[f"f{i}"])
+                                               for i, n in enumerate((20_000, 5_000, 300))])
+    beyond = bench.beyond_variants(SimpleNamespace(model=model), {"epochs": 1}, None, bench.BIG_GRID)
+    names = [v["name"] for v in beyond.variants]
+    assert names[:9] == ["int8", "int4", "int2", "f8-int8", "f8-int4", "f4-int8", "f4-int4", "f8-svd-int4",
+                         "f4-svd-int4"]
+    assert {t: at["factorize"] for t, at in beyond.equal.items()} == {24.0: "f8-24x", 32.0: "f4-32x"}
+    assert all(at["pruning"].startswith("prune") and "mixed precision" not in at for at in beyond.equal.values())
+    assert len(names) == 13
+
+
+def test_paired_differences_are_computed_once_per_pair(bench, monkeypatch) -> None:
+    """The per-variant table, the headline and equal bytes share one bootstrap per (a, b): the same
+    result as computing it directly, and b - a is its own pair."""
+    real, calls = bench.paired_auc_difference, []
+    monkeypatch.setattr(bench, "paired_auc_difference", lambda *a, **k: calls.append(a) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(np.float32)
+    logits = {"a": y + rng.normal(size=400), "b": y + rng.normal(size=400) * 2}
+    paired = bench.Paired(y, logits, 20)
+    d = paired("a", "b")
+    assert paired("a", "b") is d and len(calls) == 1
+    assert d == real(y, logits["a"], logits["b"], rounds=20) and d.delta < 0
+    assert paired("b", "a").delta == pytest.approx(-d.delta) and len(calls) == 2
