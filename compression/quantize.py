@@ -91,8 +91,15 @@ def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
     return codes.reshape(packed.shape[0], -1)
 
 
-def quantize_rows(w: torch.Tensor, bits: int, clip_search: bool = True, chunk: int = 65536) -> RowQuant:
-    """Row-wise quantize fp32 rows to `bits` (8, 4 or 2), in chunks to bound memory."""
+CHUNK_VALUES = 2 ** 18  # values quantized at once: the clip search's 1 MB temporaries stay in the CPU cache
+
+
+def quantize_rows(w: torch.Tensor, bits: int, clip_search: bool = True, chunk: int | None = None) -> RowQuant:
+    """Row-wise quantize fp32 rows to `bits` (8, 4 or 2), `chunk` rows at a time (default: CHUNK_VALUES
+    values). Each row is quantized on its own, so the chunk changes no byte; on 100,000 rows of 64
+    (the Criteo-like teacher's tables) 4,096-row chunks took 2-3x less time than 65,536 (whose 64
+    clip candidates streamed 16 MB temporaries through memory)."""
+    chunk = chunk or max(1, CHUNK_VALUES // max(1, w.shape[1]))
     packed, scale_bias = [], []
     shrinks = SHRINKS if clip_search and bits < 8 else (0.0,)
     for part in torch.split(w.float(), chunk):

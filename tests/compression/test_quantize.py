@@ -90,3 +90,13 @@ def test_refusals_are_one_line_and_name_the_table(precision, dim, fragment):
 @pytest.mark.parametrize("precision, dim", [("fp32", 3), ("fp16", 3), ("int8", 2), ("int4", 4), ("int2", 8)])
 def test_packable_dims_accepted(precision, dim):
     check_precision("k", precision, dim)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_the_chunk_changes_no_byte(bits: int) -> None:
+    """Rows are quantized on their own: any chunking (uneven last chunk included) gives the same bytes."""
+    w = torch.randn(1000, 16, generator=torch.Generator().manual_seed(bits)) * torch.rand(1000, 1) * 3
+    whole = quantize_rows(w, bits, chunk=1000)
+    for chunk in (1, 7, 333, 4096):
+        q = quantize_rows(w, bits, chunk=chunk)
+        assert torch.equal(q.packed, whole.packed) and torch.equal(q.scale_bias, whole.scale_bias)
