@@ -126,7 +126,6 @@ def measure_serving(scorers: Mapping[str, Scorer], batches: dict[int, Sequence[B
     return _with_speedups(stats, runners, requests, config, baseline)
 
 
-@torch.no_grad()
 def _with_speedups(stats: dict[str, dict[int, LatencyStats]], runners: dict[str, Runner],
                    requests: dict[int, Sequence[Any]], config: TimingConfig,
                    baseline: str) -> dict[str, dict[int, LatencyStats]]:
@@ -134,15 +133,23 @@ def _with_speedups(stats: dict[str, dict[int, LatencyStats]], runners: dict[str,
     rounds of the baseline's CPU time per call over the runner's, and its bootstrap 95% interval."""
     if baseline not in runners:
         raise ValueError(f"baseline {baseline!r} is not one of the scorers ({', '.join(runners)})")
-    threads = config.threads or serving_threads()
     out: dict[str, dict[int, LatencyStats]] = {name: {} for name in stats}
-    with serving_with(threads), torch_threads(threads):
-        for size, pool in requests.items():
-            times = paired_cpu(runners, pool, config.rounds)
-            for name in runners:
-                r = ratio_of(times[baseline], times[name])
-                out[name][size] = replace(stats[name][size], speedup=r.median, speedup_low=r.low, speedup_high=r.high)
+    for size, pool in requests.items():
+        times = cpu_rounds(runners, pool, config)
+        for name in runners:
+            r = ratio_of(times[baseline], times[name])
+            out[name][size] = replace(stats[name][size], speedup=r.median, speedup_low=r.low, speedup_high=r.high)
     return out
+
+
+@torch.no_grad()
+def cpu_rounds(runners: dict[str, Runner], inputs: Sequence[Any], config: TimingConfig) -> dict[str, list[float]]:
+    """Every runner's CPU ms per call in each of `config.rounds` paired rounds (recsys.serving.paired)
+    on `inputs`, on `config.threads` torch threads (by default the serving policy's): compare two
+    runners by `recsys.serving.paired.ratio_of` their rounds."""
+    threads = config.threads or serving_threads()
+    with serving_with(threads), torch_threads(threads):
+        return paired_cpu(runners, inputs, config.rounds)
 
 
 def _on_rows(scorer: Scorer, requests: dict[int, Sequence[Any]]) -> Runner:

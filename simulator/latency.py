@@ -10,7 +10,9 @@ A model fitted to the serving path's timing (`Timing`) is the lognormal with the
 interleaved round-robin: the variants table's measurement, so the table and the simulation time the
 same thing. Its timing at ten requests per call splits a call into its fixed cost and its cost per
 request (`Timing.overhead_ms`, `Timing.per_request_ms`): where a compressed variant is slower at one
-request, the report says whether the fixed per-call cost is why.
+request, the report says whether the fixed per-call cost is why. "Slower" is measured as the
+variants table measures "vs fp32": CPU time per call in paired rounds (`Timing.cpu_ms`, all
+variants in the same rounds), slower only where the 95% interval of the ratio lies below 1.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Timing:
     threads: int
     device: str
     interleaved: int
+    cpu_ms: tuple[float, ...] = ()  # CPU ms per call (one request) in each paired round; () on CUDA
 
     @property
     def per_request_ms(self) -> float:

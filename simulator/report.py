@@ -15,6 +15,7 @@ import numpy as np
 from compression.latency import SERVING_CANDIDATES
 from compression.report import VariantRow, plot
 from recsys.atomic import write_bytes, write_text
+from recsys.serving.paired import ratio_of
 from simulator.experiment import QUANTILES, ExperimentResult
 from simulator.verdict import Verdict
 
@@ -105,8 +106,8 @@ def _markdown(d: dict, verdict: Verdict) -> str:
 
 def latency_story(variants: list[dict], control: str) -> list[str]:
     """What the simulation's latencies time (paragraphs ending in a blank line; none when no variant
-    was timed here) and, for each variant slower than the control at one request, whether its fixed
-    per-call cost is why (the intercept and slope of p50 against requests per call)."""
+    was timed here) and, for each variant slower than the control at one request (`_slower`), whether
+    its fixed per-call cost is why (the intercept and slope of p50 against requests per call)."""
     timed = {v["variant"]: v["latency_model"]["timing"] for v in variants if "timing" in v.get("latency_model", {})}
     if not timed:
         return []
@@ -119,21 +120,36 @@ def latency_story(variants: list[dict], control: str) -> list[str]:
            "with those p50 and p99.", ""]
     base = timed.get(control)
     for name, t in timed.items():
-        if base is None or name == control or t["p50_ms"] <= base["p50_ms"]:
-            continue
-        slower = f"{name} is slower than {control} at one request (p50 {t['p50_ms']:.3f} vs {base['p50_ms']:.3f} ms)"
-        parts = (f"per-call overhead {t['overhead_ms']:.3f} vs {base['overhead_ms']:.3f} ms, per request of "
-                 f"{t['candidates']} candidates {t['per_request_ms']:.3f} vs {base['per_request_ms']:.3f} ms, from "
-                 "the p50 at 1 and 10 requests per call")
-        if t["overhead_ms"] > base["overhead_ms"] and t["per_request_ms"] <= base["per_request_ms"]:
-            why = ("its fixed cost per call is why: each request costs it no more, so at larger batches it is as "
-                   "fast or faster")
-        elif t["overhead_ms"] > base["overhead_ms"]:
-            why = "it costs more per call and per request"
-        else:
-            why = "its cost per request is higher (the fixed cost per call is not why)"
-        out += [f"{slower}: {why} ({parts}).", ""]
+        if base is not None and name != control:
+            out += _slower(name, t, control, base)
     return out
+
+
+def _slower(name: str, t: dict, control: str, base: dict) -> list[str]:
+    """Why `name` is slower than `control` at one request, where it is: by paired CPU time when both
+    have its rounds (a higher p50 that the rounds do not tell from the control's is said to be
+    noise), else by p50."""
+    ratio = ratio_of(base["cpu_ms"], t["cpu_ms"]) if t.get("cpu_ms") and base.get("cpu_ms") else None
+    higher = t["p50_ms"] > base["p50_ms"]
+    if ratio is not None and ratio.verdict() != "slower":
+        return [f"{name}'s p50 is above {control}'s at one request ({t['p50_ms']:.3f} vs {base['p50_ms']:.3f} ms), "
+                f"but paired CPU time does not tell them apart ({control}'s over {name}'s: {ratio}): noise.", ""] \
+            if higher else []
+    if ratio is None and not higher:
+        return []
+    slower = (f"{name} is slower than {control} at one request (p50 {t['p50_ms']:.3f} vs {base['p50_ms']:.3f} ms"
+              + (f"; paired CPU time, {control}'s over {name}'s: {ratio}" if ratio is not None else "") + ")")
+    parts = (f"per-call overhead {t['overhead_ms']:.3f} vs {base['overhead_ms']:.3f} ms, per request of "
+             f"{t['candidates']} candidates {t['per_request_ms']:.3f} vs {base['per_request_ms']:.3f} ms, from "
+             "the p50 at 1 and 10 requests per call")
+    if t["overhead_ms"] > base["overhead_ms"] and t["per_request_ms"] <= base["per_request_ms"]:
+        why = ("its fixed cost per call is why: each request costs it no more, so at larger batches it is as "
+               "fast or faster")
+    elif t["overhead_ms"] > base["overhead_ms"]:
+        why = "it costs more per call and per request"
+    else:
+        why = "its cost per request is higher (the fixed cost per call is not why)"
+    return [f"{slower}: {why} ({parts}).", ""]
 
 
 def _plot_decision(r: ExperimentResult, path: Path) -> None:

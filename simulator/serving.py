@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from compression.config import TimingConfig
-from compression.latency import measure
+from compression.latency import cpu_rounds, measure
 from recsys.data.jagged import Jagged
 from recsys.data.world import World
 from recsys.serving.export import ExportedModel
@@ -107,15 +107,18 @@ def timed_latency_models(variants: list[Arm], pools: dict[int, list[RequestBatch
                          timing: TimingConfig) -> dict[str, LatencyModel]:
     """Each variant's latency model from `compression.latency.measure` (the variants table's
     measurement: warm-up, then every variant interleaved round-robin, the config's repeats, iters
-    and threads) on the pre-built request batches of 1 and of 10 requests per call (`pools`)."""
+    and threads) on the pre-built request batches of 1 and of 10 requests per call (`pools`), with
+    the CPU time of one request in `timing.rounds` paired rounds (on CPU) to tell variants apart."""
     runners = {v.name: _runner(v.scorer, pools) for v in variants}
     devices = {str(v.scorer.device) for v in variants}
     if len(devices) > 1:
         raise SimulationError(f"variants on several devices ({', '.join(sorted(devices))}): timed on one device only")
-    stats = measure(runners, dict(pools.items()), timing, variants[0].scorer.device)
+    device = variants[0].scorer.device
+    stats = measure(runners, dict(pools.items()), timing, device)
+    cpu = cpu_rounds(runners, pools[1], timing) if device.type == "cpu" else {}
     candidates = pools[1][0].candidates
     return {name: LatencyModel.timed(Timing(candidates, s[1].p50_ms, s[1].p99_ms, s[10].p50_ms, s[1].threads,
-                                            s[1].device, len(variants)))
+                                            s[1].device, len(variants), tuple(cpu.get(name, ()))))
             for name, s in stats.items()}
 
 

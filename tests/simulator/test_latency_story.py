@@ -53,6 +53,7 @@ def test_fitted_latency_times_every_variant_interleaved_at_the_serving_batch(sim
     for arm in arms:
         t = arm.latency.timing
         assert (t.candidates, t.interleaved, t.threads) == (config.candidates, 3, serving_threads())  # the table's
+        assert len(t.cpu_ms) == env.timing.rounds and min(t.cpu_ms) > 0  # paired rounds, one request per call
         assert arm.latency.quantile(np.array([0.5]))[0] == pytest.approx(t.p50_ms)
 
 
@@ -92,3 +93,27 @@ def test_the_report_says_why_a_variant_is_slower_at_one_request():
     few = LatencyModel.timed(Timing(20, 0.3, 0.5, 0.9, 1, "cpu", 1)).summary()
     assert "column times 100 candidates instead" in latency_story([{"variant": "dlrm", "latency_model": few}],
                                                                    "dlrm")[0]
+
+
+def _paired(name: str, p50: float, p50_ten: float, cpu_ms: list[float]) -> dict:
+    timing = Timing(100, p50, p50 * 1.5, p50_ten, 1, "cpu", 3, tuple(cpu_ms))
+    return {"variant": name, "latency_model": LatencyModel.timed(timing).summary()}
+
+
+def test_slower_is_what_paired_cpu_time_says_not_a_higher_p50():
+    """A higher p50 whose paired rounds match the control's is called noise; rounds that are
+    slower make the variant slower even at a lower p50, with the ratio and its interval."""
+    rng = np.random.default_rng(0)
+    drift = 0.1 * (1 + 0.2 * rng.random(21))  # each round's load, common to all variants
+    variants = [_paired("dlrm", 0.50, 1.40, list(drift)),
+                _paired("int8", 0.53, 1.07, list(drift * (1 + 0.01 * rng.standard_normal(21)))),  # same CPU
+                _paired("int4", 0.49, 1.30, list(drift * 1.2)),  # lower p50, 1.2x the CPU in every round
+                _paired("student", 0.45, 1.26, list(drift * 0.8))]  # faster: nothing to say
+    lines = [line for line in latency_story(variants, "dlrm") if line]
+    int8 = next(line for line in lines if line.startswith("int8"))
+    assert "p50 is above dlrm's at one request (0.530 vs 0.500 ms)" in int8 and "noise" in int8
+    assert "int8 is slower" not in "\n".join(lines)
+    int4 = next(line for line in lines if line.startswith("int4"))
+    assert int4.startswith("int4 is slower than dlrm at one request (p50 0.490 vs 0.500 ms; paired CPU time")
+    assert "0.833x [0.833, 0.833]" in int4
+    assert not any(line.startswith("student") for line in lines)
