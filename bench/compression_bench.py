@@ -183,6 +183,7 @@ class Grid:
     ranks: tuple[tuple[int, tuple[str, ...]], ...]
     svd_only: tuple[int, ...]
     targets: tuple[float, ...]
+    control: bool = False  # also the teacher itself fine-tuned as the factorized variants are (fp32 tables)
 
 
 GRID = Grid(((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8", "int4")), (2, ("int8", "fp16")),
@@ -190,7 +191,9 @@ GRID = Grid(((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8",
 # A teacher of tens of millions of floats (the Criteo-like one, 57M): every fine-tuned rank is an epoch
 # over its train split and every budget a sensitivity sweep, so only the ranks and budgets around the
 # goal: ranks 8 and 4 fine-tuned and SVD only, equal bytes at 24x (rank 8) and 32x (rank 4).
-BIG_GRID = Grid(((8, ("int8", "int4")), (4, ("int8", "int4"))), (8, 4), (24.0, 32.0))
+# The control: a teacher trained one epoch gains from the fine-tuning's extra epoch whatever the tables.
+BIG_GRID = Grid(((8, ("int8", "int4")), (4, ("int8", "int4"))), (8, 4), (24.0, 32.0), control=True)
+CONTROL = "fp32-fine-tuned"
 HEADLINE_RATIO, HEADLINE_LOSS = 32.0, 0.001  # the goal: >= 32x fewer bytes at AUC >= fp32's - 0.001
 FLOOR_PRECISIONS = ("fp16", "int8", "int4")  # the smallest row short of int2 is one of these
 
@@ -247,11 +250,13 @@ def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: t
     """Uniform precisions; the grid's factorize ranks x precisions (fine-tuned, or at ranks outside
     `tuned` SVD only; its `svd_only` ranks also SVD only, at int4); and at each of its target ratios,
     mixed precision alone (where int2 can reach it), pruning + mixed precision and factorize + mixed
-    precision, all three at the same budget."""
+    precision, all three at the same budget; with the grid's `control`, the teacher fine-tuned the same way."""
     tables, fp32 = float_tables(exported.model), float_bytes(exported.model)
     out = Beyond()
     for p in ("int8", "int4", "int2"):
         out.add("quantize", p, quantize={"default": p})
+    if grid.control:  # the teacher warm-started from itself (same dims: an exact copy), trained as factorize's A
+        out.add("fp32 fine-tuned", CONTROL, steps=["distill"], distill={**fine_tune, "warm_start": "truncate"})
 
     def factorize(rank: int) -> tuple[str, str, dict[str, Any]]:
         """Method label, name suffix and factorize config of `rank`."""
@@ -319,6 +324,16 @@ def vs_fp32(rows: dict[str, VariantRow], paired: Paired) -> None:
         if r.variant != "fp32":
             print(f"  {r.variant:<18}{r.bytes:>14,} bytes {r.ratio:>7.2f}x  AUC {r.value:.4f}  "
                   f"{interval(paired('fp32', r.variant))}")
+
+
+def vs_control(beyond: Beyond, rows: dict[str, VariantRow], paired: Paired) -> None:
+    """Each fine-tuned factorized variant's AUC difference to the teacher fine-tuned the same way (the
+    compression's own cost, the extra training taken out), with its paired interval."""
+    print(f"\n== fine-tuned variants minus {CONTROL} (the teacher trained the same extra epoch, fp32 tables: "
+          f"AUC {rows[CONTROL].value:.4f}, {interval(paired('fp32', CONTROL))} vs fp32) ==")
+    for r in sorted(rows.values(), key=lambda r: r.ratio):
+        if beyond.method[r.variant] == "factorize":
+            print(f"  {r.variant:<18}{r.ratio:>7.2f}x  {interval(paired(CONTROL, r.variant))}")
 
 
 def headline(rows: dict[str, VariantRow], paired: Paired) -> None:
@@ -426,6 +441,8 @@ def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[st
     beyond.method["fp32"] = "fp32"
     paired = Paired(*test_logits(out, dataset, list(rows)), scale.bootstrap_rounds)
     vs_fp32(rows, paired)
+    if CONTROL in rows:
+        vs_control(beyond, rows, paired)
     headline(rows, paired)
     equal_bytes(beyond, rows, paired)
     size = scale.beyond_latency.batch_sizes[0]

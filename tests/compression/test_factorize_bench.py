@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -111,11 +112,18 @@ def test_the_big_grid_builds_ranks_8_and_4_and_compares_at_24x_and_32x(bench) ->
                                                for i, n in enumerate((20_000, 5_000, 300))])
     beyond = bench.beyond_variants(SimpleNamespace(model=model), {"epochs": 1}, None, bench.BIG_GRID)
     names = [v["name"] for v in beyond.variants]
-    assert names[:9] == ["int8", "int4", "int2", "f8-int8", "f8-int4", "f4-int8", "f4-int4", "f8-svd-int4",
-                         "f4-svd-int4"]
+    assert names[:10] == ["int8", "int4", "int2", bench.CONTROL, "f8-int8", "f8-int4", "f4-int8", "f4-int4",
+                          "f8-svd-int4", "f4-svd-int4"]
     assert {t: at["factorize"] for t, at in beyond.equal.items()} == {24.0: "f8-24x", 32.0: "f4-32x"}
     assert all(at["pruning"].startswith("prune") and "mixed precision" not in at for at in beyond.equal.values())
-    assert len(names) == 13
+    assert len(names) == 14
+    # the control: the teacher (same model, warm-started from itself) trained as the factorized A were
+    control = from_dict(VariantConfig, beyond.variants[3], "v")
+    f4 = from_dict(VariantConfig, beyond.variants[6], "v")
+    assert control.steps == ("distill",) and control.distill.student == {} and control.distill.warm_start == "truncate"
+    assert f4.factorize.fine_tune is not None
+    assert control.distill == replace(f4.factorize.fine_tune, warm_start="truncate")
+    assert bench.CONTROL not in [v["name"] for v in bench.beyond_variants(SimpleNamespace(model=model), {}).variants]
 
 
 def test_paired_differences_are_computed_once_per_pair(bench, monkeypatch) -> None:
