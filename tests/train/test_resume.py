@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 FAST = ["--set", "two_tower.enabled=false", "--set", "baselines.logistic=false",
-        "--set", "dlrm.optim.epochs=3", "--set", "train.checkpoint_every=10"]
+        "--set", "data.synthetic.num_rows=6000", "--set", "dlrm.optim.epochs=3", "--set", "train.checkpoint_every=10"]
 
 
 def _cli(config: Path, *extra: str) -> list[str]:
