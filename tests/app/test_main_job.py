@@ -67,14 +67,14 @@ def test_main_job_trains_on_and_serves_the_movielens_truth(tiny_config) -> None:
 
 @pytest.mark.slow
 def test_main_job_on_a_generated_criteo_log_with_large_tables(tiny_config) -> None:
-    """26 Criteo tables of 100,000 rows: the planner shards them table-wise with FBGEMM's fused
+    """26 Criteo tables of 20,000 rows: the planner shards them table-wise with FBGEMM's fused
     kernel (which refuses dims not divisible by 4: the logistic baseline once crashed here), and
     the DLRM is compressed with mixed precision over all 26 tables."""
     extra = ('\n[compress]\nteacher = "dlrm"\nlatency = { batch_sizes = [64], repeats = 1, iters = 2, warmup = 1 }\n'
              '[[compress.variants]]\nname = "mixed"\nquantize = { budget_ratio = 3.5, sensitivity_batches = 2 }\n')
     path = tiny_config("cl", extra)
     sets = ["--set", 'data.source="criteo_like"', "--set", "data.criteo_like.num_rows=12000",
-            "--set", "data.criteo_like.max_cardinality=200", "--set", "data.criteo.num_embeddings=[100000]",
+            "--set", "data.criteo_like.max_cardinality=200", "--set", "data.criteo.num_embeddings=[20000]",
             "--set", "two_tower.enabled=false", "--set", "baselines.popularity=false",
             "--set", "baselines.logistic_optim={batch_size=256, epochs=3, lr_sparse=0.1}"]
     proc = subprocess.run([sys.executable, "-m", "recsys.app.cli", "run", str(path), *sets],
