@@ -1,8 +1,13 @@
-"""Shared fixtures: a tiny synthetic experiment config that trains in seconds."""
+"""Shared fixtures: a tiny synthetic experiment config that trains in seconds, and a finished tiny run
+(DLRM, logistic regression, an int8 variant, a simulation) made once per session; tests that change
+it work on a copy."""
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -65,3 +70,65 @@ def _quiet_libraries():
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     logging.disable(logging.WARNING)
     os.environ.setdefault("CI", "true")
+
+
+SIMULATOR = """
+[simulator]
+num_requests = 4096
+batch_requests = 1024
+candidates = 20
+slate_size = 5
+
+[simulator.latency]
+p50_ms = [5.0, 2.0, 1.5]
+p99_ms = [20.0, 8.0, 6.0]
+"""  # three arms with fixed latencies: dlrm, logistic and one variant
+
+RUN_EXTRA = """
+[two_tower]
+enabled = false
+
+[compress]
+teacher = "dlrm"
+latency = { batch_sizes = [20], repeats = 1, iters = 2, warmup = 1 }
+
+[[compress.variants]]
+name = "int8"
+quantize = { default = "int8" }
+
+""" + SIMULATOR
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`recsys ARGS` in a new process, which starts its own process group (an address an in-process
+    test's group left in the environment would be taken)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    return subprocess.run([sys.executable, "-m", "recsys.app.cli", *args], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def write_config(folder: Path, name: str = "fr") -> Path:
+    """The finished run's config, writing its run into folder/runs."""
+    path = folder / f"{name}.toml"
+    text = TINY.format(name=name, out=folder / "runs", cache=folder / "cache")
+    path.write_text(text.replace("[baselines]", "[baselines]\npopularity = false") + RUN_EXTRA)
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(config path, run folder) of the finished tiny run; do not modify it (see run_copy)."""
+    folder = tmp_path_factory.mktemp("finished_run")
+    config = write_config(folder)
+    proc = cli("run", str(config))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return config, folder / "runs" / "fr"
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path: Path) -> tuple[Path, Path]:
+    """(config path, run folder) of a private copy of the finished run."""
+    _, run_dir = finished_run
+    config = write_config(tmp_path)
+    shutil.copytree(run_dir, tmp_path / "runs" / "fr")
+    return config, tmp_path / "runs" / "fr"

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.app.conftest import cli
+from tests.conftest import cli
 
 TOKEN = "closed-loop-token"
 # cheapest p99 among the variants within half of dlrm's reward: a verdict a few thousand requests show

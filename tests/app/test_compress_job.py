@@ -14,8 +14,7 @@ from compression.variant import load_variant, read_manifest
 from recsys.app.config import load_config
 from recsys.data.sources import load_dataset
 from recsys.metrics.ctr import auc
-from tests.app.conftest import SIMULATOR, cli
-from tests.conftest import TINY
+from tests.conftest import SIMULATOR, TINY, cli
 
 EXTRA = """
 [compress]

@@ -11,7 +11,7 @@ import pytest
 
 from recsys.app.config import load_config
 from recsys.app.stages import finished_compression, finished_training, read_metrics
-from tests.app.conftest import cli
+from tests.conftest import cli
 
 TRAINED = "training: done, reused (use --force to redo)"
 COMPRESSED = "compression: done, reused (use --force to redo)"

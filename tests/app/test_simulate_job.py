@@ -17,7 +17,7 @@ from recsys.data.synthetic import world_for
 from recsys.errors import ConfigError
 from simulator.environment import Environment
 from simulator.logs import read_impressions
-from tests.app.conftest import cli
+from tests.conftest import cli
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
 

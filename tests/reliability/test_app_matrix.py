@@ -5,7 +5,7 @@ on stderr ("error: ..." naming what is wrong), and nothing on disk changed (ever
 test's folder, by name and SHA-256, before and after; the run folder's `.lock` is the lock, not
 data: its content is the last holder's pid). An interrupt: status 130, one line, "interrupted;
 rerun to resume". Configs are tiny; cases that need a finished run share one per session
-(tests/app/conftest.py's), each on a private copy.
+(tests/conftest.py's), each on a private copy.
 """
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from recsys.app.cli import main
-from tests.app.conftest import finished_run, run_copy, write_config  # noqa: F401 (fixtures: by name)
-from tests.conftest import TINY
+from tests.conftest import TINY, write_config
 
 CRITEO_LINE = "\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26)
 
@@ -74,7 +73,7 @@ def _sets(*pairs: str) -> list[str]:
     return [a for p in pairs for a in ("--set", p)]
 
 
-# The experiment config of the finished run (tests/app/conftest.py: DLRM, logistic, an int8 variant,
+# The experiment config of the finished run (tests/conftest.py: DLRM, logistic, an int8 variant,
 # a simulation; two-tower disabled) written to a fresh folder: nothing trained there yet.
 def full(*pairs: str) -> Callable[[Path], list[str]]:
     return lambda tmp: [str(write_config(tmp)), *_sets(*pairs)]

@@ -13,32 +13,14 @@ import json
 import os
 import pickle
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.app.conftest import cli, write_config
-from tests.conftest import TINY
+from tests.conftest import TINY, cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """The run folder of a finished tiny run (DLRM, logistic, an int8 variant, a simulation)."""
-    folder = tmp_path_factory.mktemp("finished")
-    proc = cli("run", str(write_config(folder)))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return folder / "runs" / "fr"
-
-
-@pytest.fixture
-def run_copy(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """(config, run folder) of a private copy of the finished run."""
-    shutil.copytree(finished, tmp_path / "runs" / "fr")
-    return write_config(tmp_path), tmp_path / "runs" / "fr"
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
