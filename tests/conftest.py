@@ -3,6 +3,7 @@
 it work on a copy."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -12,6 +13,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+
+from recsys.app.cli import main
 
 TINY = """
 name = "{name}"
@@ -132,3 +135,29 @@ def run_copy(finished_run, tmp_path: Path) -> tuple[Path, Path]:
     config = write_config(tmp_path)
     shutil.copytree(run_dir, tmp_path / "runs" / "fr")
     return config, tmp_path / "runs" / "fr"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under root (the lock file left out) -> SHA-256 of its bytes; folders too."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for d in dirs:
+            out[os.path.relpath(Path(folder, d), root) + "/"] = "dir"
+        for f in files:
+            if f != ".lock":
+                path = Path(folder, f)
+                out[os.path.relpath(path, root)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def refused(capsys, argv: list[str], root: Path, status: int = 2) -> str:
+    """Run the CLI; assert `status`, one line on stderr and nothing under `root` changed; the line."""
+    capsys.readouterr()
+    before = snapshot(root)
+    got = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert (got, err.count("\n"), err.endswith("\n")) == (status, 1, True), err
+    after = snapshot(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], changed
+    return err

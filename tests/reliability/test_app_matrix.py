@@ -9,7 +9,6 @@ rerun to resume". Configs are tiny; cases that need a finished run share one per
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -23,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.app.cli import main
-from tests.conftest import TINY, write_config
+from tests.conftest import TINY, refused, write_config
 
 CRITEO_LINE = "\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26)
 
@@ -41,32 +39,6 @@ class Case:
 
     argv: Callable[[Path], list[str]]
     expect: str
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under root (the lock file left out) -> SHA-256 of its bytes; folders too."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        for d in dirs:
-            out[os.path.relpath(Path(folder, d), root) + "/"] = "dir"
-        for f in files:
-            if f != ".lock":
-                path = Path(folder, f)
-                out[os.path.relpath(path, root)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
-def refused(capsys, argv: list[str], root: Path, status: int = 2) -> str:
-    """Run the CLI; assert `status`, one line on stderr and nothing under `root` changed; the line."""
-    capsys.readouterr()
-    before = snapshot(root)
-    got = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert (got, err.count("\n"), err.endswith("\n")) == (status, 1, True), err
-    after = snapshot(root)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert changed == [], changed
-    return err
 
 
 def _sets(*pairs: str) -> list[str]:
