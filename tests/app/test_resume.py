@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from recsys.app.cli import main
 from recsys.app.config import load_config
 from recsys.app.stages import finished_compression, finished_training, read_metrics
-from tests.conftest import cli
 
 TRAINED = "training: done, reused (use --force to redo)"
 COMPRESSED = "compression: done, reused (use --force to redo)"
@@ -24,18 +24,21 @@ def _stamps(run_dir: Path) -> dict[str, int]:
     return {p: (run_dir / p).stat().st_mtime_ns for p in paths if (run_dir / p).exists()}
 
 
-def _run(config: Path, *args: str) -> str:
-    proc = cli("run", str(config), *args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+def _run(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> str:
+    """`recsys run CONFIG ARGS` in process (no interpreter and torch start-up per run); its stdout."""
+    capsys.readouterr()
+    status = main(["run", str(config), *args])
+    out, err = capsys.readouterr()
+    assert status == 0, err[-3000:]
+    return out
 
 
 @pytest.mark.slow
-def test_a_finished_run_reuses_training_and_compression(run_copy) -> None:
+def test_a_finished_run_reuses_training_and_compression(capsys, run_copy) -> None:
     config, run_dir = run_copy
     before = _stamps(run_dir)
     (run_dir / "simulation" / "results.json").unlink()
-    out = _run(config)
+    out = _run(capsys, config)
     assert out.splitlines()[:2] == [TRAINED, COMPRESSED]
     assert _stamps(run_dir) == before  # nothing of either stage rewritten
     assert (run_dir / "simulation" / "results.json").exists()  # the last stage ran
@@ -44,11 +47,11 @@ def test_a_finished_run_reuses_training_and_compression(run_copy) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_compression_is_redone_after_reused_training(run_copy) -> None:
+def test_an_interrupted_compression_is_redone_after_reused_training(capsys, run_copy) -> None:
     config, run_dir = run_copy
     before = _stamps(run_dir)
     shutil.rmtree(run_dir / "variants")  # interrupted before the variant set was stored
-    out = _run(config)
+    out = _run(capsys, config)
     assert TRAINED in out and COMPRESSED not in out
     after = _stamps(run_dir)
     assert {p: after[p] for p in after if "variants" not in p} == {p: before[p] for p in before if "variants" not in p}
@@ -56,19 +59,19 @@ def test_an_interrupted_compression_is_redone_after_reused_training(run_copy) ->
 
 
 @pytest.mark.slow
-def test_a_changed_compress_section_is_redone(run_copy) -> None:
+def test_a_changed_compress_section_is_redone(capsys, run_copy) -> None:
     config, run_dir = run_copy
-    out = _run(config, "--set", 'compress.variants=[{name="int4", quantize={default="int4"}}]')
+    out = _run(capsys, config, "--set", 'compress.variants=[{name="int4", quantize={default="int4"}}]')
     assert TRAINED in out and COMPRESSED not in out
     assert sorted(p.name for p in (run_dir / "variants").iterdir() if p.is_dir()) == ["fp32", "int4"]
 
 
 @pytest.mark.slow
-def test_an_interrupted_training_is_resumed_not_reused(run_copy) -> None:
+def test_an_interrupted_training_is_resumed_not_reused(capsys, run_copy) -> None:
     config, run_dir = run_copy
     metrics = json.loads((run_dir / "metrics.json").read_text())
     shutil.rmtree(run_dir / "logistic" / "model")  # interrupted after the DLRM was exported
-    out = _run(config)
+    out = _run(capsys, config)
     assert TRAINED not in out and COMPRESSED not in out  # a new teacher export: the variants are redone
     again = json.loads((run_dir / "metrics.json").read_text())
     for model in ("dlrm", "logistic"):  # resumed from the last checkpoints: the same models
@@ -76,10 +79,10 @@ def test_an_interrupted_training_is_resumed_not_reused(run_copy) -> None:
 
 
 @pytest.mark.slow
-def test_force_redoes_every_stage(run_copy) -> None:
+def test_force_redoes_every_stage(capsys, run_copy) -> None:
     config, run_dir = run_copy
     before = _stamps(run_dir)
-    out = _run(config, "--force")
+    out = _run(capsys, config, "--force")
     assert TRAINED not in out and COMPRESSED not in out
     after = _stamps(run_dir)
     assert all(after[p] != before[p] for p in before)
