@@ -11,12 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import cli
+from recsys.app.cli import main
 
 TOKEN = "closed-loop-token"
 # cheapest p99 among the variants within half of dlrm's reward: a verdict a few thousand requests show
@@ -34,11 +35,19 @@ def _sets(*pairs: str) -> list[str]:
     return [a for p in pairs for a in ("--set", p)]
 
 
+def _simulate(capsys: pytest.CaptureFixture[str], config: Path, *sets: str) -> tuple[int, str]:
+    """`recsys simulate CONFIG --set ...` through recsys.app.cli.main in this process: (status, stderr)."""
+    capsys.readouterr()
+    status = main(["simulate", str(config), *_sets(*sets)])
+    return status, capsys.readouterr().err
+
+
 @pytest.mark.slow
-def test_the_service_over_http_reaches_the_in_process_decision(run_copy, monkeypatch) -> None:
+def test_the_service_over_http_reaches_the_in_process_decision(capsys, run_copy, monkeypatch) -> None:
+    """The simulations run in this process (only the service is another): no interpreter start-up each."""
     config, run_dir = run_copy
-    in_process = cli("simulate", str(config), *_sets(*RULE))
-    assert in_process.returncode == 0, in_process.stderr[-2000:]
+    status, err = _simulate(capsys, config, *RULE)
+    assert status == 0, err[-2000:]
     expected = json.loads((run_dir / "simulation" / "results.json").read_text())["verdict"]
     assert expected["decided"], expected["reason"]  # the rule declares a variant in process
 
@@ -59,15 +68,15 @@ def test_the_service_over_http_reaches_the_in_process_decision(run_copy, monkeyp
                 pytest.fail(f"service not ready: {server.communicate()[1].decode()[-2000:]}")
             time.sleep(0.2)
         monkeypatch.setenv("RECSYS_SERVE_TOKEN", TOKEN)
-        loop = cli("simulate", str(config), *_sets(*RULE, "serve.closed_loop=true", f"serve.port={port}"))
-        assert loop.returncode == 0, loop.stderr[-2000:]
+        status, err = _simulate(capsys, config, *RULE, "serve.closed_loop=true", f"serve.port={port}")
+        assert status == 0, err[-2000:]
         got = json.loads((run_dir / "simulation" / "results.json").read_text())["verdict"]
         assert got["decided"] and got["chosen"] == expected["chosen"], (got["reason"], expected["reason"])
         summary = httpx.get(f"http://127.0.0.1:{port}/v1/experiments/fr").json()
         assert summary["decision"]["chosen"] == expected["chosen"]
         # a second closed loop on the same experiment would mix its verdict with this one's: refused
-        again = cli("simulate", str(config), *_sets(*RULE, "serve.closed_loop=true", f"serve.port={port}"))
-        assert again.returncode == 2 and "already holds" in again.stderr and again.stderr.count("\n") == 1
+        status, err = _simulate(capsys, config, *RULE, "serve.closed_loop=true", f"serve.port={port}")
+        assert status == 2 and "already holds" in err and err.count("\n") == 1
     finally:
         server.terminate()
         server.wait(30)

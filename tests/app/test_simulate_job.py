@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from bandit import DecisionRule
+from recsys.app.cli import main
 from recsys.app.config import load_config
 from recsys.app.simulate import simulate
 from recsys.data.synthetic import world_for
 from recsys.errors import ConfigError
 from simulator.environment import Environment
 from simulator.logs import read_impressions
-from tests.conftest import cli, refused
+from tests.conftest import refused
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
 
@@ -110,12 +111,14 @@ def test_simulator_seed_changes_the_traffic_not_the_world(run_copy, monkeypatch)
 
 
 @pytest.mark.slow
-def test_the_log_holds_the_named_variants_impressions_with_propensities(run_copy) -> None:
+def test_the_log_holds_the_named_variants_impressions_with_propensities(capsys, run_copy) -> None:
     config, run_dir = run_copy
     eps, candidates = 0.3, 20
-    proc = cli("simulate", str(config), "--set", "simulator.log.requests=2048", "--set", f"simulator.log.epsilon={eps}",
-               "--set", 'simulator.log.variant="dlrm-int8"')
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    capsys.readouterr()
+    status = main(["simulate", str(config), "--set", "simulator.log.requests=2048", "--set",
+                   f"simulator.log.epsilon={eps}", "--set", 'simulator.log.variant="dlrm-int8"'])
+    out, err = capsys.readouterr()
+    assert status == 0, err[-3000:]
     summary = json.loads((run_dir / "simulation" / "results.json").read_text())["log"]
     log = read_impressions(run_dir / "simulation" / "log")
     assert summary == {"variant": "dlrm-int8", "requests": 2048, "epsilon": eps, "impressions": len(log),
@@ -125,7 +128,7 @@ def test_the_log_holds_the_named_variants_impressions_with_propensities(run_copy
     assert set(np.round(log.propensity, 6)) <= {round(eps / candidates, 6), round(eps / candidates + 1 - eps, 6)}
     greedy = np.isclose(log.propensity, eps / candidates + 1 - eps).mean()
     assert greedy == pytest.approx(1 - eps, abs=0.05)  # mostly the variant's own ranking
-    assert "logged" in proc.stdout and "dlrm-int8" in proc.stdout
+    assert "logged" in out and "dlrm-int8" in out
 
 
 @pytest.mark.slow
