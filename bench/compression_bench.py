@@ -177,13 +177,14 @@ RANKS = (32, 16, 8, 4, 2, 1)  # ranks an equal-bytes factorized variant may take
 @dataclass(frozen=True)
 class Grid:
     """Which variants the beyond part builds: the factorize points of the curve (rank x precisions of
-    A), the ranks also built SVD only at int4 (what fine-tuning adds), and the ratios the methods
-    are compared at (equal bytes)."""
+    A), the ranks also built SVD only at int4 (what fine-tuning adds), the ratios the methods are
+    compared at (equal bytes), and SVD-only points (rank x precisions of A, no training) further along."""
 
     ranks: tuple[tuple[int, tuple[str, ...]], ...]
     svd_only: tuple[int, ...]
     targets: tuple[float, ...]
     control: bool = False  # also the teacher itself fine-tuned as the factorized variants are (fp32 tables)
+    svd_points: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
 GRID = Grid(((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8", "int4")), (2, ("int8", "fp16")),
@@ -192,7 +193,10 @@ GRID = Grid(((16, ("int8", "int4")), (8, ("int8", "int4", "int2")), (4, ("int8",
 # over its train split and every budget a sensitivity sweep, so only the ranks and budgets around the
 # goal: ranks 8 and 4 fine-tuned and SVD only, equal bytes at 24x (rank 8) and 32x (rank 4).
 # The control: a teacher trained one epoch gains from the fine-tuning's extra epoch whatever the tables.
-BIG_GRID = Grid(((8, ("int8", "int4")), (4, ("int8", "int4"))), (8, 4), (24.0, 32.0), control=True)
+# Past 42x, SVD only (no epoch each): rank 2 at int8 (42.6x on the Criteo-like teacher) and fp16 (63.7x),
+# rank 1 at fp16 (127x; int8 cannot pack a row of 1, int4 one of 2, and a row's 4 bytes of scale/bias cap them).
+BIG_GRID = Grid(((8, ("int8", "int4")), (4, ("int8", "int4"))), (8, 4), (24.0, 32.0), control=True,
+                svd_points=((2, ("int8", "fp16")), (1, ("fp16",))))
 CONTROL = "fp32-fine-tuned"
 HEADLINE_RATIO, HEADLINE_LOSS = 32.0, 0.001  # the goal: >= 32x fewer bytes at AUC >= fp32's - 0.001
 FLOOR_PRECISIONS = ("fp16", "int8", "int4")  # the smallest row short of int2 is one of these
@@ -273,6 +277,10 @@ def beyond_variants(exported: ExportedModel, fine_tune: dict[str, Any], tuned: t
         if tuned is None or rank in tuned:
             out.add("factorize (SVD only)", f"f{rank}-svd-int4", steps=["factorize", "quantize"],
                     factorize={"rank": rank}, quantize={"default": "int4"})
+    for rank, precisions in grid.svd_points:
+        for p in precisions:
+            out.add("factorize (SVD only)", f"f{rank}-svd-{p}", steps=["factorize", "quantize"],
+                    factorize={"rank": rank}, quantize={"default": p})
     int2 = uniform_ratio(exported, "int2")
     for target in grid.targets:
         at, budget, quantize = {}, fp32 / target, {"budget_ratio": target}
@@ -425,33 +433,61 @@ def plot_methods(beyond: Beyond, rows: dict[str, VariantRow], path: Path, title:
     plt.close(fig)
 
 
+ADDED = "added"  # <out>/added: the grid's variants an earlier run's <out>/variants lacks, beside their own fp32
+
+
+def reuse_or_add(title: str, exported: ExportedModel, dataset, beyond: Beyond, scale: Scale,
+                 out: Path) -> tuple[dict[str, VariantRow], dict[str, Path], dict[str, VariantRow]]:
+    """With variants stored in `out`: read them, and build the grid's variants they lack into
+    <out>/added (all of those again if <out>/added lacks one; timed against that run's own fp32).
+    Each variant's row, the run folder holding it, and the fp32 row it was timed against."""
+    batch, latency = max(scale.beyond_latency.batch_sizes), replace(scale, latency=scale.beyond_latency)
+    stored = run_rows(out, batch_size=batch)
+    print(f"\n== {title} (variants stored in {out}) ==\n{format_table(stored)}")
+    missing = [v for v in beyond.variants if v["name"] not in {r.variant for r in stored}]
+    added: list[VariantRow] = []
+    if missing:
+        have = {p.name for p in (out / ADDED / "variants").glob("*")}
+        if {v["name"] for v in missing} <= have:
+            added = [r for r in run_rows(out / ADDED, batch_size=batch) if r.variant in have]
+            print(f"\n== {title}: added variants stored in {out / ADDED} ==\n{format_table(added)}")
+        else:
+            added = run_part(f"{title}: added variants", exported, dataset, missing, latency, out / ADDED)
+    folder = {r.variant: out for r in stored} | {r.variant: out / ADDED for r in added if r.variant != "fp32"}
+    rows = {r.variant: r for r in stored} | {r.variant: r for r in added if r.variant != "fp32"}
+    base = {n: next(r for r in (stored if f == out else added) if r.variant == "fp32") for n, f in folder.items()}
+    return rows, folder, base
+
+
 def beyond_part(title: str, exported: ExportedModel, dataset, fine_tune: dict[str, Any], scale: Scale, grid: Grid,
                 out: Path, reuse: bool = False, tuned: tuple[int, ...] | None = None) -> None:
     """Part 5 for one teacher: build and measure `grid`'s variants (or, with `reuse`, read the variants
-    stored by an earlier run), then every variant's paired delta, the headline, equal bytes, QPS and
-    the plot."""
+    stored by an earlier run and build only those it lacks), then every variant's paired delta, the
+    headline, equal bytes, QPS and the plot."""
     beyond = beyond_variants(exported, fine_tune, tuned, grid)
     if reuse and (out / "variants" / "fp32").is_dir():
-        measured = run_rows(out, batch_size=max(scale.beyond_latency.batch_sizes))
-        print(f"\n== {title} (variants stored in {out}) ==\n{format_table(measured)}")
+        rows, folder, base = reuse_or_add(title, exported, dataset, beyond, scale, out)
     else:
         measured = run_part(title, exported, dataset, beyond.variants, replace(scale, latency=scale.beyond_latency),
                             out)
-    rows = {r.variant: r for r in measured}
+        rows, folder = {r.variant: r for r in measured}, {r.variant: out for r in measured}
+        base = {n: rows["fp32"] for n in rows}
     beyond.method["fp32"] = "fp32"
-    paired = Paired(*test_logits(out, dataset, list(rows)), scale.bootstrap_rounds)
+    y, logits = test_logits(out, dataset, [n for n, f in folder.items() if f == out])
+    if any(f != out for f in folder.values()):
+        logits |= test_logits(out / ADDED, dataset, [n for n, f in folder.items() if f != out])[1]
+    paired = Paired(y, logits, scale.bootstrap_rounds)
     vs_fp32(rows, paired)
     if CONTROL in rows:
         vs_control(beyond, rows, paired)
     headline(rows, paired)
     equal_bytes(beyond, rows, paired)
     size = scale.beyond_latency.batch_sizes[0]
-    fp32 = rows["fp32"]
     print(f"\nQPS at batch {size} (rows/s on the serving path, compression.latency), factorized vs the fp32 TBE "
-          f"({fp32.qps:,.0f} rows/s):")
+          f"({rows['fp32'].qps:,.0f} rows/s; added variants vs the fp32 timed beside them):")
     for r in rows.values():
         if beyond.method[r.variant].startswith("factorize"):
-            print(f"  {r.variant:<16}{r.qps:>12,.0f} rows/s  {r.qps / fp32.qps:.2f}x fp32   "
+            print(f"  {r.variant:<16}{r.qps:>12,.0f} rows/s  {r.qps / base[r.variant].qps:.2f}x fp32   "
                   f"p50 {r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms")
     plot_methods(beyond, rows, out / "beyond.png", title)
     print(f"wrote {out / 'beyond.png'}")

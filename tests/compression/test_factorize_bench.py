@@ -112,11 +112,15 @@ def test_the_big_grid_builds_ranks_8_and_4_and_compares_at_24x_and_32x(bench) ->
                                                for i, n in enumerate((20_000, 5_000, 300))])
     beyond = bench.beyond_variants(SimpleNamespace(model=model), {"epochs": 1}, None, bench.BIG_GRID)
     names = [v["name"] for v in beyond.variants]
-    assert names[:10] == ["int8", "int4", "int2", bench.CONTROL, "f8-int8", "f8-int4", "f4-int8", "f4-int4",
-                          "f8-svd-int4", "f4-svd-int4"]
+    assert names[:13] == ["int8", "int4", "int2", bench.CONTROL, "f8-int8", "f8-int4", "f4-int8", "f4-int4",
+                          "f8-svd-int4", "f4-svd-int4", "f2-svd-int8", "f2-svd-fp16", "f1-svd-fp16"]
     assert {t: at["factorize"] for t, at in beyond.equal.items()} == {24.0: "f8-24x", 32.0: "f4-32x"}
     assert all(at["pruning"].startswith("prune") and "mixed precision" not in at for at in beyond.equal.values())
-    assert len(names) == 14
+    assert len(names) == 17
+    # past 42x SVD only (no fine-tuning), rank 1 at fp16: 2 bytes a row
+    f1 = from_dict(VariantConfig, beyond.variants[12], "v")
+    assert f1.factorize.rank == 1 and f1.factorize.fine_tune is None and f1.quantize.default == "fp16"
+    assert {beyond.method[n] for n in names[10:13]} == {"factorize (SVD only)"}
     # the control: the teacher (same model, warm-started from itself) trained as the factorized A were
     control = from_dict(VariantConfig, beyond.variants[3], "v")
     f4 = from_dict(VariantConfig, beyond.variants[6], "v")
@@ -139,3 +143,38 @@ def test_paired_differences_are_computed_once_per_pair(bench, monkeypatch) -> No
     assert paired("a", "b") is d and len(calls) == 1
     assert d == real(y, logits["a"], logits["b"], rounds=20) and d.delta < 0
     assert paired("b", "a").delta == pytest.approx(-d.delta) and len(calls) == 2
+
+
+def _row(bench, name: str, qps: float = 100.0):
+    return bench.VariantRow(name, 10, 1.0, "auc", 0.7, 0.0, 1.0, 1.0, qps, 4096)
+
+
+def test_reuse_builds_only_the_variants_the_stored_run_lacks(bench, monkeypatch, tmp_path: Path) -> None:
+    """--reuse reads the stored variants and builds only the grid's others into <out>/added (timed
+    beside their own fp32); a later --reuse reads them there; if <out>/added lacks one, all of them
+    are built again."""
+    built: list[list[str]] = []
+
+    def run_rows(run_dir: Path, batch_size=None):
+        names = ["fp32", "a"] if run_dir == tmp_path else sorted(p.name for p in (run_dir / "variants").glob("*"))
+        return [_row(bench, n, 50.0 if run_dir != tmp_path else 100.0) for n in names]
+
+    def run_part(title, exported, dataset, variants, scale, out):
+        built.append([v["name"] for v in variants])
+        for n in ["fp32", *built[-1]]:
+            (out / "variants" / n).mkdir(parents=True, exist_ok=True)
+        return [_row(bench, n, 50.0) for n in ["fp32", *built[-1]]]
+
+    monkeypatch.setattr(bench, "run_rows", run_rows)
+    monkeypatch.setattr(bench, "run_part", run_part)
+    beyond = bench.Beyond([{"name": n} for n in ("a", "b", "c")])
+    rows, folder, base = bench.reuse_or_add("t", None, None, beyond, bench.QUICK, tmp_path)
+    assert built == [["b", "c"]]
+    assert set(rows) == {"fp32", "a", "b", "c"}
+    assert folder == {"fp32": tmp_path, "a": tmp_path, "b": tmp_path / "added", "c": tmp_path / "added"}
+    assert base["a"].qps == 100.0 and base["b"].qps == 50.0
+    assert bench.reuse_or_add("t", None, None, beyond, bench.QUICK, tmp_path)[1] == folder
+    assert built == [["b", "c"]]  # read from <out>/added, nothing built
+    (tmp_path / "added" / "variants" / "c").rmdir()
+    bench.reuse_or_add("t", None, None, beyond, bench.QUICK, tmp_path)
+    assert built == [["b", "c"], ["b", "c"]]
