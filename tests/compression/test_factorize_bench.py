@@ -178,3 +178,28 @@ def test_reuse_builds_only_the_variants_the_stored_run_lacks(bench, monkeypatch,
     (tmp_path / "added" / "variants" / "c").rmdir()
     bench.reuse_or_add("t", None, None, beyond, bench.QUICK, tmp_path)
     assert built == [["b", "c"], ["b", "c"]]
+
+
+def test_the_headline_names_the_best_without_training_and_the_trained_minus_the_control(bench, capsys) -> None:
+    """When the best at >= 32x trained, the headline also names the best variant there without
+    training and each trained one minus the teacher trained the same way."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(np.float32)
+    noise = {"fp32": 1.0, bench.CONTROL: 0.5, "f4": 0.7, "prune": 1.1, "svd": 1.5, "int4": 1.0}
+    logits = {n: y + rng.normal(size=y.size) * s for n, s in noise.items()}
+    paired = bench.Paired(y, logits, 20)
+    ratios = {"fp32": 1.0, bench.CONTROL: 1.0, "f4": 32.8, "prune": 32.0, "svd": 42.0, "int4": 7.1}
+    rows = {n: bench.VariantRow(n, int(1000 / r), r, "auc", 1 - s / 10, 0.0, 1.0, 1.0, 1.0, 4096)
+            for (n, r), s in zip(ratios.items(), noise.values())}
+    beyond = bench.Beyond(method={"fp32": "fp32", bench.CONTROL: "fp32 fine-tuned", "f4": "factorize",
+                                  "prune": "pruning", "svd": "factorize (SVD only)", "int4": "quantize"})
+    bench.headline(beyond, rows, paired)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("best at >= 32x: f4,")
+    assert lines[1].startswith("best without training at >= 32x: prune,")
+    assert lines[2] == (f"trained at >= 32x minus {bench.CONTROL} (the extra epoch taken out): "
+                        f"f4 {bench.interval(paired(bench.CONTROL, 'f4'))}")
+    assert len(lines) == 3
+    beyond.method["f4"] = "pruning"  # the best did not train: one line, as before
+    bench.headline(beyond, rows, paired)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
