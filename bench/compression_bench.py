@@ -13,7 +13,7 @@ and written as CSV, with a PNG of AUC vs bytes and AUC vs p99 (Pareto front mark
    fp32 / fp16 / int8 / int4 / int2 measured interleaved in one process (no accuracy: the
    weights are random).
 5. Beyond quantization (`--parts beyond`; MovieLens dim-64 teacher, and the Criteo-like one with
-   `beyond_criteo`, on BIG_GRID: ranks 8 and 4, equal bytes at 24x and 32x): every variant's AUC
+   `beyond_criteo`, on BIG_GRID: ranks 8 and 4, equal bytes at 24x and 32x, SVD only to 127x): every variant's AUC
    difference to fp32 with its paired interval, the accuracy/bytes curve from about 4x to 100x (uniform precisions;
    factorize ranks x precisions, fine-tuned against the teacher; pruning; mixed precision), the
    best variant at >= 32x with a paired bootstrap interval of its AUC difference to fp32, the
@@ -678,7 +678,7 @@ def main() -> None:
     parser.add_argument("--tune-ranks", default=None, help="beyond parts: fine-tune only these factorize ranks "
                         "(comma-separated; the others SVD only), e.g. 4 on a loaded machine; default: all")
     parser.add_argument("--reuse", action="store_true", help="beyond parts: analyse the variants an earlier run "
-                        "stored instead of building them again")
+                        "stored, building only those it lacks (into <out>/added)")
     parser.add_argument("--members", default="runs/distill_teachers", help="beyond_ensemble: the folder "
                         "bench/distill_teachers.py exported the ensemble members to")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads here and in the "
