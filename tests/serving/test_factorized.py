@@ -94,3 +94,14 @@ def _multiplied(table):
 
     t = unpack(table)
     return type(t)(t.module, t.name, t.feature_names, t.pooling, t.num_embeddings, logical_weight(t))
+
+
+@pytest.mark.parametrize("most", [0, 1, 4])
+def test_maps_of_one_shape_applied_block_diagonally_or_batched_score_alike(random_model, monkeypatch, most):
+    """Up to BLOCK_DIAGONAL_MOST maps of one shape are one block-diagonal matmul, more one batched
+    matmul: both equal the model's own forward (RANKS has two rank-4 maps on the user side)."""
+    import recsys.serving.lookup as lookup
+
+    monkeypatch.setattr(lookup, "BLOCK_DIAGONAL_MOST", most)
+    for kind in ("dlrm", "two_tower"):
+        check_same_scores(factorized(random_model(kind), "fp32"), candidates=7)
