@@ -66,6 +66,17 @@ def tiny_config(tmp_path: Path):
     return make
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> None:
+    """Every test starts with in-process torch on one thread (an in-process `recsys run` sets the
+    machine's count): on a 2-core runner shared with other work, two OpenMP threads spin against
+    it (test_factorize's fine-tuning test took 22-29 s at load 3, 0.7 s on one thread). Subprocesses
+    and the serving code choose their own counts; tests of thread policies set theirs."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_libraries():
     warnings.filterwarnings("ignore", category=DeprecationWarning)
