@@ -189,7 +189,9 @@ def test_time_based_recompute_runs_in_the_background_not_on_assign(tmp_path):
         if time.monotonic() - t0 < 2.5:  # 40 events of 10,000 in under 3 s: not due yet
             assert version == 1
         while exp.version == 1 and time.monotonic() - t0 < 10:
-            assert _assign(client, f"x{time.monotonic()}")["weights_version"] == exp.version
+            before = exp.version  # the background task may move it during the call: the answer is one of the two
+            answered = _assign(client, f"x{time.monotonic()}")["weights_version"]
+            assert before <= answered <= exp.version
             time.sleep(0.05)
         assert exp.version == 2  # with no further feedback: the background task did it
         assert _assign(client, "later")["weights_version"] == 2
