@@ -17,6 +17,7 @@ from bandit.tradeoff import pareto_front
 from compression.latency import SERVING_CANDIDATES
 from compression.variant import read_manifest
 from recsys.atomic import write_bytes, write_text
+from recsys.serving.paired import Ratio
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def speed(speedup: float, low: float, high: float) -> str:
         return "-"
     if np.isnan(low):
         return f"{speedup:.2f}x"
-    return f"{speedup:.2f}x " + ("faster" if low > 1.0 else "slower" if high < 1.0 else "same")
+    return f"{speedup:.2f}x {Ratio(speedup, low, high).verdict()}"
 
 
 def manifest_row(manifest: dict[str, Any], batch_size: int | None = None) -> VariantRow:
