@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -e '.[test]'
 	$(PIP) install --no-deps torchrec==1.8.0
 	$(PY) -c "import torchrec, fbgemm_gpu, torch; print('stack ok: torch', torch.__version__, 'torchrec', torchrec.__version__)"
-	$(PY) -c "from recsys.serving.ids_op import load; load(); print('serving op built (cached under ~/.cache/torch_extensions)')"
+	$(PY) -c "from recsys.serving.ops import load; load(); print('serving ops built (cached under ~/.cache/torch_extensions)')"
 	rm -f $(VENV)/.setup-* && touch $@
 
 run: setup

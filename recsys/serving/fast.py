@@ -27,13 +27,10 @@ from recsys.models.dlrm import DLRMRanker
 from recsys.models.logistic import ID_COLUMNS, LogisticRegression
 from recsys.models.two_tower import Tower, TwoTower
 from recsys.serving.lookup import Lookup
+from recsys.serving.ops import load as load_ops
 from recsys.serving.requests import RequestBatch
 from recsys.serving.threads import serving_threads, torch_threads
 
-TALL_ROWS = 256  # up to this many candidates per call, DotDLRM's request-candidate dot products are one
-# [C * k, D] x [D, S] product per request, whose rows feed the over arch as they are; beyond it one
-# [S, D] x [D, C * k] product, transposed by a copy (paired CPU time, tall / wide, on 2 shared cores:
-# 0.78x at 100 rows, 1.0x at 400, 1.05x at 1,000 and 4,100)
 CALL_ROWS = 4_096  # candidates per module call. A step's 400k candidates in one call page in fresh
 # 100 MB activations every call (1.3 s on one thread vs 0.37-0.44 s in calls of 4k-16k rows); on the
 # one thread a serving call runs on (recsys.serving.threads) 16k-row calls were 15% slower than 4k
@@ -124,12 +121,12 @@ class DotDLRM(RequestModule):
     """TorchRec's DLRM with its dot interaction, its first over-arch layer split by the vectors its
     inputs come from: a request's vectors S (the dense arch output, the shared features) and each
     candidate's vectors I. The dense output and the dot products within S are a per-request term;
-    the dot products of I with S (one matrix product per request) and within I are per candidate.
-    The layer's weight columns are laid out once for the three parts; no pair is gathered per call.
-    Up to TALL_ROWS candidates per call the products of I with S come out candidate-major ([C * k, S]
-    per request: no copy before the layer), beyond it request-vector-major ([S, C * k], wide)."""
+    the dot products of I with S and within I are per candidate, all of a candidate's in one row
+    (`torch.ops.recsys.candidate_dots` on CPU, recsys.serving.dots_op; elsewhere `dots`), taken by
+    one matmul. The layer's weight columns are laid out once for the parts; no pair is gathered per call."""
 
     def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Module) -> None:
+        load_ops()
         lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
         mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
@@ -141,29 +138,23 @@ class DotDLRM(RequestModule):
         pairs = torch.triu_indices(len(vectors), len(vectors), offset=1).t().tolist()  # its dot products, in order
         within = [(vectors[a][1], vectors[b][1]) for a, b in pairs if vectors[a][0] == vectors[b][0] == "I"]
         w = first.weight.detach().t()  # [inputs, H]
-        shared_w, cross_w = w.new_zeros(d + s * s, w.shape[1]), w.new_zeros(k * s, w.shape[1])
-        within_w = w.new_zeros(len(within), w.shape[1])
+        shared_w, dots_w = w.new_zeros(d + s * s, w.shape[1]), w.new_zeros(k * s + len(within), w.shape[1])
         shared_w[:d] = w[:d]
         for p, (a, b) in enumerate(pairs):
             (side_a, i), (side_b, j) = vectors[a], vectors[b]
             if side_a == side_b == "S":
                 shared_w[d + i * s + j] = w[d + p]
             elif side_a == side_b == "I":
-                within_w[within.index((i, j))] = w[d + p]
-            else:
-                cross_w[j * k + i if side_a == "I" else i * k + j] = w[d + p]  # request vector, then candidate's
+                dots_w[k * s + within.index((i, j))] = w[d + p]
+            else:  # candidate vector, then request vector
+                dots_w[i * s + j if side_a == "I" else j * s + i] = w[d + p]
         self.bias: torch.Tensor
         self.shared_w: torch.Tensor
-        self.cross_w: torch.Tensor
-        self.tall_w: torch.Tensor
-        self.within_w: torch.Tensor
+        self.dots_w: torch.Tensor
         self.left: torch.Tensor
         self.right: torch.Tensor
-        tall = [i * k + j for j in range(k) for i in range(s)]  # candidate vector j, then request vector i
-        self.tall_rows = TALL_ROWS
-        for name, value in (("bias", first.bias.detach().clone()), ("shared_w", shared_w), ("cross_w", cross_w),
-                            ("tall_w", cross_w[tall].contiguous()),
-                            ("within_w", within_w), ("left", torch.tensor([i for i, _ in within], dtype=torch.int64)),
+        for name, value in (("bias", first.bias.detach().clone()), ("shared_w", shared_w), ("dots_w", dots_w),
+                            ("left", torch.tensor([i for i, _ in within], dtype=torch.int64)),
                             ("right", torch.tensor([j for _, j in within], dtype=torch.int64))):
             self.register_buffer(name, value)
 
@@ -172,23 +163,25 @@ class DotDLRM(RequestModule):
         n = dense.shape[0]
         shared, candidate = self.lookup(values, lengths, permutes, n)
         d = self.dense_arch(dense)
-        s = torch.cat([d, shared], 1).view(n, self.s, self.dim)
+        request = torch.cat([d, shared], 1)
+        s = request.view(n, self.s, self.dim)
         bias = torch.addmm(self.bias, torch.cat([d, torch.bmm(s, s.transpose(1, 2)).flatten(1)], 1), self.shared_w)
         h = broadcast(bias, candidates)
-        if self.k > 0:  # none when every feature is the request's (Criteo: each row its own request)
-            if h.shape[0] <= self.tall_rows:  # [n, C * k, S]: already each candidate's row
-                cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.s * self.k)
-                h = torch.addmm(h, cross, self.tall_w)
-            else:  # [n, S, C * k] (a wide product: 4x faster at 4,096 rows than [n, C * k, S]), then per candidate
-                cross = torch.bmm(s, candidate.view(n, -1, self.dim).transpose(1, 2))
-                cross = cross.view(n, self.s, -1, self.k).transpose(1, 2).reshape(-1, self.s * self.k)
-                h = torch.addmm(h, cross, self.cross_w)
-        if self.left.numel() > 0:  # each pair's vectors gathered whole (rows of [N, k, D], not columns)
-            vectors = candidate.view(h.shape[0], self.k, self.dim)
-            products = vectors.index_select(1, self.left) * vectors.index_select(1, self.right)
-            h = torch.addmm(h, products.sum(2), self.within_w)
-        h = torch.relu_(h) if self.k > 0 else torch.relu(h)  # else h may be a view of the request's row
-        return self.rest(h).squeeze(-1)
+        if self.k == 0:  # every feature is the request's (Criteo: each row its own request); h may be its row's view
+            return self.rest(torch.relu(h)).squeeze(-1)
+        if candidate.is_cuda:
+            dots = self.dots(candidate, s)
+        else:
+            dots = torch.ops.recsys.candidate_dots(candidate, request, candidates, self.dim, self.left, self.right)
+        return self.rest(torch.relu_(torch.addmm(h, dots, self.dots_w))).squeeze(-1)
+
+    def dots(self, candidate: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """What `candidate_dots` computes, by one batched matmul of each request's candidate vectors
+        with its vectors `s` [n, S, D] and two index_selects, a product and a sum (any device)."""
+        cross = torch.bmm(candidate.view(s.shape[0], -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
+        vectors = candidate.view(-1, self.k, self.dim)
+        within = (vectors.index_select(1, self.left) * vectors.index_select(1, self.right)).sum(2)
+        return torch.cat([cross, within], 1)
 
 
 class AnyDLRM(RequestModule):

@@ -15,25 +15,10 @@ position -1), this op raises, or keeps -1 (a pruned row) for -1. An id inside it
 one unsigned compare (and, remapped, one load); only others take the general path: paired CPU time
 at 4,096 rows (2 shared cores, load 8), 87 -> 51 us fp32, 104 -> 64 us pruned (the remap was ~16 us
 of a pruned variant's extra cost there, now ~12); at 100 rows 14 -> 13 us.
-CPU only: on CUDA, Lookup keeps FBGEMM's ops. The op is compiled by torch.utils.cpp_extension (ninja
-and the host's C++ compiler) by `make setup` or on first use, and cached under TORCH_EXTENSIONS_DIR
-(default ~/.cache/torch_extensions), one folder per Python environment: the first build took 22 s
-quiet, 95 s (45 s CPU) on a loaded 2-core machine; later processes load it from the cache.
+CPU only: on CUDA, Lookup keeps FBGEMM's ops. Built and loaded with the serving path's other C++
+ops (recsys.serving.ops).
 """
 from __future__ import annotations
-
-import fcntl
-import functools
-import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import torch
-from torch.utils.cpp_extension import load_inline
-
-from recsys.errors import UserError
 
 SOURCE = r"""
 #include <ATen/ATen.h>
@@ -161,41 +146,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> request_ids(const at::Tensor& per
 
 }  // namespace
 
-TORCH_LIBRARY(recsys, m) {
+TORCH_LIBRARY_FRAGMENT(recsys, m) {
   m.def("request_ids(Tensor permute, Tensor lengths, Tensor values, int shared, int cols, Tensor rows, int mode, "
         "Tensor(a!) warning, Tensor remap, Tensor remap_offsets) -> (Tensor, Tensor, Tensor)");
   m.impl("request_ids", c10::DispatchKey::CPU, TORCH_FN(request_ids));
 }
 """
-
-
-def build_directory(prefix: str = sys.prefix) -> str:
-    """The op's build folder for this Python environment and torch: under TORCH_EXTENSIONS_DIR
-    (default ~/.cache/torch_extensions), one per environment, since a build from another venv
-    (other include paths) would otherwise replace it, and every process of either would rebuild."""
-    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
-    key = hashlib.sha256(f"{prefix}\0{torch.__version__}".encode()).hexdigest()[:12]
-    folder = root / f"recsys_ids_op-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
-
-
-@functools.cache
-def load() -> None:
-    """Compile the op (first call on a machine) or load it from the cache, registering
-    torch.ops.recsys.request_ids in this process. `make setup` builds it; a host without a C++
-    compiler or ninja gets one line saying so (UserError).
-    Processes build one at a time under a file lock the kernel drops when its holder dies, so the
-    `lock` file cpp_extension leaves behind a killed build (it would make every later load wait
-    forever) is removed before loading."""
-    folder = Path(build_directory())
-    try:
-        with open(folder / "recsys.lock", "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            (folder / "lock").unlink(missing_ok=True)
-            load_inline(name="recsys_ids_op", cpp_sources=SOURCE, is_python_module=False, extra_cflags=["-O3"],
-                        build_directory=str(folder))
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "
-                        f"compiler (g++) and the ninja package ({first})") from None

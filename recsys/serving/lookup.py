@@ -24,7 +24,7 @@ from torchrec.modules.embedding_configs import DataType
 from torchrec.quant.embedding_modules import EmbeddingBagCollection as QuantEBC
 
 from recsys.models.factorized import FactorizedEBC
-from recsys.serving.ids_op import load as load_ids_op
+from recsys.serving.ops import load as load_ops
 from recsys.serving.size import ROW_ALIGNMENT, tbe_bytes
 
 
@@ -259,7 +259,7 @@ class Lookup(nn.Module):
 
     def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
         super().__init__()
-        load_ids_op()
+        load_ops()
         tbes, tbe_features, dims = tbes_of(ebc)
         tbe_order = [f for features in tbe_features for f in features]
         keep_order = order is not None

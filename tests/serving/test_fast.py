@@ -11,7 +11,7 @@ import torch
 from compression.prune import apply_mask
 from compression.scorer import CompressedScorer
 from compression.tables import float_tables, pack
-from recsys.serving.fast import TALL_ROWS, AnyDLRM, DotDLRM, serving_path
+from recsys.serving.fast import AnyDLRM, DotDLRM, serving_path
 from recsys.serving.lookup import MEAN_BY_SCALE_ROWS
 from recsys.serving.scorer import ModelScorer, RequestScorer
 from recsys.serving.size import fp32_bytes
@@ -139,12 +139,10 @@ def test_a_torchrec_dlrm_of_your_own_scores_every_row_as_its_own_request():
     assert torch.allclose(path.score(batch), today, atol=5e-6)
 
 
-@pytest.mark.parametrize("n, candidates", [(1, 100), (TALL_ROWS // 7, 7), (TALL_ROWS // 7 + 1, 7), (3, 100)])
-def test_a_dlrm_scores_its_request_candidate_products_either_way_round(random_model, n, candidates):
-    """Up to TALL_ROWS candidates a call, DotDLRM's request-candidate dot products come out
-    candidate-major (their weight rows laid out for that), beyond it request-major: both score as
-    the model does, on either side of the bound."""
+@pytest.mark.parametrize("n, candidates", [(1, 100), (37, 7), (3, 100), (5, 1)])
+def test_a_dlrm_scores_its_candidates_dot_products_as_the_model_does(random_model, n, candidates):
+    """DotDLRM's per-candidate dot products (one CPU op, recsys.serving.dots_op) and their weight
+    rows score as the model does, one request of 100 or many requests per call."""
     scorer = ModelScorer(random_model("dlrm"))
     assert scorer.path is not None and scorer.path.module.original_name == DotDLRM.__name__
-    assert (n * candidates <= TALL_ROWS) == (n in (1, TALL_ROWS // 7))
     check_same_scores(scorer, "float", candidates, n=n)

@@ -1,13 +1,11 @@
 """The fused request_ids op against FBGEMM's permute, cumsum, bounds check and remap ops."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import fbgemm_gpu  # noqa: F401  (registers torch.ops.fbgemm)
 import pytest
 import torch
 
-from recsys.serving.ids_op import load
+from recsys.serving.ops import load
 
 FATAL, WARNING, IGNORE, NONE = 0, 1, 2, 3
 
@@ -142,42 +140,3 @@ def test_a_pruned_lookup_gets_the_ids_fbgemms_ops_give_it(random_model, per_cand
         assert torch.equal(g, w)
     bags = len(SHARED) * n + (len(SCHEMA.sparse) - len(SHARED)) * 7 * n if per_candidate else len(SCHEMA.sparse) * n
     assert int(mine) == int(theirs) > 0 and len(got[0]) == bags
-
-
-def test_a_failed_build_is_one_line_naming_what_it_needs(monkeypatch) -> None:
-    import recsys.serving.ids_op as ids_op
-    from recsys.errors import UserError
-
-    def no_compiler(**kwargs):
-        raise RuntimeError("Error building extension 'recsys_ids_op'\n[1/2] c++ ... not found\nninja: build stopped")
-
-    monkeypatch.setattr(ids_op, "load_inline", no_compiler)
-    with pytest.raises(UserError) as e:
-        ids_op.load.__wrapped__()  # the cached load() already ran in this process
-    assert str(e.value) == ("the serving path's CPU op (recsys/serving/ids_op.py) did not build: it needs a C++ "
-                            "compiler (g++) and the ninja package (Error building extension 'recsys_ids_op')")
-
-
-def test_each_python_environment_builds_in_a_folder_of_its_own(monkeypatch, tmp_path) -> None:
-    """Two venvs sharing one build folder replace each other's build (other include paths), so each
-    process of either would rebuild; TORCH_EXTENSIONS_DIR is honoured."""
-    from recsys.serving.ids_op import build_directory
-
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    a, b = build_directory("/envs/a"), build_directory("/envs/b")
-    assert a != b and a == build_directory("/envs/a")
-    assert {p.parent for p in map(Path, (a, b))} == {tmp_path} and all(Path(p).is_dir() for p in (a, b))
-
-
-def test_the_lock_a_killed_build_left_does_not_hang_the_next_load(monkeypatch, tmp_path) -> None:
-    """cpp_extension's `lock` file outlives a SIGKILLed build and made every later load wait forever."""
-    import recsys.serving.ids_op as ids_op
-
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    folder = Path(ids_op.build_directory())
-    (folder / "lock").touch()  # as a build killed between its writes leaves it
-    seen = []
-    monkeypatch.setattr(ids_op, "load_inline", lambda **kw: seen.append((kw["build_directory"],
-                                                                          (folder / "lock").exists())))
-    ids_op.load.__wrapped__()
-    assert seen == [(str(folder), False)]
