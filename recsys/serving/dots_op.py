@@ -1,22 +1,36 @@
-"""`torch.ops.recsys.candidate_dots`: every dot product a DLRM's dot interaction takes per candidate,
-in one pass on CPU, where TorchScript ran a batched matmul and a view (the candidate's vectors with
-its request's) and two index_selects, a product and a sum (the candidate's vectors with each other).
+"""`torch.ops.recsys.dot_interaction`: every dot product a DLRM's dot interaction takes, a request's
+among its own vectors and each candidate's with its request's and among its own, in one pass on
+CPU, factorized vectors (a table held as A times a map B, compression.factorize) taken as they
+come out of the lookup, never multiplied out per candidate.
 
-`candidate_dots(candidate, request, per_request, dim, left, right)` -> [N, k * s + P] float32, for
-`candidate` [N, k * dim] (row c: candidate c's k vectors of `dim`) and `request` [n, s * dim] (row q:
-request q's s vectors), N = n * per_request, the candidates of request q being rows q * per_request
-to (q + 1) * per_request - 1: columns j * s + i hold candidate vector j . request vector i, then
-column k * s + p holds candidate vector left[p] . candidate vector right[p] (left, right: int64 [P],
-each in [0, k)). Each dot product sums its `dim` products in eight interleaved partial sums (so
-the compiler vectorizes it without reassociating anything), then adds them pairwise: it differs
-from a BLAS product of the same vectors by float32 rounding only (measured: at most 2e-6 on
-quickstart and MovieLens scores). Rows are split across torch's intra-op threads (at::parallel_for).
-Paired CPU time of DotDLRM's forward, one thread, old ops / this op, scores within 2e-6: quickstart
-fp32 1.20x, 1.22x, 1.24x, 1.23x, 1.25x at 1, 10, 100, 1,000, 4,096 rows; MovieLens dim 64 fp32 1.20x,
-1.21x, 1.14x, 2.61x at 1, 100, 1,000, 4,096 rows (an index_select of [4,096, 3, 64] along its middle
-dimension took about a millisecond); 2-core AMD EPYC, quiet.
-CPU only: on other devices DotDLRM keeps the batched matmul and index_selects. Built and loaded
-with the serving path's other C++ ops (recsys.serving.ops).
+`dot_interaction(request, candidate, per_request, dim, s, widths, map_at, maps, left, right)` ->
+(request_dots [n, s * s], candidate_dots [N, k * s + P]) for `request` [n, ...] (row q: request q's s
+vectors side by side) and `candidate` [N, ...] (row c: candidate c's k vectors), N = n * per_request,
+the candidates of request q being rows q * per_request to (q + 1) * per_request - 1. Vector v (the
+request's first, then the candidate's) is `widths[v]` wide: a plain vector of `dim`, or the r
+coordinates of a factorized one, whose map B [r, dim] lies in `maps` (float32, flat, row-major)
+from `map_at[v]` (-1: plain). Its vector is then coordinates @ B. Outputs: request_dots[q, i * s + j]
+= request vector i . request vector j; candidate_dots[c, j * s + i] = candidate vector j . request
+vector i, then [c, k * s + p] = candidate vector left[p] . candidate vector right[p] (left, right:
+int64 [P], each in [0, k)).
+A request's factorized vectors are multiplied out once per request, as is, for each factorized
+candidate vector j, B_j times each request vector (r numbers each); a candidate's products with its
+request are then r multiply-adds for a factorized vector (dim for a plain one), and its vectors are
+multiplied out (r * dim) only for the pairs among them. Each dot product sums in eight interleaved
+partial sums (vectorizable without reassociation), added pairwise: the results differ from BLAS
+products of the multiplied-out vectors by float32 rounding only. Requests are split across torch's
+intra-op threads (at::parallel_for).
+Paired CPU time of DotDLRM's forward, one thread, bmm and index_selects / the first version of this
+op (plain vectors only), scores within 2e-6: quickstart fp32 1.20x, 1.22x, 1.24x, 1.23x, 1.25x at 1,
+10, 100, 1,000, 4,096 rows; MovieLens dim 64 fp32 1.20x, 1.21x, 1.14x, 2.61x at 1, 100, 1,000, 4,096
+rows (an index_select of [4,096, 3, 64] along its middle dimension took about a millisecond); 2-core
+AMD EPYC, quiet. With factorized vectors taken as they come (this version), MovieLens f4ft-int4
+(rank-4 int4 A, 3 of 8 tables factorized) against the fp32 baseline, paired CPU time of the whole
+serving call: 0.95x [0.93, 1.00], 1.01x, 1.00x, 1.01x, 0.99x at 1, 10, 100, 1,000, 4,096 rows, where
+the maps multiplied out by the lookup (a split, a matmul and a concatenation per side) gave 0.87-0.90x
+at every size.
+CPU only: on other devices DotDLRM multiplies the maps out and keeps batched matmuls. Built and
+loaded with the serving path's other C++ ops (recsys.serving.ops).
 """
 from __future__ import annotations
 
@@ -25,6 +39,8 @@ SOURCE = r"""
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <cstdint>
+#include <tuple>
+#include <vector>
 
 namespace recsys_dots {
 
@@ -39,51 +55,139 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return out;
 }
 
-at::Tensor candidate_dots(const at::Tensor& candidate, const at::Tensor& request, int64_t per_request, int64_t dim,
-                          const at::Tensor& left, const at::Tensor& right) {
-  TORCH_CHECK(candidate.dim() == 2 && request.dim() == 2, "candidate and request must be 2-d");
-  TORCH_CHECK(candidate.scalar_type() == at::kFloat && request.scalar_type() == at::kFloat,
-              "candidate and request must be float32");
-  TORCH_CHECK(dim > 0 && candidate.size(1) % dim == 0 && request.size(1) % dim == 0,
-              "widths ", candidate.size(1), " and ", request.size(1), " are not multiples of dim ", dim);
+// x (r coordinates) times B [r, dim] into out [dim].
+inline void multiply_out(const float* x, int64_t r, const float* B, int64_t dim, float* out) {
+  for (int64_t d = 0; d < dim; ++d) out[d] = 0.f;
+  for (int64_t i = 0; i < r; ++i) {
+    const float a = x[i];
+    const float* row = B + i * dim;
+    for (int64_t d = 0; d < dim; ++d) out[d] += a * row[d];
+  }
+}
+
+struct Layout {
+  int64_t s, k, dim;
+  std::vector<int64_t> width, at, start;  // per vector; start: its first column in its row
+  std::vector<int64_t> t_start;           // per candidate vector: its products with the request's in T
+  int64_t request_width = 0, candidate_width = 0, t_size = 0;
+};
+
+Layout layout_of(const at::Tensor& widths, const at::Tensor& map_at, const at::Tensor& maps, int64_t s, int64_t dim) {
+  TORCH_CHECK(widths.dim() == 1 && map_at.dim() == 1 && widths.numel() == map_at.numel() &&
+              widths.scalar_type() == at::kLong && map_at.scalar_type() == at::kLong,
+              "widths and map_at must be int64 vectors of one length");
+  TORCH_CHECK(s >= 1 && s <= widths.numel(), "s ", s, " is not 1..", widths.numel(), " vectors");
+  Layout L{s, widths.numel() - s, dim, {}, {}, {}, {}};
+  const at::Tensor w = widths.contiguous(), a = map_at.contiguous();
+  for (int64_t v = 0; v < widths.numel(); ++v) {
+    const int64_t wv = w.data_ptr<int64_t>()[v], av = a.data_ptr<int64_t>()[v];
+    if (av < 0) {
+      TORCH_CHECK(wv == dim, "vector ", v, " has no map and width ", wv, ", not dim ", dim);
+    } else {
+      TORCH_CHECK(wv > 0 && av + wv * dim <= maps.numel(), "vector ", v, "'s map of ", wv, " x ", dim,
+                  " at ", av, " lies outside the ", maps.numel(), " map values");
+    }
+    int64_t& row_width = v < s ? L.request_width : L.candidate_width;
+    L.width.push_back(wv);
+    L.at.push_back(av);
+    L.start.push_back(row_width);
+    row_width += wv;
+    if (v >= s) {
+      L.t_start.push_back(L.t_size);
+      if (av >= 0) L.t_size += s * wv;
+    }
+  }
+  return L;
+}
+
+std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, const at::Tensor& candidate,
+                                                   int64_t per_request, int64_t dim, int64_t s,
+                                                   const at::Tensor& widths, const at::Tensor& map_at,
+                                                   const at::Tensor& maps, const at::Tensor& left,
+                                                   const at::Tensor& right) {
+  TORCH_CHECK(request.dim() == 2 && candidate.dim() == 2, "request and candidate must be 2-d");
+  TORCH_CHECK(request.scalar_type() == at::kFloat && candidate.scalar_type() == at::kFloat &&
+              maps.scalar_type() == at::kFloat, "request, candidate and maps must be float32");
+  TORCH_CHECK(dim > 0, "dim must be positive, got ", dim);
+  const Layout L = layout_of(widths, map_at, maps, s, dim);
+  TORCH_CHECK(request.size(1) == L.request_width && candidate.size(1) == L.candidate_width, "rows of ",
+              request.size(1), " and ", candidate.size(1), " columns, the vectors take ", L.request_width, " and ",
+              L.candidate_width);
   TORCH_CHECK(per_request > 0 && candidate.size(0) == request.size(0) * per_request, candidate.size(0),
               " candidates are not ", request.size(0), " requests of ", per_request);
   TORCH_CHECK(left.dim() == 1 && right.dim() == 1 && left.numel() == right.numel() &&
               left.scalar_type() == at::kLong && right.scalar_type() == at::kLong,
               "left and right must be int64 vectors of one length");
-  const int64_t N = candidate.size(0), k = candidate.size(1) / dim, s = request.size(1) / dim, P = left.numel();
-  const at::Tensor c = candidate.contiguous(), r = request.contiguous();
-  const at::Tensor l = left.contiguous(), rt = right.contiguous();
-  const int64_t* lp = l.data_ptr<int64_t>();
-  const int64_t* rp = rt.data_ptr<int64_t>();
+  const int64_t n = request.size(0), k = L.k, P = left.numel();
+  const at::Tensor q_in = request.contiguous(), c_in = candidate.contiguous(), m_in = maps.contiguous();
+  const at::Tensor l_in = left.contiguous(), r_in = right.contiguous();
+  const int64_t* lp = l_in.data_ptr<int64_t>();
+  const int64_t* rp = r_in.data_ptr<int64_t>();
   for (int64_t p = 0; p < P; ++p) {
     TORCH_CHECK(lp[p] >= 0 && lp[p] < k && rp[p] >= 0 && rp[p] < k, "pair ", p, " (", lp[p], ", ", rp[p],
                 ") is not two of the ", k, " candidate vectors");
   }
+  at::Tensor request_dots = at::empty({n, s * s}, q_in.options());
+  at::Tensor candidate_dots = at::empty({n * per_request, k * s + P}, c_in.options());
+  const float* qv = q_in.data_ptr<float>();
+  const float* cv = c_in.data_ptr<float>();
+  const float* mv = m_in.data_ptr<float>();
+  float* rd = request_dots.data_ptr<float>();
+  float* cd = candidate_dots.data_ptr<float>();
   const int64_t width = k * s + P;
-  at::Tensor out = at::empty({N, width}, c.options());
-  const float* cv = c.data_ptr<float>();
-  const float* qv = r.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  at::parallel_for(0, N, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const float* mine = cv + row * k * dim;
-      const float* theirs = qv + (row / per_request) * s * dim;
-      float* dots = o + row * width;
-      for (int64_t j = 0; j < k; ++j) {
-        for (int64_t i = 0; i < s; ++i) dots[j * s + i] = dot(mine + j * dim, theirs + i * dim, dim);
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> S(s * dim), T(L.t_size), E(k * dim);
+    std::vector<const float*> vec(k);
+    for (int64_t q = begin; q < end; ++q) {
+      const float* raw = qv + q * L.request_width;
+      for (int64_t i = 0; i < s; ++i) {
+        const float* x = raw + L.start[i];
+        if (L.at[i] < 0) {
+          for (int64_t d = 0; d < dim; ++d) S[i * dim + d] = x[d];
+        } else {
+          multiply_out(x, L.width[i], mv + L.at[i], dim, &S[i * dim]);
+        }
       }
-      for (int64_t p = 0; p < P; ++p) dots[k * s + p] = dot(mine + lp[p] * dim, mine + rp[p] * dim, dim);
+      for (int64_t i = 0; i < s; ++i) {
+        for (int64_t j = 0; j < s; ++j) rd[q * s * s + i * s + j] = dot(&S[i * dim], &S[j * dim], dim);
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t v = s + j, r = L.width[v];
+        if (L.at[v] < 0) continue;
+        for (int64_t i = 0; i < s; ++i) {
+          for (int64_t c = 0; c < r; ++c) T[L.t_start[j] + i * r + c] = dot(mv + L.at[v] + c * dim, &S[i * dim], dim);
+        }
+      }
+      for (int64_t row = q * per_request; row < (q + 1) * per_request; ++row) {
+        const float* mine = cv + row * L.candidate_width;
+        float* out = cd + row * width;
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t v = s + j, r = L.width[v];
+          const float* x = mine + L.start[v];
+          for (int64_t i = 0; i < s; ++i) {
+            out[j * s + i] = L.at[v] < 0 ? dot(x, &S[i * dim], dim) : dot(x, &T[L.t_start[j] + i * r], r);
+          }
+          if (P > 0) {
+            if (L.at[v] < 0) {
+              vec[j] = x;
+            } else {
+              multiply_out(x, r, mv + L.at[v], dim, &E[j * dim]);
+              vec[j] = &E[j * dim];
+            }
+          }
+        }
+        for (int64_t p = 0; p < P; ++p) out[k * s + p] = dot(vec[lp[p]], vec[rp[p]], dim);
+      }
     }
   });
-  return out;
+  return {request_dots, candidate_dots};
 }
 
 }  // namespace recsys_dots
 
 TORCH_LIBRARY_FRAGMENT(recsys, m) {
-  m.def("candidate_dots(Tensor candidate, Tensor request, int per_request, int dim, Tensor left, Tensor right) "
-        "-> Tensor");
-  m.impl("candidate_dots", c10::DispatchKey::CPU, TORCH_FN(recsys_dots::candidate_dots));
+  m.def("dot_interaction(Tensor request, Tensor candidate, int per_request, int dim, int s, Tensor widths, "
+        "Tensor map_at, Tensor maps, Tensor left, Tensor right) -> (Tensor, Tensor)");
+  m.impl("dot_interaction", c10::DispatchKey::CPU, TORCH_FN(recsys_dots::dot_interaction));
 }
 """

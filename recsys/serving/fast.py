@@ -13,7 +13,7 @@ catalogue once (when given one), so a request is one user tower and a dot produc
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torchrec.models.dlrm import DLRM, InteractionArch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from recsys.models.dlrm import DLRMRanker
+from recsys.models.factorized import FactorizedEBC
 from recsys.models.logistic import ID_COLUMNS, LogisticRegression
 from recsys.models.two_tower import Tower, TwoTower
 from recsys.serving.lookup import Lookup
@@ -121,13 +122,17 @@ class DotDLRM(RequestModule):
     """TorchRec's DLRM with its dot interaction, its first over-arch layer split by the vectors its
     inputs come from: a request's vectors S (the dense arch output, the shared features) and each
     candidate's vectors I. The dense output and the dot products within S are a per-request term;
-    the dot products of I with S and within I are per candidate, all of a candidate's in one row
-    (`torch.ops.recsys.candidate_dots` on CPU, recsys.serving.dots_op; elsewhere `dots`), taken by
-    one matmul. The layer's weight columns are laid out once for the parts; no pair is gathered per call."""
+    the dot products of I with S and within I are per candidate, all of a candidate's in one row,
+    taken by one matmul. On CPU every dot product comes from one op (`torch.ops.recsys.dot_interaction`,
+    recsys.serving.dots_op), which takes a factorized EBC's features as the lookup gives them (r
+    coordinates and their map) and never multiplies a candidate's out for its products with the
+    request; elsewhere `dots`. The layer's weight columns are laid out once for the parts; no pair is
+    gathered per call."""
 
     def __init__(self, dlrm: DLRM, shared: Collection[str], first: nn.Linear, rest: nn.Module) -> None:
         load_ops()
-        lookup = Lookup(dlrm.sparse_arch.embedding_bag_collection, shared)
+        ebc = dlrm.sparse_arch.embedding_bag_collection
+        lookup = Lookup(ebc, shared, project=False)
         mine, theirs = lookup.shared_features, lookup.candidate_features
         super().__init__(lookup.groups, mine)
         self.lookup, self.dense_arch, self.rest = lookup, dense_layers(dlrm.dense_arch), rest
@@ -148,40 +153,63 @@ class DotDLRM(RequestModule):
                 dots_w[k * s + within.index((i, j))] = w[d + p]
             else:  # candidate vector, then request vector
                 dots_w[i * s + j if side_a == "I" else j * s + i] = w[d + p]
+        maps = ebc.feature_maps() if isinstance(ebc, FactorizedEBC) else {}
+        widths, map_at, flat = vector_maps([None, *(maps.get(f) for f in mine + theirs)], d)
         self.bias: torch.Tensor
         self.shared_w: torch.Tensor
         self.dots_w: torch.Tensor
         self.left: torch.Tensor
         self.right: torch.Tensor
+        self.widths: torch.Tensor
+        self.map_at: torch.Tensor
+        self.maps: torch.Tensor
         for name, value in (("bias", first.bias.detach().clone()), ("shared_w", shared_w), ("dots_w", dots_w),
                             ("left", torch.tensor([i for i, _ in within], dtype=torch.int64)),
-                            ("right", torch.tensor([j for _, j in within], dtype=torch.int64))):
+                            ("right", torch.tensor([j for _, j in within], dtype=torch.int64)),
+                            ("widths", widths), ("map_at", map_at), ("maps", flat)):
             self.register_buffer(name, value)
 
     def forward(self, dense: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor, permutes: list[torch.Tensor],
                 candidates: int) -> torch.Tensor:
-        n = dense.shape[0]
-        shared, candidate = self.lookup(values, lengths, permutes, n)
+        shared, candidate = self.lookup(values, lengths, permutes, dense.shape[0])
         d = self.dense_arch(dense)
         request = torch.cat([d, shared], 1)
-        s = request.view(n, self.s, self.dim)
-        bias = torch.addmm(self.bias, torch.cat([d, torch.bmm(s, s.transpose(1, 2)).flatten(1)], 1), self.shared_w)
-        h = broadcast(bias, candidates)
+        if request.is_cuda:
+            request_dots, dots = self.dots(request, candidate)
+        else:
+            request_dots, dots = torch.ops.recsys.dot_interaction(
+                request, candidate, candidates, self.dim, self.s, self.widths, self.map_at, self.maps, self.left,
+                self.right)
+        h = broadcast(torch.addmm(self.bias, torch.cat([d, request_dots], 1), self.shared_w), candidates)
         if self.k == 0:  # every feature is the request's (Criteo: each row its own request); h may be its row's view
             return self.rest(torch.relu(h)).squeeze(-1)
-        if candidate.is_cuda:
-            dots = self.dots(candidate, s)
-        else:
-            dots = torch.ops.recsys.candidate_dots(candidate, request, candidates, self.dim, self.left, self.right)
         return self.rest(torch.relu_(torch.addmm(h, dots, self.dots_w))).squeeze(-1)
 
-    def dots(self, candidate: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """What `candidate_dots` computes, by one batched matmul of each request's candidate vectors
-        with its vectors `s` [n, S, D] and two index_selects, a product and a sum (any device)."""
-        cross = torch.bmm(candidate.view(s.shape[0], -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
+    def dots(self, request: torch.Tensor, candidate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What `dot_interaction` computes, from the vectors multiplied out (the lookup's maps) by
+        batched matmuls and two index_selects, a product and a sum (any device)."""
+        n = request.shape[0]
+        shared = self.lookup.shared_map(request[:, self.dim:])
+        s = torch.cat([request[:, :self.dim], shared], 1).view(n, self.s, self.dim)
+        request_dots = torch.bmm(s, s.transpose(1, 2)).flatten(1)
+        if self.k == 0:
+            return request_dots, candidate
+        candidate = self.lookup.candidate_map(candidate)
+        cross = torch.bmm(candidate.view(n, -1, self.dim), s.transpose(1, 2)).view(-1, self.k * self.s)
         vectors = candidate.view(-1, self.k, self.dim)
         within = (vectors.index_select(1, self.left) * vectors.index_select(1, self.right)).sum(2)
-        return torch.cat([cross, within], 1)
+        return request_dots, torch.cat([cross, within], 1)
+
+
+def vector_maps(maps: Sequence[torch.Tensor | None], dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`dot_interaction`'s description of vectors with `maps` (None: a plain vector of `dim`): their
+    widths, where each map starts in the flat maps (-1: none) and the flat maps."""
+    widths = [dim if m is None else m.shape[0] for m in maps]
+    sizes = [0 if m is None else m.numel() for m in maps]
+    starts = [sum(sizes[:v]) if m is not None else -1 for v, m in enumerate(maps)]
+    flat = [m.detach().float().flatten() for m in maps if m is not None]
+    return (torch.tensor(widths, dtype=torch.int64), torch.tensor(starts, dtype=torch.int64),
+            torch.cat(flat) if flat else torch.zeros(0))
 
 
 class AnyDLRM(RequestModule):

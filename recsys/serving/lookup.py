@@ -225,39 +225,41 @@ def runs(features: list[str], owner: dict[str, tuple[int, int]]) -> list[tuple[i
 class Lookup(nn.Module):
     """`forward(values, lengths, permutes, n)` -> (shared [n, ...], candidate [N, ...]): the pooled
     embeddings of the request's (`shared`) and of the candidates' features of a RequestBatch's
-    `values` and `lengths`, `permutes[0]` locating `groups[0]` among its keys.
-    Columns follow `order`; by default the TBEs' own, with a factorized EBC's mapped features last
-    on each side (so no column gather after the maps); `shared_features` and `candidate_features`
-    list them. The request's ids are put in that order by one permute, checked against the
-    tables' rows (a pruned table's: its unpruned rows) and remapped (pruned tables) once for all
-    tables, then each side's runs of features from one TBE are pooled by one call of FBGEMM's
-    lookup op (`TableGroup`), straight into that side's columns: no TBE output is concatenated
-    and gathered again. The request's features are pooled over its n bags only, the candidates'
-    over all N (they were pooled over N bags too, every one past the n-th empty, and their first n
-    rows kept: at 4,096 rows of 64 requests, 16k empty bags a call; paired CPU time, old / new
-    path, fp32, 2 shared cores at load 8: 1.06x [0.96, 1.12] at 4,096 rows, 1.12x [0.99, 1.16] at
-    1,000, 1.00x at 1-100, scores identical). A pruned TBE's ids are thus checked once, before the
-    remap, whose output is in range by construction (FBGEMM's TBE checks them again after it).
-    On CPU the permute, the offsets, the check and the remap are one pass of one op for every
+    `values` and `lengths`, `permutes[0]` locating `groups[0]` among its keys. Columns follow
+    `order`; by default the TBEs' own, with a factorized EBC's mapped features last on each side (so
+    no column gather after the maps); `shared_features` and `candidate_features` list them. With
+    `project=False` a factorized feature keeps its r coordinates (its map not applied), for a caller
+    that takes them as they are. The request's ids are put in that order by one permute, checked
+    against the tables' rows (a pruned table's: its unpruned rows) and remapped (pruned tables) once
+    for all tables, then each side's runs of features from one TBE are pooled by one call of
+    FBGEMM's lookup op (`TableGroup`), straight into that side's columns: no TBE output is
+    concatenated and gathered again. The request's features are pooled over its n bags only, the
+    candidates' over all N (they were pooled over N bags too, every one past the n-th empty, and
+    their first n rows kept: at 4,096 rows of 64 requests, 16k empty bags a call; paired CPU time,
+    old / new path, fp32, 2 shared cores at load 8: 1.06x [0.96, 1.12] at 4,096 rows, 1.12x [0.99,
+    1.16] at 1,000, 1.00x at 1-100, scores identical). A pruned TBE's ids are thus checked once,
+    before the remap, whose output is in range by construction (FBGEMM's TBE checks them again after
+    it). On CPU the permute, the offsets, the check and the remap are one pass of one op for every
     variant (`ids_op`: FBGEMM has no op that checks and remaps at once, and its remap alone was a
-    pruned variant's whole extra cost at small batches. Paired CPU time, quickstart, 2 shared
-    cores, five runs at load 1-6: fp32 / pruned-int4 at 10 rows 0.94-0.98x with FBGEMM's ops,
-    1.00-1.03x with the fused op; the op costs the same with and without the remap (12-15 us a
-    call either way at 10-100 rows), yet at 100 rows the pruned variant stays 0.96-0.99x in both
-    (its interval below 1 in one run of five; its TBE lookups alone 0.98x [0.95, 1.03]); every
-    variant's path 1.05-1.22x faster with the fused op at every size); on CUDA, FBGEMM's ops
-    (`fbgemm_ids`). A pruned variant at 4,096 rows (quickstart, 41 paired rounds, load 4.5): its one
-    systematic extra cost is its remap, a load per id in the op (69 vs 58 us a call, 0.88x [0.81,
-    0.92]: ~11 us of a ~2 ms path); FBGEMM's int4 kernel pools the candidates' groups as fast as the
-    fp32 one on these cache-resident tables (unpruned int4 0.99x [0.91, 1.08] and [0.89, 1.10];
-    pruned, its item_id group 1.08x [1.04, 1.16] faster, 30% of its ids being pruned rows). The
-    bench's 0.95x 'slower' there lies within the spread of its A/A pair (two identical paths, 0.974x
-    [0.913, 0.997] in the same run).
+    pruned variant's whole extra cost at small batches. Paired CPU time, quickstart, 2 shared cores,
+    five runs at load 1-6: fp32 / pruned-int4 at 10 rows 0.94-0.98x with FBGEMM's ops, 1.00-1.03x
+    with the fused op; the op costs the same with and without the remap (12-15 us a call either way
+    at 10-100 rows), yet at 100 rows the pruned variant stays 0.96-0.99x in both (its interval below
+    1 in one run of five; its TBE lookups alone 0.98x [0.95, 1.03]); every variant's path 1.05-1.22x
+    faster with the fused op at every size); on CUDA, FBGEMM's ops (`fbgemm_ids`). A pruned variant
+    at 4,096 rows (quickstart, 41 paired rounds, load 4.5): its one systematic extra cost is its
+    remap, a load per id in the op (69 vs 58 us a call, 0.88x [0.81, 0.92]: ~11 us of a ~2 ms path);
+    FBGEMM's int4 kernel pools the candidates' groups as fast as the fp32 one on these cache-
+    resident tables (unpruned int4 0.99x [0.91, 1.08] and [0.89, 1.10]; pruned, its item_id group
+    1.08x [1.04, 1.16] faster, 30% of its ids being pruned rows). The bench's 0.95x 'slower' there
+    lies within the spread of its A/A pair (two identical paths, 0.974x [0.913, 0.997] in the same
+    run).
     (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
     measured slower: 71 vs 65 us for one request's lookups, 642 vs 519 us at 4,096 rows, one
     thread: the candidates' columns are then strided and copied once more.)"""
 
-    def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None) -> None:
+    def __init__(self, ebc: nn.Module, shared: Collection[str], order: Sequence[str] | None = None,
+                 project: bool = True) -> None:
         super().__init__()
         load_ops()
         tbes, tbe_features, dims = tbes_of(ebc)
@@ -267,6 +269,7 @@ class Lookup(nn.Module):
         if sorted(order) != sorted(dims):
             raise ValueError(f"serving features {sorted(order)} are not the EBC's {sorted(dims)}")
         maps = ebc.feature_maps() if isinstance(ebc, FactorizedEBC) else {}
+        self.project = project
         self.shared_map, shared_order, self.shared_features = side_map(
             [f for f in order if f in shared], dims, maps, keep_order)
         self.candidate_map, candidate_order, self.candidate_features = side_map(
@@ -332,6 +335,8 @@ class Lookup(nn.Module):
         for i, group in enumerate(self.candidate_groups):
             first, last = self.candidate_spans[i]
             candidate.append(group(ids, offsets, bags, mine * n + (first - mine) * rows, last - first, rows))
+        if not self.project:
+            return joined(shared, n, ids.device), joined(candidate, rows, ids.device)
         return (self.shared_map(joined(shared, n, ids.device)),
                 self.candidate_map(joined(candidate, rows, ids.device)))
 
