@@ -13,10 +13,11 @@ from `map_at[v]` (-1: plain). Its vector is then coordinates @ B. Outputs: reque
 = request vector i . request vector j; candidate_dots[c, j * s + i] = candidate vector j . request
 vector i, then [c, k * s + p] = candidate vector left[p] . candidate vector right[p] (left, right:
 int64 [P], each in [0, k)).
-A request's factorized vectors are multiplied out once per request, as is, for each factorized
-candidate vector j, B_j times each request vector (r numbers each); a candidate's products with its
-request are then r multiply-adds for a factorized vector (dim for a plain one), and its vectors are
-multiplied out (r * dim) only for the pairs among them. Each dot product sums in eight interleaved
+A request's factorized vectors are multiplied out once per request. A factorized candidate vector j
+meets the request's vectors through T = B_j times each request vector, computed once per request,
+then r multiply-adds per product (dim for a plain vector), or, where a request has too few
+candidates for T to pay (about r or fewer), multiplied out (r * dim) like the vectors of the pairs
+among a candidate's own. Each dot product sums in eight interleaved
 partial sums (vectorizable without reassociation), added pairwise: the results differ from BLAS
 products of the multiplied-out vectors by float32 rounding only. Requests are split across torch's
 intra-op threads (at::parallel_for).
@@ -135,6 +136,15 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
   float* rd = request_dots.data_ptr<float>();
   float* cd = candidate_dots.data_ptr<float>();
   const int64_t width = k * s + P;
+  // A factorized candidate vector meets the request's vectors through T (s * r dot products of dim per
+  // request, then r multiply-adds each) or multiplied out (r * dim, then dim each), whichever costs less.
+  std::vector<char> via_t(k, 0);
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t r = L.width[s + j];
+    const int64_t through_t = s * r * dim + per_request * s * r;
+    const int64_t multiplied = per_request * s * dim + (P > 0 ? 0 : per_request * r * dim);
+    via_t[j] = L.at[s + j] >= 0 && through_t < multiplied;
+  }
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> S(s * dim), T(L.t_size), E(k * dim);
     std::vector<const float*> vec(k);
@@ -153,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
       }
       for (int64_t j = 0; j < k; ++j) {
         const int64_t v = s + j, r = L.width[v];
-        if (L.at[v] < 0) continue;
+        if (!via_t[j]) continue;
         for (int64_t i = 0; i < s; ++i) {
           for (int64_t c = 0; c < r; ++c) T[L.t_start[j] + i * r + c] = dot(mv + L.at[v] + c * dim, &S[i * dim], dim);
         }
@@ -164,16 +174,13 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
         for (int64_t j = 0; j < k; ++j) {
           const int64_t v = s + j, r = L.width[v];
           const float* x = mine + L.start[v];
-          for (int64_t i = 0; i < s; ++i) {
-            out[j * s + i] = L.at[v] < 0 ? dot(x, &S[i * dim], dim) : dot(x, &T[L.t_start[j] + i * r], r);
+          vec[j] = x;
+          if (L.at[v] >= 0 && (P > 0 || !via_t[j])) {
+            multiply_out(x, r, mv + L.at[v], dim, &E[j * dim]);
+            vec[j] = &E[j * dim];
           }
-          if (P > 0) {
-            if (L.at[v] < 0) {
-              vec[j] = x;
-            } else {
-              multiply_out(x, r, mv + L.at[v], dim, &E[j * dim]);
-              vec[j] = &E[j * dim];
-            }
+          for (int64_t i = 0; i < s; ++i) {
+            out[j * s + i] = via_t[j] ? dot(x, &T[L.t_start[j] + i * r], r) : dot(vec[j], &S[i * dim], dim);
           }
         }
         for (int64_t p = 0; p < P; ++p) out[k * s + p] = dot(vec[lp[p]], vec[rp[p]], dim);
