@@ -56,13 +56,23 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return out;
 }
 
-// x (r coordinates) times B [r, dim] into out [dim].
+// x (r coordinates) times B [r, dim] into out [dim], eight columns at a time summed over the r rows in
+// registers (a loop over the rows writing all of out each time ran at half the speed).
 inline void multiply_out(const float* x, int64_t r, const float* B, int64_t dim, float* out) {
-  for (int64_t d = 0; d < dim; ++d) out[d] = 0.f;
-  for (int64_t i = 0; i < r; ++i) {
-    const float a = x[i];
-    const float* row = B + i * dim;
-    for (int64_t d = 0; d < dim; ++d) out[d] += a * row[d];
+  int64_t d = 0;
+  for (; d + 8 <= dim; d += 8) {
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (int64_t i = 0; i < r; ++i) {
+      const float a = x[i];
+      const float* row = B + i * dim + d;
+      for (int u = 0; u < 8; ++u) acc[u] += a * row[u];
+    }
+    for (int u = 0; u < 8; ++u) out[d + u] = acc[u];
+  }
+  for (; d < dim; ++d) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < r; ++i) acc += x[i] * B[i * dim + d];
+    out[d] = acc;
   }
 }
 
