@@ -148,11 +148,12 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
   const int64_t width = k * s + P;
   // A factorized candidate vector meets the request's vectors through T (s * r dot products of dim per
   // request, then r multiply-adds each) or multiplied out (r * dim, then dim each), whichever costs less.
-  std::vector<char> via_t(k, 0);
+  std::vector<char> via_t(k, 0), in_pair(k, 0);
+  for (int64_t p = 0; p < P; ++p) in_pair[lp[p]] = in_pair[rp[p]] = 1;
   for (int64_t j = 0; j < k; ++j) {
     const int64_t r = L.width[s + j];
     const int64_t through_t = s * r * dim + per_request * s * r;
-    const int64_t multiplied = per_request * s * dim + (P > 0 ? 0 : per_request * r * dim);
+    const int64_t multiplied = per_request * s * dim + (in_pair[j] ? 0 : per_request * r * dim);
     via_t[j] = L.at[s + j] >= 0 && through_t < multiplied;
   }
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
@@ -174,8 +175,8 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
       for (int64_t j = 0; j < k; ++j) {
         const int64_t v = s + j, r = L.width[v];
         if (!via_t[j]) continue;
-        for (int64_t i = 0; i < s; ++i) {
-          for (int64_t c = 0; c < r; ++c) T[L.t_start[j] + i * r + c] = dot(mv + L.at[v] + c * dim, &S[i * dim], dim);
+        for (int64_t c = 0; c < r; ++c) {  // T_j [r, s]: row c of B_j . each request vector
+          for (int64_t i = 0; i < s; ++i) T[L.t_start[j] + c * s + i] = dot(mv + L.at[v] + c * dim, &S[i * dim], dim);
         }
       }
       for (int64_t row = q * per_request; row < (q + 1) * per_request; ++row) {
@@ -185,12 +186,20 @@ std::tuple<at::Tensor, at::Tensor> dot_interaction(const at::Tensor& request, co
           const int64_t v = s + j, r = L.width[v];
           const float* x = mine + L.start[v];
           vec[j] = x;
-          if (L.at[v] >= 0 && (P > 0 || !via_t[j])) {
+          if (L.at[v] >= 0 && (in_pair[j] || !via_t[j])) {
             multiply_out(x, r, mv + L.at[v], dim, &E[j * dim]);
             vec[j] = &E[j * dim];
           }
-          for (int64_t i = 0; i < s; ++i) {
-            out[j * s + i] = via_t[j] ? dot(x, &T[L.t_start[j] + i * r], r) : dot(vec[j], &S[i * dim], dim);
+          float* cross = out + j * s;
+          if (via_t[j]) {  // x [r] times T_j [r, s], the s products side by side
+            for (int64_t i = 0; i < s; ++i) cross[i] = 0.f;
+            for (int64_t c = 0; c < r; ++c) {
+              const float a = x[c];
+              const float* t = &T[L.t_start[j] + c * s];
+              for (int64_t i = 0; i < s; ++i) cross[i] += a * t[i];
+            }
+          } else {
+            for (int64_t i = 0; i < s; ++i) cross[i] = dot(vec[j], &S[i * dim], dim);
           }
         }
         for (int64_t p = 0; p < P; ++p) out[k * s + p] = dot(vec[lp[p]], vec[rp[p]], dim);
