@@ -24,12 +24,13 @@ TOLERANCE = {"float": 5e-6, "fp32": 5e-6, "fp16": 5e-6, "int8": 5e-6, "int4": 5e
 KINDS = ("dlrm", "dcn", "two_tower", "logistic")
 
 
-def compressed(model: torch.nn.Module, precision: str, prune: bool = False, catalogue=None) -> CompressedScorer:
-    """`model` with every table packed at `precision`; with `prune`, item_id and user_id keep 60%
+def compressed(model: torch.nn.Module, precision: str, prune: bool = False, catalogue=None,
+               pruned: tuple[str, ...] = ("t_item_id", "t_user_id")) -> CompressedScorer:
+    """`model` with every table packed at `precision`; with `prune`, the `pruned` tables keep 60%
     of their rows (the other ids look up zeros through the TBE's remap)."""
     tables = float_tables(model)
     if prune:
-        for name in ("t_item_id", "t_user_id"):
+        for name in pruned:
             if name in tables:
                 keep = torch.rand(tables[name].num_embeddings, generator=torch.Generator().manual_seed(1)) < 0.6
                 tables[name] = apply_mask(tables[name], keep)
@@ -63,6 +64,15 @@ def test_float_model(random_model, kind, candidates):
 ])
 def test_compressed_model(random_model, kind, precision):
     check_same_scores(compressed(random_model(kind), precision), precision, 7)
+
+
+@pytest.mark.parametrize("n, candidates", [(1, 7), (5, 1), (40, 7)])
+def test_pruned_mean_pooled_tables_score_as_the_model_does(random_model, n, candidates):
+    """A pruned row's ids pool as zeros and MEAN pooling divides by the whole bag: multi-hot tables
+    pruned on both sides score as the model does, below and above MEAN_BY_SCALE_ROWS rows a call."""
+    pruned = ("t_user_tags", "t_item_tags", "t_item_id")
+    scorer = compressed(random_model("dlrm"), "int8", prune=True, pruned=pruned)
+    check_same_scores(scorer, "int8", candidates, n=n)
 
 
 @pytest.mark.parametrize("kind", ["dlrm", "two_tower"])
