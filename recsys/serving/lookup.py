@@ -249,9 +249,12 @@ class Lookup(nn.Module):
     faster with the fused op at every size); on CUDA, FBGEMM's ops (`fbgemm_ids`). A pruned variant
     at 4,096 rows (quickstart, 41 paired rounds, load 4.5): its one systematic extra cost is its
     remap, a load per id in the op (69 vs 58 us a call, 0.88x [0.81, 0.92]: ~11 us of a ~2 ms path);
-    FBGEMM's int4 kernel pools the candidates' groups as fast as the fp32 one on these cache-
-    resident tables (unpruned int4 0.99x [0.91, 1.08] and [0.89, 1.10]; pruned, its item_id group
-    1.08x [1.04, 1.16] faster, 30% of its ids being pruned rows). The bench's 0.95x 'slower' there
+    FBGEMM's int4 kernel pooled the candidates' groups as fast as the fp32 one on these cache-
+    resident tables then (unpruned int4 0.99x [0.91, 1.08] and [0.89, 1.10]; pruned, its item_id group
+    1.08x [1.04, 1.16] faster, 30% of its ids being pruned rows); timed group by group later (one
+    thread, quiet, the quickstart's test requests, which hit no pruned row), its two candidate groups
+    took 7% (SUM, two dim-16 features: 93 vs 87 us) and 15% (the multi-hot MEAN feature: 142 vs 123 us)
+    longer in int4 than in fp32. The bench's 0.95x 'slower' there
     lies within the spread of its A/A pair (two identical paths, 0.974x [0.913, 0.997] in the same
     run).
     (Pooling both sides' features of a TBE in one call, two lookup ops fewer for the quickstart,
